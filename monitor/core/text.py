@@ -1,0 +1,140 @@
+"""One normalization for rules and articles alike, with offsets back into the original text.
+
+``fold`` maps every character of a text (NFKC, case fold, diacritics removed, typographic quotes
+and dashes made plain) and remembers which original character each folded one came from;
+``tokenize`` splits the folded text into words of letters and digits, joins dotted abbreviations
+(``U.S.`` → ``us``) and drops the possessive ``'s``. Each token keeps its start and end offset in
+the original text, so a match can be highlighted exactly where it was found.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
+
+_SPECIAL = {
+    **dict.fromkeys("‘’‚‛′ʼʹ`´", "'"),
+    **dict.fromkeys("“”„‟″«»", '"'),
+    **dict.fromkeys("‐‑‒–—―−⁃﹘﹣", "-"),
+    # Letters that carry their mark in the base character and so survive NFD unchanged.
+    "ø": "o",
+    "Ø": "o",
+    "ł": "l",
+    "Ł": "l",
+    "đ": "d",
+    "Đ": "d",
+    "ħ": "h",
+    "Ħ": "h",
+    "ı": "i",
+    "æ": "ae",
+    "Æ": "ae",
+    "œ": "oe",
+    "Œ": "oe",
+    "þ": "th",
+    "Þ": "th",
+}
+
+# Word runs of letters and digits; dotted single letters (U.S., u.s.a) join into one word.
+_TOKEN = re.compile(
+    r"(?P<abbr>(?:[^\W\d_]\.){2,}(?![^\W_])|[^\W\d_](?:\.[^\W\d_])+(?![^\W_]))|[^\W_]+"
+)
+
+
+@lru_cache(maxsize=1 << 16)
+def fold_char(char: str) -> str:
+    """The folded form of one character: may be empty (a combining mark) or longer (``ß``)."""
+    special = _SPECIAL.get(char)
+    if special is not None:
+        return special
+    folded = unicodedata.normalize("NFKC", char).casefold()
+    decomposed = unicodedata.normalize("NFD", folded)
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return "".join(_SPECIAL.get(c, c) for c in plain)
+
+
+@dataclass(frozen=True, slots=True)
+class Folded:
+    """A folded text and, for each of its characters, the index of the original character."""
+
+    text: str
+    offsets: tuple[int, ...] | None  # None: identical positions (ASCII input)
+    original_length: int
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """Map a folded ``[start, end)`` span back to the original text."""
+        if self.offsets is None:
+            return start, end
+        if start >= end:
+            pos = self.offsets[start] if start < len(self.offsets) else self.original_length
+            return pos, pos
+        # Characters that folded to nothing (combining marks) after the last one belong to it.
+        nxt = self.offsets[end] if end < len(self.offsets) else self.original_length
+        return self.offsets[start], max(self.offsets[end - 1] + 1, nxt)
+
+
+def fold(text: str) -> Folded:
+    """Fold ``text`` character by character, keeping the way back to original offsets."""
+    if text.isascii():
+        return Folded(text.lower(), None, len(text))
+    parts: list[str] = []
+    offsets: list[int] = []
+    for index, char in enumerate(text):
+        folded = char.lower() if char < "\x80" else fold_char(char)
+        parts.append(folded)
+        offsets.extend([index] * len(folded))
+    return Folded("".join(parts), tuple(offsets), len(text))
+
+
+class Token(NamedTuple):
+    """A normalized word and where it stands in the original text."""
+
+    word: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    """The tokens of one text, as parallel tuples (cheap to build, cheap to scan)."""
+
+    words: tuple[str, ...]
+    starts: tuple[int, ...]
+    ends: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def __getitem__(self, index: int) -> Token:
+        return Token(self.words[index], self.starts[index], self.ends[index])
+
+    def as_list(self) -> list[Token]:
+        return [Token(w, s, e) for w, s, e in zip(self.words, self.starts, self.ends, strict=True)]
+
+
+def tokenize(text: str) -> Tokens:
+    """Split ``text`` into normalized tokens with offsets into ``text`` itself."""
+    folded = fold(text)
+    ftext = folded.text
+    words: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    for match in _TOKEN.finditer(ftext):
+        fstart, fend = match.span()
+        word = match.group()
+        if match.lastgroup == "abbr":
+            word = word.replace(".", "")
+        elif word == "s" and fstart >= 2 and ftext[fstart - 1] == "'" and ftext[fstart - 2].isalpha():
+            continue  # possessive 's: "Russia's" is the token "russia"
+        start, end = folded.span(fstart, fend)
+        words.append(word)
+        starts.append(start)
+        ends.append(end)
+    return Tokens(tuple(words), tuple(starts), tuple(ends))
+
+
+def normalize(text: str) -> str:
+    """The normalized words of ``text`` joined by single spaces."""
+    return " ".join(tokenize(text).words)

@@ -1,0 +1,65 @@
+"""One root error for newsmonitor; specific errors also inherit the builtin they resemble."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class MonitorError(Exception):
+    """Root of every error newsmonitor raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One invalid thing in the user's configuration, located as ``path:line:col``."""
+
+    path: str
+    line: int
+    column: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}: {self.message}"
+
+
+class ConfigError(MonitorError, ValueError):
+    """Invalid watch configuration or settings; carries every problem found, in file order."""
+
+    def __init__(self, problems: list[Problem] | Problem | str) -> None:
+        if isinstance(problems, str):
+            problems = [Problem("<config>", 0, 0, problems)]
+        elif isinstance(problems, Problem):
+            problems = [problems]
+        self.problems: list[Problem] = sorted(
+            problems, key=lambda p: (p.path, p.line, p.column, p.message)
+        )
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class QuerySyntaxError(MonitorError, ValueError):
+    """A query that cannot be parsed; ``offset`` is the 0-based character position in the query."""
+
+    def __init__(self, message: str, offset: int) -> None:
+        self.message = message
+        self.offset = offset
+        super().__init__(f"{message} (at character {offset + 1})")
+
+
+class SourceError(MonitorError):
+    """A source could not be read or parsed."""
+
+
+class FetchError(SourceError):
+    """A source could not be fetched."""
+
+
+class StoreError(MonitorError, ConnectionError):
+    """Redis could not be reached or answered with an error."""
+
+
+class DeliveryError(MonitorError):
+    """A channel did not accept an alert; ``retryable`` tells the dispatcher whether to try again."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        self.retryable = retryable
+        super().__init__(message)

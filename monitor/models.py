@@ -1,0 +1,135 @@
+"""The frozen types that flow through newsmonitor: Item → RuleMatch → Alert."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+Severity = Literal["low", "normal", "high", "critical"]
+SEVERITIES: tuple[Severity, ...] = ("low", "normal", "high", "critical")
+FIELDS: tuple[str, ...] = ("title", "text", "url", "source", "author")
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One article from one source, as read; the unit that is matched and deduplicated."""
+
+    id: str
+    source: str
+    title: str
+    text: str
+    url: str | None = None
+    published: datetime | None = None
+    guid: str | None = None
+    authors: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    language: str | None = None
+    path: str | None = None
+
+    def field(self, name: str) -> str:
+        """The text of a matchable field (see ``FIELDS``)."""
+        if name == "author":
+            return ", ".join(self.authors)
+        value = getattr(self, name)
+        return value if isinstance(value, str) else ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["published"] = self.published.isoformat() if self.published else None
+        data["authors"] = list(self.authors)
+        data["tags"] = list(self.tags)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Item:
+        return cls(
+            id=data["id"],
+            source=data["source"],
+            title=data.get("title") or "",
+            text=data.get("text") or "",
+            url=data.get("url"),
+            published=_dt(data.get("published")),
+            guid=data.get("guid"),
+            authors=tuple(data.get("authors") or ()),
+            tags=tuple(data.get("tags") or ()),
+            language=data.get("language"),
+            path=data.get("path"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One occurrence of a query term in an item: ``start``/``end`` index the original field text."""
+
+    field: str
+    term: str
+    start: int
+    end: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Match:
+        return cls(data["field"], data["term"], int(data["start"]), int(data["end"]))
+
+
+@dataclass(frozen=True, slots=True)
+class RuleMatch:
+    """A rule that matched an item, with the term occurrences that made it match."""
+
+    rule: str
+    matches: tuple[Match, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """What a channel delivers: one rule matched one story, first time or as a follow-up."""
+
+    id: str
+    rule: str
+    rule_name: str
+    severity: Severity
+    item: Item
+    story: str
+    matches: tuple[Match, ...]
+    channels: tuple[str, ...]
+    followup: bool = False
+    sources: int = 1
+    created: datetime | None = field(default=None, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "rule": self.rule,
+            "rule_name": self.rule_name,
+            "severity": self.severity,
+            "item": self.item.to_dict(),
+            "story": self.story,
+            "matches": [m.to_dict() for m in self.matches],
+            "channels": list(self.channels),
+            "followup": self.followup,
+            "sources": self.sources,
+            "created": self.created.isoformat() if self.created else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Alert:
+        return cls(
+            id=data["id"],
+            rule=data["rule"],
+            rule_name=data.get("rule_name") or data["rule"],
+            severity=data.get("severity", "normal"),
+            item=Item.from_dict(data["item"]),
+            story=data["story"],
+            matches=tuple(Match.from_dict(m) for m in data.get("matches") or ()),
+            channels=tuple(data.get("channels") or ()),
+            followup=bool(data.get("followup", False)),
+            sources=int(data.get("sources", 1)),
+            created=_dt(data.get("created")),
+        )

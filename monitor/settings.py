@@ -1,0 +1,30 @@
+"""Process settings from the environment (prefix ``MONITOR_``) and an optional ``.env`` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything that is not watch configuration: where state lives and how to log."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MONITOR_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    redis_url: str | None = Field(
+        default=None, description="Redis server URL; unset runs an embedded Redis in data_dir."
+    )
+    data_dir: Path = Field(default=Path("data"), description="Embedded Redis database and state.")
+    rules_dir: Path = Field(default=Path("rules"), description="The watch configuration (YAML).")
+    key_prefix: str = Field(default="monitor:", description="Prefix of every Redis key.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    seen_ttl: int = Field(default=30 * 86400, gt=0, description="Seconds a seen item is kept.")
+    stream_maxlen: int = Field(
+        default=100_000, gt=0, description="Approximate cap on the items and outbox streams."
+    )
+    batch_size: int = Field(default=100, gt=0, description="Stream entries read per batch.")
