@@ -19,6 +19,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
+        if self.line <= 0:
+            return f"{self.path}: {self.message}"
         return f"{self.path}:{self.line}:{self.column}: {self.message}"
 
 
@@ -58,7 +60,7 @@ class StoreError(MonitorError, ConnectionError):
 
 
 class DeliveryError(MonitorError):
-    """A channel did not accept an alert; ``retryable`` tells the dispatcher whether to try again."""
+    """A channel refused an alert; ``retryable`` tells the dispatcher whether to try again."""
 
     def __init__(self, message: str, *, retryable: bool) -> None:
         self.retryable = retryable

@@ -64,7 +64,7 @@ class Item:
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    """One occurrence of a query term in an item: ``start``/``end`` index the original field text."""
+    """One occurrence of a query term: ``start``/``end`` index the original field text."""
 
     field: str
     term: str

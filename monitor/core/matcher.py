@@ -5,7 +5,8 @@ over the space-joined token stream of a field: ``" security council "`` finds th
 token boundaries, ``" releas"`` (no trailing space) finds every token starting with it. One pass
 of the automaton over each field finds all occurrences of all terms at once, so the cost per item
 grows with the text and the number of hits, not with the number of rules. Only rules with a term
-that occurred are evaluated, plus the few that could match without one (``NOT x``, regex-only).
+that must occur for them to match (their rarest required terms, see ``anchors``) are evaluated,
+plus the few that could match without any term (``NOT x``, regex-only).
 """
 
 from __future__ import annotations
@@ -38,6 +39,42 @@ class _Tri(Enum):
     NO = 0
     MAYBE = 1
     YES = 2
+
+
+_NO_ANCHOR = (float("inf"), frozenset[q.Term]())
+
+
+def _term_cost(term: q.Term) -> float:
+    """A rough guess of how often a term occurs: phrases are rarer than words, prefixes commoner."""
+    cost = 1.0 / 10.0 ** (len(term.words) - 1)
+    return cost * (3.0 if term.prefix else 1.0) / min(max(len(term.words[-1]), 1), 8) * 8
+
+
+def anchors(node: q.Node) -> tuple[float, frozenset[q.Term]]:
+    """Terms of which at least one must occur for ``node`` to be true, chosen to be rare.
+
+    An AND needs only its most selective child; an OR needs all of its children's anchors. A rule
+    is looked at only when one of its anchors occurs, so adding rules that share a common word
+    does not make every item evaluate all of them.
+    """
+    if isinstance(node, q.Term):
+        return _term_cost(node), frozenset({node})
+    if isinstance(node, q.Entity):
+        return sum(_term_cost(t) for t in node.terms), frozenset(node.terms)
+    if isinstance(node, q.Regex | q.Not):
+        return _NO_ANCHOR
+    if isinstance(node, q.Near):
+        return min(anchors(node.left), anchors(node.right), key=_cost)
+    options = [anchors(child) for child in node.children]
+    if isinstance(node, q.And):
+        return min(options, key=_cost)
+    if any(cost == float("inf") for cost, _ in options):
+        return _NO_ANCHOR
+    return sum(cost for cost, _ in options), frozenset().union(*(terms for _, terms in options))
+
+
+def _cost(anchor: tuple[float, frozenset[q.Term]]) -> float:
+    return anchor[0]
 
 
 def _without_terms(node: q.Node) -> _Tri:
@@ -102,16 +139,17 @@ class Matcher:
         fields: set[str] = set()
         self._automaton = ahocorasick.Automaton()
         for index, rule in enumerate(self.rules):
-            terms = set()
             for leaf in q.leaves(rule.expr):
                 fields |= leaf.fields or set()
                 for term in leaf.terms if isinstance(leaf, q.Entity) else (leaf,):
                     if isinstance(term, q.Term):
-                        terms.add(self._add_term(term))
-            for term_id in terms:
-                self._rules_by_term[term_id].append(index)
-            if _without_terms(rule.expr) is not _Tri.NO:
+                        self._add_term(term)
+            cost, required = anchors(rule.expr)
+            if _without_terms(rule.expr) is not _Tri.NO or cost == float("inf"):
                 self._always.append(index)
+                continue
+            for term_id in {self._term_ids[(t.words, t.prefix)] for t in required}:
+                self._rules_by_term[term_id].append(index)
         self._fields = tuple(f for f in FIELDS if f in fields)
         if self._term_ids:
             self._automaton.make_automaton()
@@ -240,6 +278,18 @@ class _Evaluation:
 
 
 def _ordered(matches: Iterable[Match]) -> tuple[Match, ...]:
+    """In text order, each place once: a match inside a longer one ("Maduro" within "Nicolás
+    Maduro") is left out, so highlights never nest."""
     order = {name: i for i, name in enumerate(FIELDS)}
-    unique = set(matches)
-    return tuple(sorted(unique, key=lambda m: (order[m.field], m.start, m.end, m.term)))
+    ranked = sorted(set(matches), key=lambda m: (order[m.field], m.start, -m.end, m.term))
+    kept: list[Match] = []
+    for match in ranked:
+        last = kept[-1] if kept else None
+        if (
+            last
+            and last.field == match.field
+            and last.start <= match.start <= match.end <= last.end
+        ):
+            continue
+        kept.append(match)
+    return tuple(kept)

@@ -139,7 +139,9 @@ def make_regex(pattern: str, offset: int = 0, *, fields: Fields = None) -> Regex
         compile_regex(pattern)
     except re2.error as exc:
         reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
-        raise QuerySyntaxError(f"invalid regular expression /{pattern}/: {reason}", offset) from None
+        raise QuerySyntaxError(
+            f"invalid regular expression /{pattern}/: {reason}", offset
+        ) from None
     return Regex(pattern, fields)
 
 
@@ -235,22 +237,17 @@ def _lex(query: str) -> list[_Tok]:
             star = i < n and query[i] == "*"
             toks.append(_Tok("PHRASE", value + ("*" if star else ""), i - len(value) - 2))
             i += star
-        elif c == "/" and _term_may_start(toks):
+        elif c == "/":
             start = i
             value, i = _read_quoted(query, i, "/", "regular expression")
             toks.append(_Tok("REGEX", value, start))
-        elif c == "-" and i + 1 < n and not query[i + 1].isspace() and _term_may_start(toks):
+        elif c == "-" and i + 1 < n and not query[i + 1].isspace():
             toks.append(_Tok("MINUS", c, i))
             i += 1
         else:
             i = _lex_word(query, i, toks)
     toks.append(_Tok("END", "", n))
     return toks
-
-
-def _term_may_start(toks: list[_Tok]) -> bool:
-    """A '/' or '-' starts a regex or a negation only where a new term may begin."""
-    return not toks or toks[-1].kind not in {"PHRASE", "WORD", "ENTITY", "REGEX", "RPAREN"}
 
 
 def _read_quoted(query: str, start: int, quote: str, what: str) -> tuple[str, int]:
@@ -418,4 +415,3 @@ def describe(node: Node) -> str:
     if node.fields is not None:
         return f"{'|'.join(sorted(node.fields))}:{body}"
     return body
-

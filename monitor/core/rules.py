@@ -163,6 +163,9 @@ class EntitySpec(_Spec):
     aliases: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
 
 
+_DEFAULT_FIELDS: list[FieldName] = ["title", "text"]
+
+
 class RuleSpec(_Spec):
     model_config = ConfigDict(populate_by_name=True)
 
@@ -176,7 +179,7 @@ class RuleSpec(_Spec):
     channels: list[str] | None = None
     cooldown: Duration = 24 * 3600
     sources: list[str] | None = None
-    fields: list[FieldName] = Field(default_factory=lambda: ["title", "text"], min_length=1)
+    fields: list[FieldName] = Field(default_factory=lambda: _DEFAULT_FIELDS.copy(), min_length=1)
     enabled: bool = True
 
 
@@ -285,12 +288,15 @@ class _Reader:
                         key_node, f"duplicate key '{key}' (first at line {line}, column {col})"
                     )
                     continue
-                self.doc.keys[key_loc] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                self.doc.keys[key_loc] = (
+                    key_node.start_mark.line + 1,
+                    key_node.start_mark.column + 1,
+                )
                 out[key] = self.convert(value_node, key_loc)
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.convert(child, (*loc, i)) for i, child in enumerate(node.value)]
-        self.doc.styles[loc] = node.style
+        self.doc.styles[loc] = node.style if isinstance(node, yaml.ScalarNode) else None
         value = self.scalar(node)
         if isinstance(value, str) and "${" in value:
             value = self.expand(value, node)
@@ -350,7 +356,9 @@ class _Builder:
         if doc.data is None:
             return
         if not isinstance(doc.data, dict):
-            self.error(doc, (), "the file must be a mapping with sources, entities, rules, channels")
+            self.error(
+                doc, (), "the file must be a mapping with sources, entities, rules, channels"
+            )
             return
         for key, value in doc.data.items():
             if key not in _TOP:
@@ -358,7 +366,9 @@ class _Builder:
             elif value is not None:
                 getattr(self, f"collect_{key}")(doc, value)
 
-    def collect_list(self, doc: _Doc, kind: str, value: Any) -> Iterable[tuple[Path_, dict[str, Any]]]:
+    def collect_list(
+        self, doc: _Doc, kind: str, value: Any
+    ) -> Iterable[tuple[Path_, dict[str, Any]]]:
         if not isinstance(value, list):
             self.error(doc, (kind,), f"'{kind}' must be a list")
             return
@@ -432,10 +442,14 @@ class _Builder:
         elif err["type"] == "missing":
             self.error(doc, loc, f"{name}: required key is missing")
         elif err["type"] == "union_tag_invalid" or err["type"] == "union_tag_not_found":
-            kinds = ", ".join(err.get("ctx", {}).get("expected_tags", "").replace("'", "").split(", "))
+            kinds = ", ".join(
+                err.get("ctx", {}).get("expected_tags", "").replace("'", "").split(", ")
+            )
             self.error(doc, (*where, "type"), f"{name}.type: must be one of {kinds}")
         else:
-            message = err["msg"].replace("Input should be", "should be").replace("Value error, ", "")
+            message = (
+                err["msg"].replace("Input should be", "should be").replace("Value error, ", "")
+            )
             self.error(doc, where, f"{name}: {message}")
 
     def build(self) -> WatchConfig:
@@ -481,7 +495,9 @@ class _Builder:
         given = [k for k, v in structured.items() if v is not None]
         expr: q.Node | None = None
         if spec.query is not None and given:
-            self.error(doc, (*loc, given[0]), "use either 'query' or all/any/none, not both", key=True)
+            self.error(
+                doc, (*loc, given[0]), "use either 'query' or all/any/none, not both", key=True
+            )
         elif spec.query is not None:
             expr = self.compile_query(doc, (*loc, "query"), spec.query)
         elif given:
@@ -535,7 +551,7 @@ class _Builder:
         if not isinstance(value, dict) or len(value) != 1:
             self.error(doc, loc, "expected a query string or a mapping with one of: " + _LEAVES)
             return None
-        (key, body), = value.items()
+        ((key, body),) = value.items()
         here = loc if key in ("all", "any", "none") and loc[-1] == key else (*loc, key)
         try:
             if key in ("all", "any", "none"):
@@ -619,7 +635,9 @@ def _keys_by_type(data: dict[str, Any], models: Sequence[type[BaseModel]]) -> tu
 
 def _unknown_key(key: str, allowed: Sequence[str]) -> str:
     close = difflib.get_close_matches(key, list(allowed), n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else f" (expected one of: {', '.join(allowed)})"
+    hint = (
+        f" (did you mean '{close[0]}'?)" if close else f" (expected one of: {', '.join(allowed)})"
+    )
     return f"unknown key '{key}'{hint}"
 
 
@@ -643,4 +661,3 @@ def build_config(documents: Iterable[tuple[str, str]], env: Mapping[str, str]) -
     for path, text in documents:
         builder.add_document(path, text)
     return builder.build()
-

@@ -126,7 +126,9 @@ def tokenize(text: str) -> Tokens:
         word = match.group()
         if match.lastgroup == "abbr":
             word = word.replace(".", "")
-        elif word == "s" and fstart >= 2 and ftext[fstart - 1] == "'" and ftext[fstart - 2].isalpha():
+        elif (
+            word == "s" and fstart >= 2 and ftext[fstart - 1] == "'" and ftext[fstart - 2].isalpha()
+        ):
             continue  # possessive 's: "Russia's" is the token "russia"
         start, end = folded.span(fstart, fend)
         words.append(word)

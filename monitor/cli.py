@@ -1,0 +1,232 @@
+"""The ``monitor`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from monitor import __version__
+from monitor.app import ROLES, App, replay, source_for
+from monitor.channels.console import ConsoleChannel
+from monitor.config_files import load_config
+from monitor.core.matcher import Matcher
+from monitor.core.rules import WatchConfig
+from monitor.errors import ConfigError, StoreError
+from monitor.models import Item, Match
+from monitor.settings import Settings
+from monitor.sources.replay import read_items
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as exc:
+        raise click.ClickException(f"invalid MONITOR_* setting: {exc}") from None
+
+
+def _config(rules_dir: Path) -> WatchConfig:
+    """Load the rules or exit 1 listing every problem as ``path:line:col: message``."""
+    try:
+        return load_config(rules_dir)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        count = len(exc.problems)
+        click.echo(f"{count} problem{'s' if count != 1 else ''} in {rules_dir}", err=True)
+        sys.exit(1)
+
+
+def _fails_cleanly(func: F) -> F:
+    """Errors a user can act on end the command with a message, not a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                click.echo(str(problem), err=True)
+            sys.exit(1)
+        except StoreError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+rules_option = click.option(
+    "--rules",
+    "rules_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Rules directory (default: MONITOR_RULES_DIR, else rules/).",
+)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="newsmonitor")
+def main() -> None:
+    """newsmonitor: alerts once per story from news feeds and wire services."""
+
+
+@main.command()
+@click.option(
+    "--role",
+    "roles",
+    type=click.Choice(ROLES),
+    multiple=True,
+    help="Run only this role (repeatable); default: all three.",
+)
+@click.option("--once", is_flag=True, help="Poll every source once, process, deliver, exit.")
+@rules_option
+@_fails_cleanly
+def run(roles: tuple[str, ...], once: bool, rules_dir: Path | None) -> None:
+    """The daemon: poll sources, process items, deliver alerts, until SIGINT/SIGTERM."""
+    settings = _settings()
+    _logging(settings.log_level)
+    config = _config(rules_dir or settings.rules_dir)
+    app = App(settings, config, roles or ROLES)
+
+    async def daemon() -> None:
+        app.install_signal_handlers()
+        await app.run(once=once)
+
+    asyncio.run(daemon())
+
+
+@main.command(name="replay")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@rules_option
+@click.option("--json", "json_lines", is_flag=True, help="One JSON object per alert.")
+@click.option("--state", is_flag=True, help="Use the configured store instead of a fresh one.")
+@_fails_cleanly
+def replay_command(
+    paths: tuple[Path, ...], rules_dir: Path | None, json_lines: bool, state: bool
+) -> None:
+    """Push files through the full pipeline and print the alerts."""
+    settings = _settings()
+    _logging("WARNING" if settings.log_level == "INFO" else settings.log_level)
+    config = _config(rules_dir or settings.rules_dir)
+    sink = ConsoleChannel("stdout", json_lines=json_lines)
+    asyncio.run(replay(settings, config, paths, sink, state=state))
+
+
+@main.group()
+def rules() -> None:
+    """Validate and try out the watch rules."""
+
+
+@rules.command()
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
+def check(directory: Path | None) -> None:
+    """Validate the rules; exit 1 with path:line:col: message for each problem."""
+    directory = directory or _settings().rules_dir
+    config = _config(directory)
+    click.echo(
+        f"{directory}: OK: {len(config.sources)} sources, {len(config.entities)} entities, "
+        f"{len(config.rules)} rules, {len(config.channels)} channels"
+    )
+
+
+@rules.command(name="test")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@rules_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per input file.")
+def rules_test(paths: tuple[Path, ...], rules_dir: Path | None, as_json: bool) -> None:
+    """Which rules match each file, and why (no dedup, no state)."""
+    config = _config(rules_dir or _settings().rules_dir)
+    matcher = Matcher(config.rules)
+    for path in paths:
+        items, problems = read_items(path, source_for(path, config))
+        for problem in problems:
+            click.echo(f"skipped {problem}", err=True)
+        for item in items:
+            shown = str(path / item.path) if path.is_dir() and item.path else str(path)
+            results = matcher.match(item)
+            if as_json:
+                click.echo(
+                    json.dumps(
+                        {
+                            "path": shown,
+                            "item": item.id,
+                            "title": item.title,
+                            "rules": sorted(r.rule for r in results),
+                            "matches": {
+                                r.rule: [
+                                    {**m.to_dict(), "text": item.field(m.field)[m.start : m.end]}
+                                    for m in r.matches
+                                ]
+                                for r in results
+                            },
+                        },
+                        ensure_ascii=False,
+                    )
+                )
+                continue
+            click.echo(f"{shown}: {item.title}")
+            for result in results:
+                click.echo(f"  ✔ {result.rule}: {_explain(item, result.matches)}")
+            missed = sorted({r.id for r in config.rules} - {r.rule for r in results})
+            if missed:
+                click.echo(f"  ✘ {', '.join(missed)}")
+
+
+def _explain(item: Item, matches: Sequence[Match]) -> str:
+    """Each term once: what it matched first, where, and how often."""
+    by_term: dict[str, list[Match]] = {}
+    for match in matches:
+        by_term.setdefault(match.term, []).append(match)
+    parts = []
+    for term, found in by_term.items():
+        first = found[0]
+        text = item.field(first.field)[first.start : first.end]
+        times = f" ×{len(found)}" if len(found) > 1 else ""
+        parts.append(f"{term} → {text!r} ({first.field} {first.start}-{first.end}){times}")
+    return ", ".join(parts) or "(matched by absence: NOT terms only)"
+
+
+@main.command()
+@click.option(
+    "--rules",
+    "rule_counts",
+    default="100,1000,10000",
+    show_default=True,
+    help="Comma-separated rule counts to measure.",
+)
+@click.option("--items", "item_count", default=200, show_default=True, help="Articles per run.")
+@click.option("--repeat", default=5, show_default=True, help="Runs per measure; medians shown.")
+@click.option("--seed", default=1, show_default=True, help="Seed of the synthetic workload.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per rule count.")
+def bench(rule_counts: str, item_count: int, repeat: int, seed: int, as_json: bool) -> None:
+    """Synthetic throughput: normalize and match, against a regex-per-rule baseline."""
+    from monitor.bench import report, run_bench
+
+    counts = [int(part) for part in rule_counts.split(",") if part.strip()]
+    results = [run_bench(n, item_count, repeat=repeat, seed=seed) for n in counts]
+    if as_json:
+        for result in results:
+            click.echo(json.dumps(result))
+    else:
+        click.echo(report(results))
+
+
+if __name__ == "__main__":
+    main()

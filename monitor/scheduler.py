@@ -1,0 +1,99 @@
+"""The poll role: one APScheduler job per source, new items appended to the items stream.
+
+This is the only module that imports APScheduler. A source never runs twice at once
+(``max_instances=1``), missed runs are coalesced, and first runs are spread with jitter. A source
+that fails is logged with its id and tried again at its next run; the others go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from monitor.errors import MonitorError
+from monitor.pipeline import item_payload
+from monitor.sources.base import FetchResult, Source
+from monitor.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+class Poller:
+    """Fetches sources and appends what they have not handed in before to the items stream."""
+
+    def __init__(self, store: Store, sources: Sequence[tuple[Source, int]]) -> None:
+        """``sources``: each source with its base interval in seconds."""
+        self.store = store
+        self.sources = tuple(sources)
+        # Ids already appended by this process: a replayed directory is re-read whole each time.
+        self._appended: dict[str, set[str]] = defaultdict(set)
+        self._scheduler: AsyncIOScheduler | None = None
+        self._inflight: set[asyncio.Task[object]] = set()
+
+    async def poll(self, source: Source) -> FetchResult | None:
+        """Fetch one source once; never raises for a source's own failure."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)
+        try:
+            return await self._poll(source)
+        except MonitorError as exc:
+            logger.error("source %s: poll failed: %s", source.id, exc)
+            return None
+        finally:
+            if task is not None:
+                self._inflight.discard(task)
+
+    async def _poll(self, source: Source) -> FetchResult:
+        state = await self.store.get_state(source.id)
+        result = await source.fetch(state)
+        for problem in result.problems:
+            logger.warning("source %s: skipped %s", source.id, problem)
+        if result.error is not None:
+            logger.error("source %s: %s", source.id, result.error)
+            return result
+        seen = self._appended[source.id]
+        new = [item for item in result.items if item.id not in seen]
+        await self.store.items.add_many([item_payload(item) for item in new])
+        seen.update(item.id for item in new)
+        if result.state:
+            await self.store.set_state(source.id, dict(result.state))
+        logger.info("source %s: %d entries, %d handed in", source.id, len(result.items), len(new))
+        return result
+
+    async def poll_all(self) -> None:
+        """Every source once, concurrently (``monitor run --once``)."""
+        await asyncio.gather(*(self.poll(source) for source, _ in self.sources))
+
+    def start(self, *, jitter_s: int = 5) -> None:
+        """Schedule every source: a first poll now (spread by jitter), then every interval."""
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        now = datetime.now(UTC)
+        for index, (source, every) in enumerate(self.sources):
+            scheduler.add_job(
+                self.poll,
+                "interval",
+                args=[source],
+                id=source.id,
+                seconds=every,
+                jitter=min(jitter_s, max(every // 10, 0)) or None,
+                next_run_time=now + timedelta(milliseconds=50 * index),
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(every, 1),
+            )
+        scheduler.start()
+        self._scheduler = scheduler
+
+    async def stop(self, timeout_s: float = 30.0) -> None:
+        """No new polls; polls in flight get ``timeout_s`` to finish."""
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=timeout_s)

