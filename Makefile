@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/monitor run --once
+	$(BIN)/monitor run
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -28,7 +28,7 @@ format: $(STAMP)
 	$(BIN)/ruff format monitor tests
 
 bench: $(STAMP)
-	$(BIN)/monitor bench $(BENCH_ARGS)
+	$(BIN)/monitor bench $(or $(BENCH_ARGS),--rules 100,1000,10000)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

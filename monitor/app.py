@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import socket
-import tempfile
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
 
@@ -89,29 +88,28 @@ async def replay(
     Without ``state`` a throwaway embedded Redis is used, so the same files give the same alerts
     every time; with it, the configured store (items already seen there stay seen).
     """
-    with tempfile.TemporaryDirectory(prefix="monitor-replay-") as tmp:
-        server = RedisServer.from_settings(settings) if state else RedisServer.embedded(Path(tmp))
-        async with server as client:
-            store = Store(client, settings)
-            problems: list[str] = []
-            for path in paths:
-                items, skipped = await asyncio.to_thread(read_items, path, source_for(path, config))
-                problems.extend(skipped)
-                await store.items.add_many([item_payload(item) for item in items])
-            for problem in problems:
-                logger.warning("skipped %s", problem)
-            runtime = Runtime.build(config)
-            processor = Processor(store, lambda: runtime, channels=[sink.id])
-            dispatcher = Dispatcher(store, {sink.id: sink})
-            await processor.start()
-            await dispatcher.start()
-            consumer = consumer_name()
-            alerts: list[Alert] = []
-            while entries := await store.items.read("process", consumer, settings.batch_size, None):
-                alerts.extend(await processor.handle(entries))
-            while await dispatcher.step(consumer, count=settings.batch_size) > 0:
-                pass
-            return alerts
+    server = RedisServer.from_settings(settings) if state else RedisServer.embedded()
+    async with server as client:
+        store = Store(client, settings)
+        problems: list[str] = []
+        for path in paths:
+            items, skipped = await asyncio.to_thread(read_items, path, source_for(path, config))
+            problems.extend(skipped)
+            await store.items.add_many([item_payload(item) for item in items])
+        for problem in problems:
+            logger.warning("skipped %s", problem)
+        runtime = Runtime.build(config)
+        processor = Processor(store, lambda: runtime, channels=[sink.id])
+        dispatcher = Dispatcher(store, {sink.id: sink})
+        await processor.start()
+        await dispatcher.start()
+        consumer = consumer_name()
+        alerts: list[Alert] = []
+        while entries := await store.items.read("process", consumer, settings.batch_size, None):
+            alerts.extend(await processor.handle(entries))
+        while await dispatcher.step(consumer, count=settings.batch_size) > 0:
+            pass
+        return alerts
 
 
 class App:

@@ -91,7 +91,8 @@ class Processor:
             [
                 (seen_key(self.store, item), entry_id, self.store.seen_ttl)
                 for entry_id, item in items
-            ]
+            ],
+            reentrant=True,
         )
         found: list[tuple[str, Item, Rule, RuleMatch, str]] = []
         for (entry_id, item), new in zip(items, fresh, strict=True):
@@ -105,7 +106,8 @@ class Processor:
             [
                 (self.store.keys.claim(rule.id, story), entry_id, rule.cooldown)
                 for entry_id, _, rule, _, story in found
-            ]
+            ],
+            reentrant=True,
         )
         now = self.clock()
         alerts = [

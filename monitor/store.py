@@ -315,11 +315,16 @@ class Store:
         """
         return await self.set_once([(key, value, ttl_s) for key in keys])
 
-    async def set_once(self, entries: Sequence[tuple[str, str, int]]) -> list[bool]:
+    async def set_once(
+        self, entries: Sequence[tuple[str, str, int]], *, reentrant: bool = False
+    ) -> list[bool]:
         """``SET key value NX EX ttl`` for each ``(key, value, ttl)`` in one pipeline.
 
-        True where the key was new and is now set. ``seen_batch`` and ``claim_batch`` are this
-        with one value and TTL for the whole batch. Every TTL must be at least 1 s.
+        True where the key was new and is now set. With ``reentrant``, also where the key already
+        holds ``value``: the process role stores the stream entry id, so an entry redelivered
+        after a crash between this step and its acknowledgement finishes its own work instead of
+        being dropped as a duplicate of itself. ``seen_batch`` and ``claim_batch`` are this with
+        one value and TTL for the whole batch. Every TTL must be at least 1 s.
         """
         if not entries:
             return []
@@ -329,8 +334,17 @@ class Store:
             async with self.client.pipeline(transaction=False) as pipe:
                 for key, value, ttl_s in entries:
                     pipe.set(key, value, nx=True, ex=ttl_s)
+                    if reentrant:
+                        pipe.get(key)
                 results = await pipe.execute()
-        return [bool(result) for result in results]
+        if not reentrant:
+            return [bool(result) for result in results]
+        return [
+            bool(was_set) or held == value
+            for (_, value, _), was_set, held in zip(
+                entries, results[0::2], results[1::2], strict=True
+            )
+        ]
 
     async def get_state(self, source: str) -> dict[str, str]:
         """A source's polling state (empty when none was stored or it expired)."""

@@ -177,7 +177,7 @@ class RuleSpec(_Spec):
     none_: list[Any] | None = Field(default=None, alias="none")
     severity: Severity = "normal"
     channels: list[str] | None = None
-    cooldown: Duration = 24 * 3600
+    cooldown: Annotated[Duration, Field(ge=1)] = 24 * 3600
     sources: list[str] | None = None
     fields: list[FieldName] = Field(default_factory=lambda: _DEFAULT_FIELDS.copy(), min_length=1)
     enabled: bool = True

@@ -1,0 +1,43 @@
+"""Shared fixtures. Redis: the embedded server always, and the server at
+``MONITOR_TEST_REDIS_URL`` when that is set; the same tests run on each."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from monitor.store import RedisServer, Store
+
+TEST_REDIS_URL = os.environ.get("MONITOR_TEST_REDIS_URL") or None
+REDIS_KINDS = ["embedded", "server"] if TEST_REDIS_URL else ["embedded"]
+
+
+@pytest.fixture(params=REDIS_KINDS)
+async def redis_client(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Redis]:
+    """A connected client of each Redis on offer, its database flushed before and after."""
+    if request.param == "server":
+        assert TEST_REDIS_URL is not None
+        server = RedisServer.from_url(TEST_REDIS_URL)
+    else:
+        server = RedisServer.embedded(tmp_path / "redis")
+    async with server as client:
+        await client.flushdb()
+        yield client
+        await client.flushdb()
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    """A key prefix no other test uses, so tests can share a database."""
+    return f"test-{uuid.uuid4().hex[:10]}:"
+
+
+@pytest.fixture
+def store(redis_client: Redis, key_prefix: str) -> Store:
+    """A ``Store`` on ``redis_client`` whose keys start with ``key_prefix``."""
+    return Store(redis_client, prefix=key_prefix)

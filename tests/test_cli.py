@@ -1,0 +1,186 @@
+"""The commands as a user runs them, on the real seeds/ and rules/ of the project."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from monitor.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+RULES = ROOT / "rules"
+ACCEPTANCE = ROOT / "tests" / "data" / "rules" / "acceptance"
+BROKEN = ROOT / "tests" / "data" / "rules" / "broken"
+BROKEN_MESSAGE = f"{BROKEN / 'rules.yaml'}:5:25: missing ')' to close this '('"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """Settings pointing at a private data directory; never at the developer's own state."""
+    return {
+        "MONITOR_DATA_DIR": str(tmp_path / "data"),
+        "MONITOR_RULES_DIR": str(RULES),
+        "MONITOR_REDIS_URL": "",
+    }
+
+
+def invoke(args: list[str], env: dict[str, str]) -> Any:
+    runner = CliRunner()
+    clean = {k: v for k, v in env.items() if v}
+    unset = [k for k, v in env.items() if not v]
+    result = runner.invoke(
+        main, args, env={**clean, **dict.fromkeys(unset)}, catch_exceptions=False
+    )
+    return result
+
+
+def json_lines(output: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+def seed_number(record: dict[str, Any]) -> str:
+    return Path(record["item"]["path"]).name[:3]
+
+
+def test_replay_alerts_maduro_release_on_000_001_002_004(env: dict[str, str]) -> None:
+    first = invoke(["replay", str(SEEDS), "--json"], env)
+    assert first.exit_code == 0, first.output
+    alerts = json_lines(first.stdout)
+    release = sorted(seed_number(a) for a in alerts if a["rule"] == "maduro-release")
+    assert release == ["000", "001", "002", "004"]
+    for alert in alerts:
+        assert alert["item"]["id"] and alert["item"]["title"] and alert["item"]["source"] == "seeds"
+        assert alert["story"]
+        assert alert["followup"] is False
+        text = alert["item"]["text"]
+        for match in alert["matches"]:
+            assert set(match) >= {"field", "term", "start", "end"}
+            field_text = text if match["field"] == "text" else alert["item"][match["field"]]
+            assert field_text[match["start"] : match["end"]].strip()
+    url_of_001 = next(a["item"]["url"] for a in alerts if seed_number(a) == "001")
+    assert url_of_001.startswith("https://www.themoscowtimes.com/2026/01/03/")
+
+    second = invoke(["replay", str(SEEDS), "--json"], env)
+    assert second.exit_code == 0
+    key = [(a["rule"], a["item"]["id"], a["story"]) for a in json_lines(second.stdout)]
+    assert key == [(a["rule"], a["item"]["id"], a["story"]) for a in alerts]
+
+
+def test_replay_human_lines(env: dict[str, str]) -> None:
+    result = invoke(["replay", str(SEEDS / "001_15baf2397582328a.txt")], env)
+    assert result.exit_code == 0
+    line = next(x for x in result.stdout.splitlines() if "Calls to release Maduro" in x)
+    assert line.startswith("[high] Calls to release Maduro: Russia Demands Release of Maduro")
+    assert "themoscowtimes.com" in line
+
+
+def test_replay_with_state_remembers_what_it_saw(env: dict[str, str]) -> None:
+    first = invoke(["replay", str(SEEDS), "--json", "--state"], env)
+    assert first.exit_code == 0 and json_lines(first.stdout)
+    second = invoke(["replay", str(SEEDS), "--json", "--state"], env)
+    assert second.exit_code == 0
+    assert json_lines(second.stdout) == []
+
+
+def test_rules_test_acceptance_on_seeds(env: dict[str, str]) -> None:
+    result = invoke(["rules", "test", "--rules", str(ACCEPTANCE), str(SEEDS), "--json"], env)
+    assert result.exit_code == 0, result.output
+    by_seed = {Path(r["path"]).name[:3]: r for r in json_lines(result.stdout)}
+    assert sorted(by_seed) == ["000", "001", "002", "003", "004"]
+
+    def matching(rule: str) -> list[str]:
+        return sorted(seed for seed, r in by_seed.items() if rule in r["rules"])
+
+    assert matching("rodriguez") == ["000", "001", "002", "003", "004"]
+    assert "000" not in matching("sergey-lavrov")
+    assert "000" in matching("lavrov")
+    assert matching("security-council") == ["002", "003"]
+    assert "003" in matching("un") and "002" not in matching("un")
+    assert "000" in matching("us-custody")
+    assert matching("maduro-release") == ["000", "001", "002", "004"]
+    for record in by_seed.values():
+        assert record["rules"] == sorted(record["rules"])
+        for found in record["matches"].values():
+            for match in found:
+                assert match["text"]  # the original characters that matched
+    accented = by_seed["001"]["matches"]["rodriguez"][0]["text"]
+    assert accented == "Rodríguez"
+
+
+def test_rules_check_reports_file_line_col_and_exits_1(env: dict[str, str]) -> None:
+    result = invoke(["rules", "check", str(BROKEN)], env)
+    assert result.exit_code == 1
+    assert BROKEN_MESSAGE in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_rules_check_ok(env: dict[str, str]) -> None:
+    result = invoke(["rules", "check", str(RULES)], env)
+    assert result.exit_code == 0
+    assert "OK" in result.stdout
+
+
+@pytest.mark.parametrize("command", [["replay", str(SEEDS)], ["run", "--once"]])
+def test_replay_and_run_refuse_to_start_on_a_broken_rule(
+    command: list[str], env: dict[str, str]
+) -> None:
+    result = invoke([*command, "--rules", str(BROKEN)], env)
+    assert result.exit_code == 1
+    assert BROKEN_MESSAGE in result.stderr
+    assert result.stdout == ""
+
+
+def test_run_once_alerts_then_remembers(env: dict[str, str]) -> None:
+    first = invoke(["run", "--once"], env)
+    assert first.exit_code == 0, first.output
+    lines = [x for x in first.stdout.splitlines() if x.startswith("[")]
+    assert any(x.startswith("[high] Calls to release Maduro") for x in lines)
+    second = invoke(["run", "--once"], env)
+    assert second.exit_code == 0
+    assert [x for x in second.stdout.splitlines() if x.startswith("[")] == []
+
+
+def test_daemon_drains_and_exits_0_on_sigterm(tmp_path: Path) -> None:
+    """The real process: it prints the seeds' alerts, then SIGTERM stops it cleanly."""
+    env = {
+        **os.environ,
+        "MONITOR_DATA_DIR": str(tmp_path / "data"),
+        "MONITOR_RULES_DIR": str(RULES),
+    }
+    env.pop("MONITOR_REDIS_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "run"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        seen = []
+        while time.monotonic() < deadline and len(seen) < 4:
+            line = proc.stdout.readline()
+            if line.startswith("[high] Calls to release Maduro"):
+                seen.append(line)
+        assert len(seen) == 4
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
