@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
 
 from monitor.store import RedisServer, Store
 
@@ -41,3 +42,25 @@ def key_prefix() -> str:
 def store(redis_client: Redis, key_prefix: str) -> Store:
     """A ``Store`` on ``redis_client`` whose keys start with ``key_prefix``."""
     return Store(redis_client, prefix=key_prefix)
+
+
+class RoundTrips:
+    """Counts writes of commands to Redis: a pipeline is one write, then its replies are read."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> RoundTrips:
+    counter = RoundTrips()
+    send = AbstractConnection.send_packed_command
+
+    async def counting(
+        self: AbstractConnection, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        counter.count += 1
+        await send(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    return counter

@@ -184,3 +184,14 @@ def test_daemon_drains_and_exits_0_on_sigterm(tmp_path: Path) -> None:
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_bench_json_reports_each_stage_and_the_baseline(env: dict[str, str]) -> None:
+    result = invoke(["bench", "--rules", "30", "--items", "6", "--repeat", "1", "--json"], env)
+    assert result.exit_code == 0, result.output
+    [report] = json_lines(result.stdout)
+    assert report["rules"] == 30 and report["items"] == 6
+    for stage in ("normalize_items_per_s", "match_items_per_s", "baseline_match_items_per_s"):
+        assert report[stage] > 0
+    assert report["baseline_agrees"] is True
+    assert report["matches_per_item"] > 0

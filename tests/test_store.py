@@ -4,41 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
 
 from monitor.errors import ConfigError, StoreError
 from monitor.settings import Settings
 from monitor.store import DB_FILE, Keys, RedisServer, Store, digest
+from tests.conftest import RoundTrips
 
 GROUP = "workers"
-
-
-class RoundTrips:
-    """Counts writes of commands to Redis: a pipeline is one write, then its replies are read."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-
-@pytest.fixture
-def round_trips(monkeypatch: pytest.MonkeyPatch) -> RoundTrips:
-    counter = RoundTrips()
-    send = AbstractConnection.send_packed_command
-
-    async def counting(
-        self: AbstractConnection, command: bytes | str | Iterable[bytes], check_health: bool = True
-    ) -> None:
-        counter.count += 1
-        await send(self, command, check_health)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
-    return counter
 
 
 # --------------------------------------------------------------------------- keys

@@ -1,0 +1,203 @@
+"""The process and dispatch roles against real Redis: once per (rule, story), nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from monitor.channels.console import ConsoleChannel
+from monitor.core.rules import build_config
+from monitor.dispatch import GROUP as DISPATCH
+from monitor.dispatch import Dispatcher
+from monitor.errors import DeliveryError
+from monitor.models import Alert, Item
+from monitor.pipeline import GROUP as PROCESS
+from monitor.pipeline import Processor, Runtime, item_payload, seen_key
+from monitor.sources.replay import read_items
+from monitor.store import Store
+from tests.conftest import RoundTrips
+
+SEEDS = Path(__file__).resolve().parent.parent / "seeds"
+RULES = """
+entities:
+  maduro: {aliases: ["Nicolás Maduro", "Maduro"]}
+rules:
+  - {id: maduro-release, query: '@maduro AND release*', channels: [desk, wall]}
+channels:
+  - {id: desk, type: console}
+  - {id: wall, type: console}
+"""
+
+
+@pytest.fixture
+def runtime() -> Runtime:
+    return Runtime.build(build_config([("rules.yaml", RULES)], {}))
+
+
+@pytest.fixture
+def seeds() -> list[Item]:
+    items, problems = read_items(SEEDS, "seeds")
+    assert not problems
+    return items
+
+
+async def outbox(store: Store) -> list[tuple[str, str]]:
+    """(channel, seed file) of every entry in the outbox stream."""
+    entries = await store.client.xrange(store.keys.outbox_stream)
+    payloads = [json.loads(fields["data"]) for _, fields in entries]
+    return sorted((e["channel"], e["alert"]["item"]["path"][:3]) for e in payloads)
+
+
+async def test_matching_items_alert_once_per_channel(
+    store: Store, runtime: Runtime, seeds: list[Item]
+) -> None:
+    processor = Processor(store, lambda: runtime)
+    await processor.start()
+    await store.items.add_many([item_payload(item) for item in seeds])
+    assert await processor.step("worker") == 5
+    expected = [(c, s) for c in ("desk", "wall") for s in ("000", "001", "002", "004")]
+    assert await outbox(store) == expected
+    assert await store.items.pending_count(PROCESS) == 0
+
+
+async def test_items_seen_before_do_not_alert_again(
+    store: Store, runtime: Runtime, seeds: list[Item]
+) -> None:
+    processor = Processor(store, lambda: runtime)
+    await processor.start()
+    await store.items.add_many([item_payload(item) for item in seeds])
+    await processor.step("worker")
+    await store.items.add_many([item_payload(item) for item in seeds])
+    assert await processor.step("worker") == 5
+    assert len(await outbox(store)) == 8
+
+
+async def test_a_batch_costs_the_same_round_trips_whatever_its_size(
+    store: Store, runtime: Runtime, seeds: list[Item], round_trips: RoundTrips
+) -> None:
+    processor = Processor(store, lambda: runtime)
+    await processor.start()
+    costs = []
+    for copies in (1, 20):
+        batch = [
+            replace(item, id=f"{item.id}-{copies}-{n}", guid=f"{item.guid}-{copies}-{n}")
+            for n in range(copies)
+            for item in seeds
+        ]
+        await store.items.add_many([item_payload(item) for item in batch])
+        round_trips.count = 0
+        assert await processor.step("worker", count=1000) == len(batch)
+        costs.append(round_trips.count)
+    assert costs[0] == costs[1]
+    assert costs[0] <= 6  # autoclaim, read, seen, claims, outbox, ack
+
+
+async def test_entries_of_a_dead_consumer_are_reclaimed_and_alert_once(
+    store: Store, runtime: Runtime, seeds: list[Item]
+) -> None:
+    processor = Processor(store, lambda: runtime, reclaim_idle_ms=500)
+    await processor.start()
+    await store.items.add_many([item_payload(item) for item in seeds])
+    taken = await store.items.read(PROCESS, "dies", 100)  # read, never acknowledged
+    assert len(taken) == 5
+    assert await processor.step("survivor") == 0  # not idle long enough to be taken over
+    await asyncio.sleep(0.6)
+    assert await processor.step("survivor") == 5
+    assert len(await outbox(store)) == 8
+    assert await store.items.pending_count(PROCESS) == 0
+    assert await processor.step("survivor") == 0
+    assert len(await outbox(store)) == 8
+
+
+async def test_a_crash_between_seen_check_and_outbox_loses_no_alert(
+    store: Store, runtime: Runtime, seeds: list[Item]
+) -> None:
+    """The dead consumer marked the items seen, then died before writing their alerts."""
+    processor = Processor(store, lambda: runtime, reclaim_idle_ms=50)
+    await processor.start()
+    await store.items.add_many([item_payload(item) for item in seeds])
+    taken = await store.items.read(PROCESS, "dies", 100)
+    by_entry = {entry_id: Item.from_dict(payload["item"]) for entry_id, payload in taken}
+    marked = await store.set_once(
+        [(seen_key(store, item), entry_id, 60) for entry_id, item in by_entry.items()],
+        reentrant=True,
+    )
+    assert all(marked)
+    await asyncio.sleep(0.1)
+    assert await processor.step("survivor") == 5
+    assert len(await outbox(store)) == 8
+    # A copy of an item under a new stream entry is still a duplicate.
+    await store.items.add_many([item_payload(seeds[0])])
+    assert await processor.step("survivor") == 1
+    assert len(await outbox(store)) == 8
+
+
+class Refusing:
+    """A channel that refuses every alert, the way a broken endpoint would."""
+
+    def __init__(self, id: str, *, retryable: bool) -> None:
+        self._id = id
+        self.retryable = retryable
+        self.attempts = 0
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    async def send(self, alert: Alert) -> None:
+        self.attempts += 1
+        raise DeliveryError(f"{self._id} is down", retryable=self.retryable)
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_dispatch_acknowledges_only_what_a_channel_accepted(
+    store: Store, runtime: Runtime, seeds: list[Item]
+) -> None:
+    processor = Processor(store, lambda: runtime)
+    await processor.start()
+    await store.items.add_many([item_payload(item) for item in seeds])
+    await processor.step("worker")
+    printed = io.StringIO()
+    down = Refusing("wall", retryable=True)
+    dispatcher = Dispatcher(
+        store, {"desk": ConsoleChannel("desk", stream=printed), "wall": down}, retry_idle_ms=50
+    )
+    await dispatcher.start()
+    assert await dispatcher.step("d1") == 8
+    assert len(printed.getvalue().splitlines()) == 4  # the desk is not held up by the wall
+    assert await store.outbox.pending_count(DISPATCH) == 4  # the wall's, for a retry
+    await asyncio.sleep(0.1)
+    assert await dispatcher.step("d2") == 4  # reclaimed and tried again
+    assert down.attempts == 8
+    assert await store.dead.length() == 0
+
+
+async def test_permanent_failures_become_dead_letters_with_the_reason(
+    store: Store, runtime: Runtime, seeds: list[Item]
+) -> None:
+    processor = Processor(store, lambda: runtime)
+    await processor.start()
+    await store.items.add_many([item_payload(item) for item in seeds])
+    await processor.step("worker")
+    dispatcher = Dispatcher(
+        store,
+        {
+            "desk": ConsoleChannel("desk", stream=io.StringIO()),
+            "wall": Refusing("wall", retryable=False),
+        },
+    )
+    await dispatcher.start()
+    await dispatcher.step("d1")
+    assert await store.outbox.pending_count(DISPATCH) == 0
+    await store.dead.ensure_group("inspect")
+    dead = await store.dead.read("inspect", "t", 100)
+    assert len(dead) == 4
+    assert {payload["reason"] for _, payload in dead} == {"wall is down"}
+    assert {payload["channel"] for _, payload in dead} == {"wall"}
