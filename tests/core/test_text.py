@@ -1,0 +1,223 @@
+"""Normalization: one fold for rules and articles, with token offsets back into the original."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from monitor.core.text import Token, fold, fold_char, normalize, tokenize
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # NFKC: ligatures, fullwidth and other compatibility forms.
+        ("ﬁnance", "finance"),
+        ("ﬂight ﬀ ﬃ ﬆ", "flight ff ffi st"),
+        ("ＦＵＬＬ ｗｉｄｔｈ", "full width"),
+        ("ＦＵＬＬ－ｗｉｄｔｈ", "full width"),
+        ("１２３", "123"),
+        ("𝐁𝐨𝐥𝐝 Ⓐ ℌ ĳ ǅ ㎏", "bold a h ij dz kg"),
+        # Case folding.
+        ("Straße", "strasse"),
+        ("STRASSE", "strasse"),
+        ("MiXeD CaSe", "mixed case"),
+        # Diacritics, precomposed and combining.
+        ("Rodríguez", "rodriguez"),
+        ("Rodri\u0301guez", "rodriguez"),
+        ("Łódź", "lodz"),
+        ("İstanbul", "istanbul"),
+        ("ıstanbul", "istanbul"),
+        ("Crème Brûlée", "creme brulee"),
+        ("Nicolás Maduro", "nicolas maduro"),
+        ("Delcy Eloína Rodríguez Gómez", "delcy eloina rodriguez gomez"),
+        ("Ørsted Đoković Ħamrun", "orsted dokovic hamrun"),
+        ("Æsir Œuvre Þór", "aesir oeuvre thor"),
+        ("naïve café", "naive cafe"),
+        ("e\u0301te\u0301", "ete"),
+        ("a\u0301\u0308\u0327b", "ab"),
+        # Typographic quotes and dashes are punctuation like their ASCII forms.
+        ("“Hello,” she said — ‘bye’", "hello she said bye"),
+        ("«Bonjour» „Hallo“", "bonjour hallo"),
+        ("2025–2026", "2025 2026"),
+        ("Security–Council", "security council"),
+        # Dotted abbreviations join.
+        ("U.S.", "us"),
+        ("u.s.", "us"),
+        ("U.S. custody", "us custody"),
+        ("U.S.A", "usa"),
+        ("U.S.A.", "usa"),
+        ("e.g.", "eg"),
+        ("i.e., this", "ie this"),
+        ("U.S.-led", "us led"),
+        ("the U.N. said", "the un said"),
+        # Possessive 's is dropped, with either apostrophe.
+        ("Russia’s", "russia"),
+        ("Russia's", "russia"),
+        ("Russia‘s ministry", "russia ministry"),
+        ("Lavrov’s telephone conversation", "lavrov telephone conversation"),
+        ("Venezuela's largest", "venezuela largest"),
+        ("U.S.’s role", "us role"),
+        ("U.S.'s role", "us role"),
+        # Hyphenated words split; punctuation separates.
+        ("well-known", "well known"),
+        ("SECURITY-COUNCIL", "security council"),
+        ("securitycouncil", "securitycouncil"),
+        ("pre-release", "pre release"),
+        ("and/or", "and or"),
+        ("hello,world;again", "hello world again"),
+        # Digits are tokens of their own kind.
+        ("COVID-19", "covid 19"),
+        ("2026", "2026"),
+        ("F-16s", "f 16s"),
+        ("3.5 million", "3 5 million"),
+        ("$1,000", "1 000"),
+        ("Jan. 3, 2026", "jan 3 2026"),
+        # Non-Latin scripts and symbols.
+        ("北京 announced", "北京 announced"),
+        ("Москва́", "москва"),
+        ("Ελλάδα", "ελλαδα"),
+        ("😀 Maduro 🇻🇪", "maduro"),
+        # Invisible formatting characters do not split words.
+        ("secu\u00adrity", "security"),
+        # Nothing to keep.
+        ("", ""),
+        ("   ", ""),
+        ("— … ! ?", ""),
+    ],
+)
+def test_normalize(text: str, expected: str) -> None:
+    assert normalize(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("char", "expected"),
+    [
+        ("’", "'"),
+        ("‘", "'"),
+        ("ʼ", "'"),
+        ("“", '"'),
+        ("”", '"'),
+        ("«", '"'),
+        ("–", "-"),
+        ("—", "-"),
+        ("−", "-"),
+        ("‑", "-"),
+        ("\u0301", ""),
+        ("ß", "ss"),
+        ("ﬁ", "fi"),
+        ("Ａ", "a"),
+        ("É", "e"),
+        ("ł", "l"),
+        ("Ø", "o"),
+        ("İ", "i"),
+        ("a", "a"),
+        ("7", "7"),
+    ],
+)
+def test_fold_char(char: str, expected: str) -> None:
+    assert fold_char(char) == expected
+
+
+def test_fold_keeps_punctuation_and_maps_back() -> None:
+    original = "“Rodríguez” — it’s"
+    folded = fold(original)
+    assert folded.text == '"rodriguez" - it\'s'
+    assert folded.span(1, 10) == (1, 10)
+    assert original[slice(*folded.span(1, 10))] == "Rodríguez"
+
+
+def test_fold_of_ascii_text_is_lower_case_with_identity_offsets() -> None:
+    folded = fold("Hello, World")
+    assert folded.text == "hello, world"
+    assert folded.span(7, 12) == (7, 12)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Hi there", [Token("hi", 0, 2), Token("there", 3, 8)]),
+        ("the U.S. said", [Token("the", 0, 3), Token("us", 4, 8), Token("said", 9, 13)]),
+        ("Russia’s ministry", [Token("russia", 0, 6), Token("ministry", 9, 17)]),
+        ("Rodri\u0301guez x", [Token("rodriguez", 0, 10), Token("x", 11, 12)]),
+        ("ﬁnal ﬂow", [Token("final", 0, 4), Token("flow", 5, 8)]),
+        ("Straße", [Token("strasse", 0, 6)]),
+        ("😀 Maduro", [Token("maduro", 2, 8)]),
+    ],
+)
+def test_token_offsets(text: str, expected: list[Token]) -> None:
+    assert tokenize(text).as_list() == expected
+
+
+def _assert_offsets_map_back(text: str) -> list[Token]:
+    """Every token's span slices the original text to exactly the characters it came from."""
+    tokens = tokenize(text).as_list()
+    previous_end = 0
+    for token in tokens:
+        piece = text[token.start : token.end]
+        assert piece, (text, token)
+        assert piece == piece.strip(), (text, token, piece)
+        assert normalize(piece) == token.word, (text, token, piece)
+        assert token.start >= previous_end, (text, tokens)
+        previous_end = token.end
+    return tokens
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hello, world! This is plain ASCII.",
+        "  leading and trailing spaces  ",
+        "Nicolás Maduro and Delcy Rodríguez Gómez",
+        "Nicola\u0301s Maduro and Delcy Rodri\u0301guez Go\u0301mez\u0301",
+        "cafe\u0301\u0301 e\u0301te\u0301 x\u0301",
+        "\u0301leading mark",
+        "ﬁnal ﬂow ﬃx ﬆop",
+        "ﬀ\u0301 ﬁ\u0308n",
+        "ＦＵＬＬ－ｗｉｄｔｈ ＴＥＸＴ １２３",
+        "Straße STRASSE ßß",
+        "😀 Maduro 🇻🇪 said 👩‍👩‍👧 ok👍🏽",
+        "北京 announced 中文字 and 日本語",
+        "İstanbul’da Łódź Ørsted Æsir",
+        "the U.S. said U.S.A. e.g. i.e.",
+        "Russia’s U.S.'s O’Brien’s",
+        "“Maduro” — released… «now»",
+        "Ｍaduro's ﬁnal—ＵＳ’s\u0301 re\u0301le\u0301ase",
+        "COVID-19 F-16s 3.5 $1,000",
+        "𝐁𝐨𝐥𝐝 Ⓐ ℌ ĳ ǅ ㎏",
+        "a ½ cup",
+        "℅ the desk",
+    ],
+)
+def test_offsets_map_back_to_original(text: str) -> None:
+    assert _assert_offsets_map_back(text)
+
+
+_ALPHABET = [
+    *"abcdefXYZ019",
+    *" .,-'’“”—/()!?",
+    *"éüñçÅŁłøßæœİıÉ",
+    "\u0301",
+    "\u0308",
+    "\u0327",
+    *"ﬁﬂﬀﬃＡｂ１",
+    "😀",
+    "中",
+    "文",
+    " ",
+    "\n",
+    "U.S.",
+    "e.g.",
+    "’s",
+    "'s",
+]
+
+
+def test_offsets_map_back_on_generated_text() -> None:
+    rng = random.Random(0)
+    seen = 0
+    for _ in range(500):
+        text = "".join(rng.choice(_ALPHABET) for _ in range(rng.randint(0, 30)))
+        seen += len(_assert_offsets_map_back(text))
+    assert seen > 1000  # the generator produced real words, not only punctuation
