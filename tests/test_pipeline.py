@@ -53,12 +53,18 @@ async def outbox(store: Store) -> list[tuple[str, str]]:
     return sorted((e["channel"], e["alert"]["item"]["path"][:3]) for e in payloads)
 
 
+async def queued(store: Store, runtime: Runtime, seeds: list[Item], **options: int) -> Processor:
+    """A started processor with the seeds waiting in the items stream."""
+    processor = Processor(store, lambda: runtime, **options)
+    await processor.start()
+    await store.items.add_many([item_payload(item) for item in seeds])
+    return processor
+
+
 async def test_matching_items_alert_once_per_channel(
     store: Store, runtime: Runtime, seeds: list[Item]
 ) -> None:
-    processor = Processor(store, lambda: runtime)
-    await processor.start()
-    await store.items.add_many([item_payload(item) for item in seeds])
+    processor = await queued(store, runtime, seeds)
     assert await processor.step("worker") == 5
     expected = [(c, s) for c in ("desk", "wall") for s in ("000", "001", "002", "004")]
     assert await outbox(store) == expected
@@ -68,9 +74,7 @@ async def test_matching_items_alert_once_per_channel(
 async def test_items_seen_before_do_not_alert_again(
     store: Store, runtime: Runtime, seeds: list[Item]
 ) -> None:
-    processor = Processor(store, lambda: runtime)
-    await processor.start()
-    await store.items.add_many([item_payload(item) for item in seeds])
+    processor = await queued(store, runtime, seeds)
     await processor.step("worker")
     await store.items.add_many([item_payload(item) for item in seeds])
     assert await processor.step("worker") == 5
@@ -100,9 +104,7 @@ async def test_a_batch_costs_the_same_round_trips_whatever_its_size(
 async def test_entries_of_a_dead_consumer_are_reclaimed_and_alert_once(
     store: Store, runtime: Runtime, seeds: list[Item]
 ) -> None:
-    processor = Processor(store, lambda: runtime, reclaim_idle_ms=500)
-    await processor.start()
-    await store.items.add_many([item_payload(item) for item in seeds])
+    processor = await queued(store, runtime, seeds, reclaim_idle_ms=500)
     taken = await store.items.read(PROCESS, "dies", 100)  # read, never acknowledged
     assert len(taken) == 5
     assert await processor.step("survivor") == 0  # not idle long enough to be taken over
@@ -118,9 +120,7 @@ async def test_a_crash_between_seen_check_and_outbox_loses_no_alert(
     store: Store, runtime: Runtime, seeds: list[Item]
 ) -> None:
     """The dead consumer marked the items seen, then died before writing their alerts."""
-    processor = Processor(store, lambda: runtime, reclaim_idle_ms=50)
-    await processor.start()
-    await store.items.add_many([item_payload(item) for item in seeds])
+    processor = await queued(store, runtime, seeds, reclaim_idle_ms=50)
     taken = await store.items.read(PROCESS, "dies", 100)
     by_entry = {entry_id: Item.from_dict(payload["item"]) for entry_id, payload in taken}
     marked = await store.set_once(
@@ -160,9 +160,7 @@ class Refusing:
 async def test_dispatch_acknowledges_only_what_a_channel_accepted(
     store: Store, runtime: Runtime, seeds: list[Item]
 ) -> None:
-    processor = Processor(store, lambda: runtime)
-    await processor.start()
-    await store.items.add_many([item_payload(item) for item in seeds])
+    processor = await queued(store, runtime, seeds)
     await processor.step("worker")
     printed = io.StringIO()
     down = Refusing("wall", retryable=True)
@@ -182,9 +180,7 @@ async def test_dispatch_acknowledges_only_what_a_channel_accepted(
 async def test_permanent_failures_become_dead_letters_with_the_reason(
     store: Store, runtime: Runtime, seeds: list[Item]
 ) -> None:
-    processor = Processor(store, lambda: runtime)
-    await processor.start()
-    await store.items.add_many([item_payload(item) for item in seeds])
+    processor = await queued(store, runtime, seeds)
     await processor.step("worker")
     dispatcher = Dispatcher(
         store,

@@ -337,6 +337,7 @@ class _Builder:
         self.channels: list[tuple[_Doc, Path_, Any]] = []
         self.rules: list[tuple[_Doc, Path_, RuleSpec]] = []
         self.entities: dict[str, tuple[str, ...]] = {}
+        self.unchecked: list[tuple[_Doc, Path_, str]] = []
 
     def error(self, doc: _Doc, loc: Path_, message: str, *, key: bool = False) -> None:
         line, col = doc.at(loc, key=key)
@@ -399,6 +400,9 @@ class _Builder:
             spec = self.validate(_RULE, element, doc, loc, _keys(RuleSpec))
             if spec is not None:
                 self.rules.append((doc, loc, spec))
+            elif isinstance(element.get("query"), str):
+                # Still check the query, once every file's entities are known.
+                self.unchecked.append((doc, (*loc, "query"), element["query"]))
 
     def collect_entities(self, doc: _Doc, value: Any) -> None:
         if not isinstance(value, dict):
@@ -464,6 +468,8 @@ class _Builder:
             if rule is not None and spec.enabled:
                 rules.append(rule)
                 needs_console |= rule.channels == (IMPLICIT_CONSOLE.id,)
+        for doc, loc, text in self.unchecked:
+            self.compile_query(doc, loc, text)
         if needs_console and IMPLICIT_CONSOLE.id not in channel_ids:
             channels.append(IMPLICIT_CONSOLE)
         if self.problems:

@@ -257,8 +257,8 @@ def test_entity_aliases_that_normalize_alike_are_one_term() -> None:
         ('"a*b c"', 0, "'a*b c': a wildcard may only end a word"),
         ("r*", 0, "'r*': a prefix needs at least 2 letters before the '*'"),
         ("x OR r*", 5, "'r*': a prefix needs at least 2 letters before the '*'"),
-        ('"nicolas m*"', 0, "a prefix needs at least 2 letters before the '*'"),
-        ('"nicolas *"', 0, "a prefix needs at least 2 letters before the '*'"),
+        ('"nicolas m*"', 0, "'nicolas m*': a prefix needs at least 2 letters before the '*'"),
+        ('"nicolas *"', 0, "'nicolas *': a prefix needs at least 2 letters before the '*'"),
     ],
 )
 def test_syntax_errors(query: str, offset: int, message: str) -> None:
