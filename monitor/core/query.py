@@ -215,7 +215,7 @@ class _Tok:
 
 
 _NEAR = re.compile(r"NEAR(?:/(\S*))?")
-_FIELD = re.compile(r"([A-Za-z]+):(?=[^\s)])")
+_FIELD = re.compile(r"([A-Za-z]+):(?=[^\s)])(?!//)")  # not "http://": a URL is a word
 _SPECIAL_CHARS = set('()"')
 
 
@@ -233,9 +233,10 @@ def _lex(query: str) -> list[_Tok]:
             toks.append(_Tok("RPAREN", c, i))
             i += 1
         elif c == '"':
+            start = i
             value, i = _read_quoted(query, i, '"', "phrase")
             star = i < n and query[i] == "*"
-            toks.append(_Tok("PHRASE", value + ("*" if star else ""), i - len(value) - 2))
+            toks.append(_Tok("PHRASE", value + ("*" if star else ""), start))
             i += star
         elif c == "/":
             start = i

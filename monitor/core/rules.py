@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import difflib
 import re
-import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias, get_args
 
 import yaml
 from pydantic import (
@@ -83,7 +82,7 @@ class FeedSourceSpec(_Spec):
     every: Duration = 300
     min: Duration = 60
     max: Duration = 3600
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
     enabled: bool = True
 
 
@@ -185,6 +184,10 @@ class RuleSpec(_Spec):
 
 _SOURCES = (ReplaySourceSpec, FeedSourceSpec, WireSourceSpec)
 _CHANNELS = (ConsoleChannelSpec, SlackChannelSpec, EmailChannelSpec, WebhookChannelSpec)
+_TYPES = {
+    "sources": tuple(get_args(m.model_fields["type"].annotation)[0] for m in _SOURCES),
+    "channels": tuple(get_args(m.model_fields["type"].annotation)[0] for m in _CHANNELS),
+}
 _SOURCE: TypeAdapter[Any] = TypeAdapter(SourceSpec)
 _CHANNEL: TypeAdapter[Any] = TypeAdapter(ChannelSpec)
 _RULE = TypeAdapter(RuleSpec)
@@ -238,6 +241,38 @@ class _Doc:
     values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     styles: dict[Path_, str | None] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+    secrets: dict[str, str] = field(default_factory=dict)  # value from the environment → ${VAR}
+
+    def redact(self, message: str) -> str:
+        """Messages name ``${VAR}``, never the value the environment gave it."""
+        for value, name in self.secrets.items():
+            message = message.replace(value, name)
+        return message
+
+    def locate(self, loc: Path_, offset: int) -> tuple[int, int]:
+        """Line and column of character ``offset`` of the scalar at ``loc``, as written in the
+        file: through quotes, escapes, folded lines and block scalars."""
+        line, col = self.at(loc)
+        style = self.styles.get(loc)
+        if style in ("|", ">"):
+            return _locate_in_block(self.lines, line, offset) or (line, col)
+        row, index = line - 1, col - (0 if style in ("'", '"') else 1)
+        count = 0
+        while count < offset and row < len(self.lines):
+            text = self.lines[row]
+            if index >= len(text):  # a line break inside a flow scalar reads as one space
+                row += 1
+                if row < len(self.lines):
+                    index = len(self.lines[row]) - len(self.lines[row].lstrip())
+            elif style == '"' and text[index] == "\\":
+                index += {"x": 4, "u": 6, "U": 10}.get(text[index + 1 : index + 2], 2)
+            elif style == "'" and text[index : index + 2] == "''":
+                index += 2
+            else:
+                index += 1
+            count += 1
+        return row + 1, index + 1
 
     def at(self, loc: Path_, *, key: bool = False) -> tuple[int, int]:
         """The position of ``loc``, or of the nearest enclosing value that has one."""
@@ -272,6 +307,7 @@ class _Reader:
         except yaml.YAMLError as exc:
             self.problems.append(Problem(self.doc.path, 1, 1, f"invalid YAML: {exc}"))
             return self.doc
+        self.doc.lines = text.splitlines()
         self.doc.data = self.convert(root, ()) if root is not None else None
         return self.doc
 
@@ -314,13 +350,33 @@ class _Reader:
             if name not in self.env:
                 self.problem(node, f"environment variable {name} is not set")
                 return ""
-            return self.env[name]
+            value = self.env[name]
+            if len(value) >= 4:
+                self.doc.secrets[value] = match.group(0)
+            return value
 
         return _ENV.sub(substitute, value)
 
     def problem(self, node: yaml.Node, message: str) -> None:
         mark = node.start_mark
         self.problems.append(Problem(self.doc.path, mark.line + 1, mark.column + 1, message))
+
+
+def _locate_in_block(lines: list[str], line: int, offset: int) -> tuple[int, int] | None:
+    """Position of ``offset`` in a ``|`` or ``>`` block scalar whose indicator is on ``line``."""
+    rows = range(line, len(lines))  # the content starts on the line after the indicator
+    indents = [len(lines[r]) - len(lines[r].lstrip()) for r in rows if lines[r].strip()]
+    if not indents:
+        return None
+    indent, count = indents[0], 0
+    for row in rows:
+        body = lines[row][indent:]
+        if lines[row].strip() and len(lines[row]) - len(lines[row].lstrip()) < indent:
+            break  # dedented: the scalar has ended
+        if offset - count <= len(body):
+            return row + 1, indent + offset - count + 1
+        count += len(body) + 1
+    return None
 
 
 # --- building -----------------------------------------------------------------------------------
@@ -341,7 +397,7 @@ class _Builder:
 
     def error(self, doc: _Doc, loc: Path_, message: str, *, key: bool = False) -> None:
         line, col = doc.at(loc, key=key)
-        self.problems.append(Problem(doc.path, line, col, message))
+        self.problems.append(Problem(doc.path, line, col, doc.redact(message)))
 
     def unique(self, kind: str, ident: str, doc: _Doc, loc: Path_) -> bool:
         line, col = doc.at(loc)
@@ -438,18 +494,19 @@ class _Builder:
             return None
 
     def report(self, err: Any, data: Any, doc: _Doc, loc: Path_, allowed: Sequence[str]) -> None:
-        raw_loc = tuple(p for p in err["loc"] if not _is_union_tag(p, data))
+        raw_loc = tuple(err["loc"])
+        if raw_loc and isinstance(data, dict) and raw_loc[0] == data.get("type"):
+            raw_loc = raw_loc[1:]  # pydantic names the union member first; it is not a key
         where = (*loc, *raw_loc)
         name = _dotted(where)
         if err["type"] == "extra_forbidden":
             self.error(doc, where, _unknown_key(str(raw_loc[-1]), allowed), key=True)
         elif err["type"] == "missing":
             self.error(doc, loc, f"{name}: required key is missing")
-        elif err["type"] == "union_tag_invalid" or err["type"] == "union_tag_not_found":
-            kinds = ", ".join(
-                err.get("ctx", {}).get("expected_tags", "").replace("'", "").split(", ")
-            )
-            self.error(doc, (*where, "type"), f"{name}.type: must be one of {kinds}")
+        elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            kinds = ", ".join(_TYPES.get(str(loc[0]), ()))
+            missing = "required key is missing: it " if err["type"] == "union_tag_not_found" else ""
+            self.error(doc, (*where, "type"), f"{name}.type: {missing}must be one of {kinds}")
         else:
             message = (
                 err["msg"].replace("Input should be", "should be").replace("Value error, ", "")
@@ -529,15 +586,8 @@ class _Builder:
         try:
             return q.parse(text, self.entities)
         except QuerySyntaxError as exc:
-            line, col = doc.at(loc)
-            style = doc.styles.get(loc)
-            if style in ("'", '"'):
-                col += 1 + exc.offset
-            elif not style:
-                col += exc.offset
-            else:
-                line += 1  # a block scalar starts on the next line
-            self.problems.append(Problem(doc.path, line, col, exc.message))
+            line, col = doc.locate(loc, exc.offset)
+            self.problems.append(Problem(doc.path, line, col, doc.redact(exc.message)))
             return None
 
     def compile_structured(self, doc: _Doc, loc: Path_, parts: dict[str, Any]) -> q.Node | None:
@@ -623,18 +673,13 @@ _LEAF_KEYS = {
 _LEAVES = ", ".join(_LEAF_KEYS)
 
 
-def _is_union_tag(part: object, data: Any) -> bool:
-    """Pydantic puts the discriminator value into error locations; they are not keys."""
-    return isinstance(data, dict) and isinstance(part, str) and part == data.get("type")
-
-
 def _keys(model: type[BaseModel]) -> tuple[str, ...]:
     return tuple(f.alias or name for name, f in model.model_fields.items())
 
 
 def _keys_by_type(data: dict[str, Any], models: Sequence[type[BaseModel]]) -> tuple[str, ...]:
     for model in models:
-        if data.get("type") in typing.get_args(model.model_fields["type"].annotation):
+        if data.get("type") in get_args(model.model_fields["type"].annotation):
             return _keys(model)
     return ("id", "type")
 

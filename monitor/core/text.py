@@ -37,22 +37,55 @@ _SPECIAL = {
     "Þ": "th",
 }
 
-# Word runs of letters and digits; dotted single letters (U.S., u.s.a) join into one word.
+# Accents are the marks of these blocks (combining diacritics and their extensions); the vowel
+# signs and viramas of Indic, Thai and other scripts are parts of letters and are kept.
+_DIACRITICS = (
+    (0x0300, 0x036F),
+    (0x1AB0, 0x1AFF),
+    (0x1DC0, 0x1DFF),
+    (0x20D0, 0x20FF),
+    (0xFE20, 0xFE2F),
+)
+
+
+def _is_diacritic(char: str) -> bool:
+    code = ord(char)
+    return any(low <= code <= high for low, high in _DIACRITICS)
+
+
+def _marks() -> str:
+    """A regex class body of every combining mark in the Basic Multilingual Plane."""
+    ranges: list[tuple[int, int]] = []
+    for code in range(0x0300, 0x10000):
+        if unicodedata.category(chr(code)) in ("Mn", "Mc", "Me"):
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1] = (ranges[-1][0], code)
+            else:
+                ranges.append((code, code))
+    return "".join(f"\\u{a:04x}-\\u{b:04x}" if a != b else f"\\u{a:04x}" for a, b in ranges)
+
+
+# Words: runs of letters and digits (with the marks that belong to them); dotted single letters
+# (U.S., u.s.a) join into one word.
 _TOKEN = re.compile(
-    r"(?P<abbr>(?:[^\W\d_]\.){2,}(?![^\W_])|[^\W\d_](?:\.[^\W\d_])+(?![^\W_]))|[^\W_]+"
+    r"(?P<abbr>(?:[^\W\d_]\.){2,}(?![^\W_])|[^\W\d_](?:\.[^\W\d_])+(?![^\W_]))"
+    rf"|[^\W_](?:[^\W_]|[{_marks()}])*"
 )
 
 
 @lru_cache(maxsize=1 << 16)
 def fold_char(char: str) -> str:
-    """The folded form of one character: may be empty (a combining mark) or longer (``ß``)."""
+    """The folded form of one character: may be empty (an accent, an invisible format character
+    such as a soft hyphen) or longer (``ß`` → ``ss``, ``½`` → ``1⁄2``)."""
     special = _SPECIAL.get(char)
     if special is not None:
         return special
+    if unicodedata.category(char) == "Cf":
+        return ""
     folded = unicodedata.normalize("NFKC", char).casefold()
     decomposed = unicodedata.normalize("NFD", folded)
-    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return "".join(_SPECIAL.get(c, c) for c in plain)
+    plain = "".join(c for c in decomposed if not _is_diacritic(c))
+    return unicodedata.normalize("NFC", "".join(_SPECIAL.get(c, c) for c in plain))
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,14 +160,21 @@ def tokenize(text: str) -> Tokens:
         if match.lastgroup == "abbr":
             word = word.replace(".", "")
         elif (
-            word == "s" and fstart >= 2 and ftext[fstart - 1] == "'" and ftext[fstart - 2].isalpha()
+            word == "s"
+            and fstart >= 2
+            and ftext[fstart - 1] == "'"
+            and _ends_word(ftext[fstart - 2])
         ):
-            continue  # possessive 's: "Russia's" is the token "russia"
+            continue  # possessive 's: "Russia's" is the token "russia", "U.S.'s" is "us"
         start, end = folded.span(fstart, fend)
         words.append(word)
         starts.append(start)
         ends.append(end)
     return Tokens(tuple(words), tuple(starts), tuple(ends))
+
+
+def _ends_word(char: str) -> bool:
+    return char.isalnum() or char == "."
 
 
 def normalize(text: str) -> str:

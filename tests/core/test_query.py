@@ -285,3 +285,15 @@ def test_syntax_error_is_a_value_error() -> None:
     with pytest.raises(ValueError):
         parse("(")
     assert issubclass(QuerySyntaxError, MonitorError)
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("url:http://x.com/a-b", 'url:"http x com a b"'),
+        ("https://y.org", '"https y org"'),
+        ("title:/x+/", "title:/x+/"),
+    ],
+)
+def test_urls_are_words_not_fields(query: str, expected: str) -> None:
+    assert describe(parse(query)) == expected

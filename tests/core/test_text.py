@@ -186,12 +186,24 @@ def _assert_offsets_map_back(text: str) -> list[Token]:
         "Ｍaduro's ﬁnal—ＵＳ’s\u0301 re\u0301le\u0301ase",
         "COVID-19 F-16s 3.5 $1,000",
         "𝐁𝐨𝐥𝐝 Ⓐ ℌ ĳ ǅ ㎏",
-        "a ½ cup",
-        "℅ the desk",
     ],
 )
 def test_offsets_map_back_to_original(text: str) -> None:
     assert _assert_offsets_map_back(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a ½ cup", [("a", "a"), ("1", "½"), ("2", "½"), ("cup", "cup")]),
+        ("℅ the desk", [("c", "℅"), ("o", "℅"), ("the", "the"), ("desk", "desk")]),
+    ],
+)
+def test_one_character_that_expands_to_several_words_gives_each_its_span(
+    text: str, expected: list[tuple[str, str]]
+) -> None:
+    """NFKC writes ½ as 1⁄2 and ℅ as c/o: two words, each highlighting the one character."""
+    assert [(t.word, text[t.start : t.end]) for t in tokenize(text).as_list()] == expected
 
 
 _ALPHABET = [
@@ -221,3 +233,15 @@ def test_offsets_map_back_on_generated_text() -> None:
         text = "".join(rng.choice(_ALPHABET) for _ in range(rng.randint(0, 30)))
         seen += len(_assert_offsets_map_back(text))
     assert seen > 1000  # the generator produced real words, not only punctuation
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("हिन्दी समाचार", "हिन्दी समाचार"),  # vowel signs and virama belong to the word
+        ("ภาษาไทย", "ภาษาไทย"),
+        ("Rodri\u0301guez", "rodriguez"),  # a combining accent is still removed
+    ],
+)
+def test_marks_of_other_scripts_stay_in_their_words(text: str, expected: str) -> None:
+    assert normalize(text) == expected
