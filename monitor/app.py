@@ -14,12 +14,14 @@ import signal
 import socket
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
+from typing import Any
 
 from monitor.channels.base import Channel
 from monitor.channels.console import ConsoleChannel
 from monitor.core.rules import ConsoleChannelSpec, ReplaySourceSpec, WatchConfig
 from monitor.dispatch import Dispatcher
 from monitor.errors import ConfigError, Problem, StoreError
+from monitor.frequencies import background_for
 from monitor.models import Alert
 from monitor.pipeline import Processor, Runtime, item_payload
 from monitor.scheduler import Poller
@@ -27,6 +29,7 @@ from monitor.settings import Settings
 from monitor.sources.base import Source
 from monitor.sources.replay import ReplaySource, read_items
 from monitor.store import RedisServer, Store
+from monitor.stories import StoryKeeper
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +69,18 @@ def build_channels(config: WatchConfig) -> dict[str, Channel]:
     return channels
 
 
+def story_keeper(store: Store, settings: Settings) -> StoryKeeper:
+    return StoryKeeper(
+        store, background_for, window_s=settings.story_window, ttl_s=settings.dedup_ttl
+    )
+
+
+async def recent_stories(settings: Settings, limit: int) -> list[dict[str, Any]]:
+    """The stories in the configured store that grew most recently."""
+    async with RedisServer.from_settings(settings) as client:
+        return await story_keeper(Store(client, settings), settings).recent(limit)
+
+
 def source_for(path: Path, config: WatchConfig) -> str:
     """The id of the configured replay source reading ``path``, else ``replay``."""
     target = path.resolve()
@@ -99,14 +114,15 @@ async def replay(
         for problem in problems:
             logger.warning("skipped %s", problem)
         runtime = Runtime.build(config)
-        processor = Processor(store, lambda: runtime, channels=[sink.id])
+        keeper = story_keeper(store, settings)
+        processor = Processor(store, lambda: runtime, keeper, channels=[sink.id])
         dispatcher = Dispatcher(store, {sink.id: sink})
         await processor.start()
         await dispatcher.start()
         consumer = consumer_name()
         alerts: list[Alert] = []
         while entries := await store.items.read("process", consumer, settings.batch_size, None):
-            alerts.extend(await processor.handle(entries))
+            alerts.extend((await processor.handle(entries)).alerts)
         while await dispatcher.step(consumer, count=settings.batch_size) > 0:
             pass
         return alerts
@@ -142,7 +158,7 @@ class App:
         async with RedisServer.from_settings(self.settings) as client:
             store = Store(client, self.settings)
             poller = Poller(store, self.sources)
-            processor = Processor(store, lambda: self.runtime)
+            processor = Processor(store, lambda: self.runtime, story_keeper(store, self.settings))
             dispatcher = Dispatcher(store, self.channels)
             if "process" in self.roles:
                 await processor.start()

@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from monitor import __version__
-from monitor.app import ROLES, App, replay, source_for
+from monitor.app import ROLES, App, recent_stories, replay, source_for
 from monitor.channels.console import ConsoleChannel
 from monitor.config_files import load_config
 from monitor.core.matcher import Matcher
@@ -127,6 +128,32 @@ def replay_command(
     config = _config(rules_dir or settings.rules_dir)
     sink = ConsoleChannel("stdout", json_lines=json_lines)
     asyncio.run(replay(settings, config, paths, sink, state=state))
+
+
+@main.command()
+@click.option("--limit", default=20, show_default=True, help="How many stories, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per story.")
+@_fails_cleanly
+def stories(limit: int, as_json: bool) -> None:
+    """Recent stories: items, sources, first and last seen."""
+    settings = _settings()
+    found = asyncio.run(recent_stories(settings, limit))
+    if as_json:
+        for story in found:
+            click.echo(json.dumps(story, ensure_ascii=False))
+        return
+    if not found:
+        click.echo("no stories yet")
+    for story in found:
+        first = datetime.fromtimestamp(story["first_seen"], UTC).strftime("%Y-%m-%d %H:%M")
+        last = datetime.fromtimestamp(story["last_seen"], UTC).strftime("%Y-%m-%d %H:%M")
+        click.echo(
+            f"{story['id']}  {story['items']} items ({story['duplicates']} duplicates), "
+            f"{len(story['sources'])} sources, {first} → {last} UTC: {story['title']}"
+        )
+        for member in story["members"]:
+            mark = f"  = duplicate of {member['duplicate_of']}" if member["duplicate_of"] else ""
+            click.echo(f"    {member['source']}: {member['title']}{mark}")
 
 
 @main.group()

@@ -1,4 +1,4 @@
-"""The process role: items stream → seen check → match → claim (rule, story) → outbox.
+"""The process role: items → seen? → duplicate? story? → match → claim (rule, story) → outbox.
 
 Each batch costs a constant number of Redis round trips: one pipeline for the seen checks, one
 for the claims, one for the outbox, one acknowledgement. An item is acknowledged only after its
@@ -16,14 +16,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 from monitor.core.alerts import build_alert
+from monitor.core.dedup import canonical_url
 from monitor.core.matcher import Matcher
 from monitor.core.rules import Rule, WatchConfig
 from monitor.models import Alert, Item, RuleMatch
 from monitor.store import Store
+from monitor.stories import Placement, StoryKeeper
 
 logger = logging.getLogger(__name__)
 
 GROUP = "process"
+
+
+@dataclass(frozen=True)
+class Processed:
+    """What one batch produced: the alerts (first ones and follow-ups) and where items went."""
+
+    alerts: list[Alert]
+    placements: list[tuple[Item, Placement]]
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,7 @@ class Processor:
         self,
         store: Store,
         runtime: Callable[[], Runtime],
+        stories: StoryKeeper,
         *,
         channels: Sequence[str] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -62,6 +73,7 @@ class Processor:
         """``channels`` overrides every rule's routing (``monitor replay`` prints everything)."""
         self.store = store
         self.runtime = runtime
+        self.stories = stories
         self.channels = tuple(channels) if channels is not None else None
         self.clock = clock
         self.reclaim_idle_ms = reclaim_idle_ms
@@ -78,8 +90,8 @@ class Processor:
             await self.handle(entries)
         return len(entries)
 
-    async def handle(self, entries: Sequence[tuple[str, dict[str, Any]]]) -> list[Alert]:
-        """Process one batch of stream entries and acknowledge them; returns the alerts."""
+    async def handle(self, entries: Sequence[tuple[str, dict[str, Any]]]) -> Processed:
+        """Process one batch of stream entries and acknowledge them."""
         runtime = self.runtime()
         items: list[tuple[str, Item]] = []
         for entry_id, payload in entries:
@@ -87,33 +99,36 @@ class Processor:
                 items.append((entry_id, Item.from_dict(payload["item"])))
             except (KeyError, TypeError, ValueError) as exc:
                 logger.error("dropping malformed item entry %s: %r", entry_id, exc)
-        fresh = await self.store.set_once(
-            [
-                (seen_key(self.store, item), entry_id, self.store.seen_ttl)
-                for entry_id, item in items
-            ],
-            reentrant=True,
-        )
-        found: list[tuple[str, Item, Rule, RuleMatch, str]] = []
-        for (entry_id, item), new in zip(items, fresh, strict=True):
-            if not new:
-                logger.debug("seen before: %s (%s)", item.id, item.source)
-                continue
-            story = item.id  # each item is its own story until stories are assigned
-            for result in runtime.matcher.match(item):
-                found.append((entry_id, item, runtime.rules[result.rule], result, story))
-        won = await self.store.set_once(
-            [
-                (self.store.keys.claim(rule.id, story), entry_id, rule.cooldown)
-                for entry_id, _, rule, _, story in found
-            ],
-            reentrant=True,
-        )
+        new = await self._unseen(items)
         now = self.clock()
+        placements = await self.stories.place([item for _, item in new], now.timestamp())
+        found: list[tuple[str, Item, Rule, RuleMatch, Placement]] = []
+        for (entry_id, item), placed in zip(new, placements, strict=True):
+            if placed.duplicate_of is not None:
+                logger.info(
+                    "duplicate %s of %s story=%s", item.id, placed.duplicate_of, placed.story
+                )
+                continue
+            for result in runtime.matcher.match(item):
+                found.append((entry_id, item, runtime.rules[result.rule], result, placed))
+        first = await self.store.set_once(
+            [
+                (self.store.keys.claim(rule.id, placed.story), entry_id, rule.cooldown)
+                for entry_id, _, rule, _, placed in found
+            ],
+            reentrant=True,
+        )
         alerts = [
-            build_alert(rule, item, result, story=story, now=now)
-            for (_, item, rule, result, story), first in zip(found, won, strict=True)
-            if first
+            build_alert(
+                rule,
+                item,
+                result,
+                story=placed.story,
+                now=now,
+                followup=not won,
+                sources=placed.sources,
+            )
+            for (_, item, rule, result, placed), won in zip(found, first, strict=True)
         ]
         await self.store.outbox.add_many(
             [
@@ -124,5 +139,39 @@ class Processor:
         )
         await self.store.items.ack(GROUP, [entry_id for entry_id, _ in entries])
         for alert in alerts:
-            logger.info("alert %s rule=%s item=%s", alert.id, alert.rule, alert.item.id)
-        return alerts
+            logger.info(
+                "%s %s rule=%s story=%s item=%s",
+                "follow-up" if alert.followup else "alert",
+                alert.id,
+                alert.rule,
+                alert.story,
+                alert.item.id,
+            )
+        return Processed(alerts, list(zip((item for _, item in new), placements, strict=True)))
+
+    async def _unseen(self, items: Sequence[tuple[str, Item]]) -> list[tuple[str, Item]]:
+        """Level 1: drop entries seen before, by source + GUID or by canonical URL."""
+        keys: list[list[str]] = []
+        for _, item in items:
+            mine = [seen_key(self.store, item)]
+            url = canonical_url(item.url) if item.url else None
+            if url:
+                mine.append(self.store.keys.seen_url(url))
+            keys.append(mine)
+        fresh = iter(
+            await self.store.set_once(
+                [
+                    (key, entry_id, self.store.seen_ttl)
+                    for (entry_id, _), mine in zip(items, keys, strict=True)
+                    for key in mine
+                ],
+                reentrant=True,
+            )
+        )
+        new = []
+        for entry, mine in zip(items, keys, strict=True):
+            if all([next(fresh) for _ in mine]):
+                new.append(entry)
+            else:
+                logger.debug("seen before: %s (%s)", entry[1].id, entry[1].source)
+        return new

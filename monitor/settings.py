@@ -28,3 +28,9 @@ class Settings(BaseSettings):
         default=100_000, gt=0, description="Approximate cap on the items and outbox streams."
     )
     batch_size: int = Field(default=100, gt=0, description="Stream entries read per batch.")
+    story_window: int = Field(
+        default=48 * 3600, gt=0, description="Seconds within which items can join a story."
+    )
+    dedup_ttl: int = Field(
+        default=30 * 86400, gt=0, description="Seconds fingerprints and stories are kept."
+    )

@@ -17,8 +17,8 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -26,6 +26,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
@@ -111,6 +112,42 @@ class Keys:
     def lease(self, source: str) -> str:
         """String, TTL: which poller currently owns ``source``."""
         return f"{self.prefix}lease:{_id(source)}"
+
+    def doc(self, item: str) -> str:
+        """Hash, TTL: an item as dedup remembers it (fingerprint, story, duplicate_of, title)."""
+        return f"{self.prefix}doc:{_id(item)}"
+
+    def band(self, band: str) -> str:
+        """Set, TTL: items whose MinHash signatures share one LSH band (near-duplicate
+        candidates)."""
+        return f"{self.prefix}band:{digest(band)}"
+
+    def story(self, story: str) -> str:
+        """Hash, TTL: a story's term centroid, first title and url, counts, first/last seen."""
+        return f"{self.prefix}story:{_id(story)}"
+
+    def story_items(self, story: str) -> str:
+        """Sorted set, TTL: the items of a story, scored by when they arrived."""
+        return f"{self.prefix}story-items:{_id(story)}"
+
+    def story_sources(self, story: str) -> str:
+        """Set, TTL: the sources that carried a story, duplicates included."""
+        return f"{self.prefix}story-sources:{_id(story)}"
+
+    def story_term(self, term: str) -> str:
+        """Sorted set, TTL = story window: stories indexed under a distinctive term, scored by
+        when they last grew."""
+        return f"{self.prefix}story-term:{digest(term)}"
+
+    @property
+    def stories(self) -> str:
+        """Sorted set: every story, scored by when it last grew (trimmed to the dedup TTL)."""
+        return f"{self.prefix}stories"
+
+    def lines(self, source: str, week: int) -> str:
+        """Hash, TTL 15 days: how often each line occurred in a source's items that week
+        (lines that keep recurring are boilerplate)."""
+        return f"{self.prefix}lines:{_id(source)}:{week}"
 
 
 # --------------------------------------------------------------------------- streams
@@ -385,6 +422,13 @@ class Store:
         with _translated("lease release"):
             released = await self._release_lease(keys=[self.keys.lease(source)], args=[owner])
         return bool(released)
+
+    @asynccontextmanager
+    async def pipeline(self) -> AsyncIterator[Pipeline]:
+        """A non-transactional pipeline (one round trip); redis errors become ``StoreError``."""
+        with _translated("pipeline"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                yield pipe
 
     async def ping(self) -> bool:
         """Whether Redis answers; for health checks, so it never raises."""

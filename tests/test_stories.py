@@ -1,0 +1,157 @@
+"""Duplicates and stories on real Redis (issue acceptance): one alert per story."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from monitor.core.rules import build_config
+from monitor.frequencies import background_for
+from monitor.models import Item
+from monitor.pipeline import Processed, Processor, Runtime, item_payload
+from monitor.sources.replay import read_items
+from monitor.store import Store
+from monitor.stories import StoryKeeper
+
+SEEDS = Path(__file__).resolve().parent.parent / "seeds"
+RULES = """
+entities:
+  maduro: {aliases: ["Nicolás Maduro", "Maduro"]}
+rules:
+  - {id: maduro-release, query: '@maduro AND release*'}
+"""
+
+
+@pytest.fixture
+def seeds() -> list[Item]:
+    items, _ = read_items(SEEDS, "seeds")
+    return items
+
+
+@pytest.fixture
+async def processor(store: Store) -> Processor:
+    runtime = Runtime.build(build_config([("rules.yaml", RULES)], {}))
+    processor = Processor(store, lambda: runtime, StoryKeeper(store, background_for))
+    await processor.start()
+    return processor
+
+
+async def process(store: Store, processor: Processor, items: list[Item]) -> Processed:
+    await store.items.add_many([item_payload(item) for item in items])
+    return await processor.handle(await store.items.read("process", "worker", 1000))
+
+
+def seed(item: Item) -> str:
+    return (item.path or "")[:3]
+
+
+async def test_seeds_two_duplicates_one_story_one_alert_two_follow_ups(
+    store: Store, processor: Processor, seeds: list[Item]
+) -> None:
+    result = await process(store, processor, seeds)
+    placed = {seed(item): p for item, p in result.placements}
+    by_id = {item.id: seed(item) for item in seeds}
+    assert placed["000"].duplicate_of is None
+    assert by_id[placed["001"].duplicate_of] == "000"
+    assert [placed[s].duplicate_of for s in ("002", "003", "004")] == [None, None, None]
+    assert len({p.story for p in placed.values()}) == 1
+    release = [(seed(a.item), a.followup) for a in result.alerts if a.rule == "maduro-release"]
+    assert release == [("000", False), ("002", True), ("004", True)]
+    assert len({a.id for a in result.alerts}) == 1  # follow-ups share the alert id (threading)
+
+
+async def test_seeds_one_at_a_time_give_the_same_story(
+    store: Store, processor: Processor, seeds: list[Item]
+) -> None:
+    """Across batches the story is found in Redis, not only within one batch."""
+    stories, alerts = set(), []
+    for item in seeds:
+        result = await process(store, processor, [item])
+        stories.update(p.story for _, p in result.placements)
+        alerts.extend((seed(a.item), a.followup) for a in result.alerts)
+    assert len(stories) == 1
+    assert alerts == [("000", False), ("002", True), ("004", True)]
+
+
+async def test_the_same_item_twice_gives_no_second_alert_or_follow_up(
+    store: Store, processor: Processor, seeds: list[Item]
+) -> None:
+    first = await process(store, processor, seeds)
+    again = await process(store, processor, seeds)
+    assert len(first.alerts) == 3
+    assert again.alerts == [] and again.placements == []
+
+
+async def test_two_feeds_with_different_tracking_parameters_give_one_alert(
+    store: Store, processor: Processor, seeds: list[Item]
+) -> None:
+    original = seeds[0]
+    url = "https://news.example/2026/01/03/russia-maduro"
+    one = replace(original, id="feed-a:1", source="feed-a", guid="a-1", url=f"{url}?utm_source=rss")
+    two = replace(
+        original, id="feed-b:9", source="feed-b", guid="b-9", url=f"{url}?fbclid=x&utm_medium=s#c"
+    )
+    result = await process(store, processor, [one])
+    assert [a.followup for a in result.alerts] == [False]
+    result = await process(store, processor, [two])
+    assert result.alerts == [] and result.placements == []
+
+
+async def test_a_syndicated_copy_from_another_source_counts_as_a_source(
+    store: Store, processor: Processor, seeds: list[Item]
+) -> None:
+    copy = replace(seeds[1], id="wire:1", source="wire", guid="w-1", url=None)
+    result = await process(store, processor, [seeds[0], copy, seeds[2]])
+    placed = [p for _, p in result.placements]
+    assert placed[1].duplicate_of == seeds[0].id
+    assert placed[2].sources == 2  # seeds and wire carry the story
+    assert [(a.followup, a.sources) for a in result.alerts] == [(False, 1), (True, 2)]
+
+
+async def test_a_teaser_joins_its_full_text_as_a_duplicate(
+    store: Store, processor: Processor, seeds: list[Item]
+) -> None:
+    full = seeds[0]
+    teaser_text = "\n".join(full.text.splitlines()[:3]) + " … Read more"
+    teaser = replace(full, id="teasers:1", source="teasers", guid="t-1", text=teaser_text)
+    await process(store, processor, [full])
+    result = await process(store, processor, [teaser])
+    [(_, placed)] = result.placements
+    assert placed.duplicate_of == full.id
+    assert result.alerts == []
+
+
+async def test_lines_repeated_across_a_source_are_boilerplate(store: Store) -> None:
+    """Three unrelated articles sharing a long footer are not duplicates of one another."""
+    keeper = StoryKeeper(store, background_for)
+    footer = "\n".join(
+        f"The Springfield Ledger is published daily by Ledger Media Group, line {n} of the"
+        " masthead that every article on the site carries at its end."
+        for n in range(12)
+    )
+    topics = [
+        "The city council approved a new budget for road repairs after a long debate.",
+        "A local bakery won a national award for its sourdough bread this weekend.",
+        "Firefighters rescued a cat from a tree near the central library on Friday.",
+        "The high school robotics team qualified for the state finals in March.",
+    ]
+    items = [
+        Item(id=f"ledger:{n}", source="ledger", title=t[:40], text=f"{t}\n{footer}")
+        for n, t in enumerate(topics)
+    ]
+    placed = []
+    for item in items:
+        placed.extend(await keeper.place([item], time.time()))
+    assert [p.duplicate_of for p in placed[2:]] == [None, None]
+
+
+async def test_keys_expire(store: Store, processor: Processor, seeds: list[Item]) -> None:
+    await process(store, processor, seeds)
+    keys = [k async for k in store.client.scan_iter(match=f"{store.keys.prefix}*")]
+    without_ttl = [
+        k for k in keys if await store.client.ttl(k) < 0 and await store.client.type(k) != "stream"
+    ]
+    assert without_ttl == [store.keys.stories]  # trimmed by score on every write instead
