@@ -18,9 +18,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from monitor.core.dedup import fingerprint, strip_boilerplate
 from monitor.core.matcher import Matcher
 from monitor.core.rules import build_config
+from monitor.core.stories import term_vector
 from monitor.core.text import normalize, tokenize
+from monitor.frequencies import background_for
 from monitor.models import Item
 
 WORDS_PER_ITEM = 600
@@ -114,6 +117,19 @@ def run_bench(
     texts = [f"{item.title}\n{item.text}" for item in items]
 
     normalize_rate, _ = _rate(len(items), lambda: [tokenize(t) for t in texts], repeat)
+    # Dedup works on the text without boilerplate, tokenized once (the normalize stage).
+    background = background_for("en")
+    cleaned = [strip_boilerplate(item.text) for item in items]
+    tokens = [tokenize(text) for text in cleaned]
+    fingerprint_rate, _ = _rate(len(items), lambda: [fingerprint(t.words) for t in tokens], repeat)
+    vector_rate, _ = _rate(
+        len(items),
+        lambda: [
+            term_vector(i.title, c, background, text_tokens=t)
+            for i, c, t in zip(items, cleaned, tokens, strict=True)
+        ],
+        repeat,
+    )
     match_rate, found = _rate(
         len(items), lambda: [{m.rule for m in matcher.match(i)} for i in items], repeat
     )
@@ -139,6 +155,8 @@ def run_bench(
         "terms": matcher.term_count,
         "build_s": round(build_s, 3),
         "normalize_items_per_s": round(normalize_rate, 1),
+        "fingerprint_items_per_s": round(fingerprint_rate, 1),
+        "story_terms_items_per_s": round(vector_rate, 1),
         "match_items_per_s": round(match_rate, 1),
         "baseline_match_items_per_s": round(baseline_rate, 2),
         "speedup": round(match_rate / baseline_rate, 1),
@@ -152,13 +170,14 @@ def run_bench(
 def report(results: Sequence[dict[str, Any]]) -> str:
     """A table of the runs, then how match throughput changes from the first to the last."""
     head = (
-        f"{'rules':>7} {'items':>6} {'normalize/s':>12} {'match/s':>9} "
-        f"{'baseline/s':>11} {'speedup':>8} {'agree':>6}"
+        f"{'rules':>7} {'items':>6} {'normalize/s':>12} {'fingerprint/s':>14} {'terms/s':>8} "
+        f"{'match/s':>9} {'baseline/s':>11} {'speedup':>8} {'agree':>6}"
     )
     rows = [head]
     for r in results:
         rows.append(
             f"{r['rules']:>7} {r['items']:>6} {r['normalize_items_per_s']:>12.0f} "
+            f"{r['fingerprint_items_per_s']:>14.0f} {r['story_terms_items_per_s']:>8.0f} "
             f"{r['match_items_per_s']:>9.0f} {r['baseline_match_items_per_s']:>11.2f} "
             f"{r['speedup']:>7.0f}x {'yes' if r['baseline_agrees'] else 'NO':>6}"
         )

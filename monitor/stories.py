@@ -34,6 +34,7 @@ from monitor.core.stories import (
     merge,
     term_vector,
 )
+from monitor.core.text import tokenize
 from monitor.models import Item
 from monitor.store import Store, digest
 
@@ -105,8 +106,11 @@ class StoryKeeper:
         cleaned = await self._without_boilerplate(items, now)
         prepared = []
         for item, text in zip(items, cleaned, strict=True):
-            fp = fingerprint(text)
-            vector = term_vector(item.title, text, self.background(item.language))
+            tokens = tokenize(text)
+            fp = fingerprint(tokens.words)
+            vector = term_vector(
+                item.title, text, self.background(item.language), text_tokens=tokens
+            )
             prepared.append(_Prepared(item, fp, vector, fp.bands(), index_terms(vector)))
         band_hits, term_hits = await self._candidates(prepared, now)
         known, views, latest = await self._details(prepared, band_hits, term_hits)

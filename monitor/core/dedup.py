@@ -117,9 +117,10 @@ def keyed_lines(text: str) -> list[tuple[str, str]]:
 # --- level 2: fingerprints ----------------------------------------------------------------------
 
 
-def shingles(text: str, size: int = SHINGLE) -> list[bytes]:
-    """Overlapping runs of ``size`` normalized words (a short text gives one shingle)."""
-    words = normalize(text).split()
+def shingles(text: str | Sequence[str], size: int = SHINGLE) -> list[bytes]:
+    """Overlapping runs of ``size`` normalized words (a short text gives one shingle); pass the
+    words when they are already tokenized."""
+    words = normalize(text).split() if isinstance(text, str) else text
     if len(words) <= size:
         return [" ".join(words).encode()] if words else []
     return [" ".join(words[i : i + size]).encode() for i in range(len(words) - size + 1)]
@@ -160,15 +161,16 @@ class Fingerprint:
 _EMPTY = Fingerprint((0xFFFFFFFF,) * PERMUTATIONS, 0, 0)
 
 
-def fingerprint(text: str) -> Fingerprint:
-    """Fingerprint of an article's text (boilerplate already removed)."""
+def fingerprint(text: str | Sequence[str], *, with_simhash: bool = False) -> Fingerprint:
+    """Fingerprint of an article's text (boilerplate already removed) or its normalized words.
+    The SimHash is only computed when asked for: it is kept for measuring, MinHash decides."""
     pieces = shingles(text)
     if not pieces:
         return _EMPTY
     minhash = MinHash(num_perm=PERMUTATIONS, hashfunc=xxhash.xxh32_intdigest, seed=1)
     minhash.update_batch(pieces)
-    signature = tuple(int(v) for v in LeanMinHash(minhash).hashvalues)
-    return Fingerprint(signature, simhash(pieces), len(set(pieces)))
+    signature = tuple(LeanMinHash(minhash).hashvalues.tolist())
+    return Fingerprint(signature, simhash(pieces) if with_simhash else 0, len(set(pieces)))
 
 
 def simhash(pieces: Sequence[bytes]) -> int:
@@ -217,5 +219,5 @@ def is_duplicate(a: Fingerprint, b: Fingerprint) -> bool:
 
 
 def is_duplicate_simhash(a: Fingerprint, b: Fingerprint) -> bool:
-    """Level 2 by SimHash, measured beside MinHash on the labelled set."""
+    """Level 2 by SimHash (fingerprints made ``with_simhash``), measured beside MinHash."""
     return bool(a.size and b.size) and hamming(a, b) <= SIMHASH_DISTANCE

@@ -10,12 +10,12 @@ duplicates (level 2) always join the story of the item they duplicate.
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from monitor.core.dedup import Fingerprint, is_duplicate, jaccard
-from monitor.core.text import tokenize
+from monitor.core.text import Tokens, tokenize
 
 Background = Callable[[str], float]
 """A word's Zipf frequency in ordinary text (about 7 for "the", 0 for a word never seen)."""
@@ -29,23 +29,30 @@ LEAD_WORDS = 120  # words of the text's beginning that count double: the lead sa
 
 
 def term_vector(
-    title: str, text: str, background: Background, *, top: int = TOP_TERMS
+    title: str,
+    text: str,
+    background: Background,
+    *,
+    top: int = TOP_TERMS,
+    text_tokens: Tokens | None = None,
 ) -> dict[str, float]:
-    """The distinctive terms of an article, L2-normalized weights, strongest first."""
-    counts: dict[str, float] = defaultdict(float)
-    names: set[str] = set()
-    sources: tuple[tuple[float, str], ...] = ((3.0, title), (1.0, text))
-    for weight, source in sources:
-        tokens = tokenize(source)
-        for position, (word, start) in enumerate(zip(tokens.words, tokens.starts, strict=True)):
-            if len(word) < 2 and not word.isdigit():
-                continue
-            lead = 2.0 if weight == 1.0 and position < LEAD_WORDS else 1.0
-            counts[word] += weight * lead
-            if source[start].isupper() and position > 0:
-                names.add(word)
+    """The distinctive terms of an article, L2-normalized weights, strongest first
+    (``text_tokens``: the text already tokenized)."""
+    tokens = text_tokens or tokenize(text)
+    counts: Counter[str] = Counter(tokens.words)
+    counts.update(tokens.words[:LEAD_WORDS])  # the lead says what happened: it counts double
+    title_words = tokenize(title).words
+    for word in title_words:
+        counts[word] += 3
+    names = {
+        word
+        for word, start in zip(tokens.words[1:], tokens.starts[1:], strict=True)
+        if text[start].isupper()
+    }
     weights: dict[str, float] = {}
     for word, count in counts.items():
+        if len(word) < 2 and not word.isdigit():
+            continue
         zipf = background(word)
         if zipf >= COMMON_ZIPF:
             continue
