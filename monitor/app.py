@@ -16,8 +16,11 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
+import watchfiles
+
 from monitor.channels.base import Channel
 from monitor.channels.console import ConsoleChannel
+from monitor.config_files import SUFFIXES, load_config, rule_files
 from monitor.core.rules import ConsoleChannelSpec, ReplaySourceSpec, WatchConfig
 from monitor.dispatch import Dispatcher
 from monitor.errors import ConfigError, Problem, StoreError
@@ -34,6 +37,7 @@ from monitor.stories import StoryKeeper
 logger = logging.getLogger(__name__)
 
 ROLES = ("poll", "process", "dispatch")
+RELOAD_DEBOUNCE_MS = 300  # a save is applied well within 2 s
 REPLAY_SOURCE = "replay"
 
 
@@ -67,6 +71,16 @@ def build_channels(config: WatchConfig) -> dict[str, Channel]:
                 Problem(spec.id, 0, 0, f"channel type '{spec.type}' cannot deliver yet")
             )
     return channels
+
+
+def rules_snapshot(directory: Path) -> tuple[tuple[str, int, int], ...]:
+    """What the rules directory holds now, cheaply: enough to tell that something changed."""
+    found = []
+    for path in rule_files(directory) if directory.exists() else []:
+        with contextlib.suppress(OSError):
+            stat = path.stat()
+            found.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(found)
 
 
 def story_keeper(store: Store, settings: Settings) -> StoryKeeper:
@@ -132,15 +146,23 @@ class App:
     """The daemon: the chosen roles against one Redis, until asked to stop."""
 
     def __init__(
-        self, settings: Settings, config: WatchConfig, roles: Collection[str] = ROLES
+        self,
+        settings: Settings,
+        config: WatchConfig,
+        roles: Collection[str] = ROLES,
+        *,
+        rules_dir: Path | None = None,
     ) -> None:
+        """``rules_dir``: watched for changes, which apply without a restart (None: not watched)."""
         self.settings = settings
+        self.rules_dir = rules_dir
         self.runtime = Runtime.build(config)
         self.roles = frozenset(roles)
         self.sources = build_sources(config) if "poll" in self.roles else []
         self.channels = build_channels(config) if "dispatch" in self.roles else {}
         self.consumer = consumer_name()
         self.stopping = asyncio.Event()
+        self.poller: Poller | None = None
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -157,7 +179,7 @@ class App:
     async def run(self, *, once: bool = False) -> None:
         async with RedisServer.from_settings(self.settings) as client:
             store = Store(client, self.settings)
-            poller = Poller(store, self.sources)
+            poller = self.poller = Poller(store, self.sources)
             processor = Processor(store, lambda: self.runtime, story_keeper(store, self.settings))
             dispatcher = Dispatcher(store, self.channels)
             if "process" in self.roles:
@@ -174,19 +196,72 @@ class App:
             if once:
                 await poller.poll_all()
             else:
-                if self.sources:
+                if "poll" in self.roles:
                     poller.start()
                 loops = [
                     asyncio.create_task(self._loop(role.step, role_name))
                     for role, role_name in ((processor, "process"), (dispatcher, "dispatch"))
                     if role_name in self.roles
                 ]
+                if self.rules_dir is not None:
+                    loops.append(asyncio.create_task(self._watch(poller)))
                 await self.stopping.wait()
                 await poller.stop()
                 await asyncio.gather(*loops)
             await self._drain(processor, dispatcher)
             for channel in self.channels.values():
                 await channel.close()
+
+    async def _watch(self, poller: Poller) -> None:
+        """Reload the configuration whenever a YAML file under the rules directory changes.
+
+        File events wake the loop at once; it also wakes every second and compares a snapshot
+        of the files (path, mtime, size) with the one last loaded, so a change made while a
+        reload was running is never lost.
+        """
+        assert self.rules_dir is not None
+        loaded = rules_snapshot(self.rules_dir)
+        async for _ in watchfiles.awatch(
+            self.rules_dir,
+            watch_filter=lambda _, path: path.endswith(SUFFIXES),
+            debounce=RELOAD_DEBOUNCE_MS,
+            step=50,
+            stop_event=self.stopping,
+            rust_timeout=1000,
+            yield_on_timeout=True,
+        ):
+            current = rules_snapshot(self.rules_dir)
+            if current != loaded:
+                loaded = current
+                self.reload(poller)
+
+    def reload(self, poller: Poller) -> bool:
+        """Apply the rules directory as it is now; on any problem keep the last good config."""
+        assert self.rules_dir is not None
+        try:
+            config = load_config(self.rules_dir)
+            sources = build_sources(config) if "poll" in self.roles else []
+            channels = build_channels(config) if "dispatch" in self.roles else {}
+        except ConfigError as exc:
+            for problem in exc.problems:
+                logger.error("reload: %s", problem)
+            logger.error("reload failed: the last good configuration stays in force")
+            return False
+        before = {spec.id: spec for spec in self.runtime.config.sources}
+        changed = {spec.id for spec in config.sources if before.get(spec.id) not in (None, spec)}
+        self.runtime = Runtime.build(config)
+        self.sources = sources
+        poller.update(sources, changed)
+        self.channels.clear()
+        self.channels.update(channels)
+        logger.info(
+            "reloaded %s: %d sources, %d rules, %d channels",
+            self.rules_dir,
+            len(sources),
+            len(config.rules),
+            len(channels),
+        )
+        return True
 
     async def _loop(self, step: Callable[..., Awaitable[int]], role: str) -> None:
         """Run one role until stopped; a Redis outage is waited out with backoff."""

@@ -103,8 +103,9 @@ def run(roles: tuple[str, ...], once: bool, rules_dir: Path | None) -> None:
     """The daemon: poll sources, process items, deliver alerts, until SIGINT/SIGTERM."""
     settings = _settings()
     _logging(settings.log_level)
-    config = _config(rules_dir or settings.rules_dir)
-    app = App(settings, config, roles or ROLES)
+    directory = rules_dir or settings.rules_dir
+    config = _config(directory)
+    app = App(settings, config, roles or ROLES, rules_dir=None if once else directory)
 
     async def daemon() -> None:
         app.install_signal_handlers()
@@ -242,9 +243,43 @@ def _explain(item: Item, matches: Sequence[Match]) -> str:
 @click.option("--repeat", default=5, show_default=True, help="Runs per measure; medians shown.")
 @click.option("--seed", default=1, show_default=True, help="Seed of the synthetic workload.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per rule count.")
-def bench(rule_counts: str, item_count: int, repeat: int, seed: int, as_json: bool) -> None:
-    """Synthetic throughput: normalize and match, against a regex-per-rule baseline."""
+@click.option(
+    "--dedup",
+    "pairs_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Instead: precision and recall of duplicates and stories on labelled pairs (JSONL).",
+)
+def bench(
+    rule_counts: str,
+    item_count: int,
+    repeat: int,
+    seed: int,
+    as_json: bool,
+    pairs_file: Path | None,
+) -> None:
+    """Synthetic throughput: normalize, fingerprint, match, against a regex-per-rule baseline."""
     from monitor.bench import report, run_bench
+
+    if pairs_file is not None:
+        from monitor.evaluation import evaluate, load_pairs, measure, sweep
+
+        measured = measure(load_pairs(pairs_file))
+        result = evaluate(measured)
+        if as_json:
+            click.echo(json.dumps(result))
+            return
+        for name in ("level2_minhash", "level2_simhash", "level3"):
+            scores = result[name]
+            click.echo(
+                f"{name:15} precision {scores['precision']:.3f}  recall {scores['recall']:.3f}"
+                f"  (tp {scores['true_positives']}, fp {scores['false_positives']},"
+                f" fn {scores['false_negatives']})"
+            )
+        for wrong in result["wrong"]:
+            click.echo(f"  wrong at level {wrong['level']}: {wrong['id']} ({wrong['kind']})")
+        click.echo("\n".join(sweep(measured)))
+        return
 
     counts = [int(part) for part in rule_counts.split(",") if part.strip()]
     results = [run_bench(n, item_count, repeat=repeat, seed=seed) for n in counts]

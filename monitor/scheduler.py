@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -21,6 +21,8 @@ from monitor.sources.base import FetchResult, Source
 from monitor.store import Store
 
 logger = logging.getLogger(__name__)
+
+JITTER_S = 5
 
 
 class Poller:
@@ -70,25 +72,48 @@ class Poller:
         """Every source once, concurrently (``monitor run --once``)."""
         await asyncio.gather(*(self.poll(source) for source, _ in self.sources))
 
-    def start(self, *, jitter_s: int = 5) -> None:
-        """Schedule every source: a first poll now (spread by jitter), then every interval."""
-        scheduler = AsyncIOScheduler(timezone=UTC)
-        now = datetime.now(UTC)
+    def start(self) -> None:
+        """Schedule every source: a first poll now (spread a little), then every interval."""
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
         for index, (source, every) in enumerate(self.sources):
-            scheduler.add_job(
-                self.poll,
-                "interval",
-                args=[source],
-                id=source.id,
-                seconds=every,
-                jitter=min(jitter_s, max(every // 10, 0)) or None,
-                next_run_time=now + timedelta(milliseconds=50 * index),
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=max(every, 1),
-            )
-        scheduler.start()
-        self._scheduler = scheduler
+            self._schedule(source, every, delay_ms=50 * index)
+        self._scheduler.start()
+
+    def _schedule(self, source: Source, every: int, *, delay_ms: int = 0) -> None:
+        assert self._scheduler is not None
+        self._scheduler.add_job(
+            self.poll,
+            "interval",
+            args=[source],
+            id=source.id,
+            seconds=every,
+            jitter=min(JITTER_S, every // 10) or None,
+            next_run_time=datetime.now(UTC) + timedelta(milliseconds=delay_ms),
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(every, 1),
+            replace_existing=True,
+        )
+
+    @property
+    def scheduled(self) -> list[str]:
+        """Ids of the sources with a job (for tests and status)."""
+        return sorted(job.id for job in self._scheduler.get_jobs()) if self._scheduler else []
+
+    def update(self, sources: Sequence[tuple[Source, int]], changed: Collection[str]) -> None:
+        """Apply a reloaded configuration: removed sources stop, new and ``changed`` ones are
+        (re)scheduled with a first poll now, the others keep their schedule."""
+        before = {source.id for source, _ in self.sources}
+        self.sources = tuple(sources)
+        if self._scheduler is None:
+            return
+        after = {source.id for source, _ in self.sources}
+        for gone in before - after:
+            self._scheduler.remove_job(gone)
+            self._appended.pop(gone, None)
+        for source, every in self.sources:
+            if source.id not in before or source.id in changed:
+                self._schedule(source, every)
 
     async def stop(self, timeout_s: float = 30.0) -> None:
         """No new polls; polls in flight get ``timeout_s`` to finish."""

@@ -1,0 +1,81 @@
+"""Hot reload: the daemon applies rule-file changes without a restart, keeping the last good
+configuration when a change is invalid."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from monitor.app import App
+from monitor.config_files import load_config
+from monitor.settings import Settings
+
+SEEDS = Path(__file__).resolve().parent.parent / "seeds"
+
+
+def sources_yaml(*ids: str) -> str:
+    lines = ["sources:"]
+    for source in ids:
+        lines.append(f"  - {{id: {source}, type: replay, path: '{SEEDS}', every: 1h}}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path) -> AsyncIterator[tuple[App, Path]]:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "sources.yaml").write_text(sources_yaml("seeds", "more"))
+    (rules / "rules.yaml").write_text("rules:\n  - {id: first, query: maduro}\n")
+    settings = Settings(data_dir=tmp_path / "data", rules_dir=rules, redis_url=None)
+    app = App(settings, load_config(rules), rules_dir=rules)
+    task = asyncio.create_task(app.run())
+    await until(lambda: app.poller is not None and app.poller.scheduled == ["more", "seeds"])
+    await asyncio.sleep(0.5)  # the watcher is up
+    yield app, rules
+    app.stop()
+    await asyncio.wait_for(task, 30)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.05)
+
+
+def rule_ids(app: App) -> list[str]:
+    return sorted(rule.id for rule in app.runtime.config.rules)
+
+
+async def test_a_new_rule_file_applies_without_a_restart(daemon: tuple[App, Path]) -> None:
+    app, rules = daemon
+    (rules / "more.yaml").write_text("rules:\n  - {id: second, query: lavrov}\n")
+    await until(lambda: rule_ids(app) == ["first", "second"])
+    (rules / "more.yaml").unlink()
+    await until(lambda: rule_ids(app) == ["first"])
+
+
+async def test_an_invalid_change_keeps_the_last_good_configuration(
+    daemon: tuple[App, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    app, rules = daemon
+    caplog.set_level(logging.ERROR, logger="monitor.app")
+    (rules / "rules.yaml").write_text("rules:\n  - {id: first, query: 'maduro AND (x'}\n")
+    await until(lambda: "the last good configuration stays in force" in caplog.text)
+    assert f"{rules / 'rules.yaml'}:2:" in caplog.text  # where the problem is
+    assert rule_ids(app) == ["first"]
+    assert str(app.runtime.config.rules[0].expr).count("Term") == 1  # still `maduro`
+
+
+async def test_a_removed_source_stops_being_polled(daemon: tuple[App, Path]) -> None:
+    app, rules = daemon
+    (rules / "sources.yaml").write_text(sources_yaml("seeds"))
+    assert app.poller is not None
+    poller = app.poller
+    await until(lambda: poller.scheduled == ["seeds"])
+    (rules / "sources.yaml").write_text(sources_yaml("seeds", "again"))
+    await until(lambda: poller.scheduled == ["again", "seeds"])
