@@ -21,15 +21,15 @@ import watchfiles
 from monitor.channels.base import Channel
 from monitor.channels.console import ConsoleChannel
 from monitor.config_files import SUFFIXES, load_config, rule_files
+from monitor.core.polling import PollSpec
 from monitor.core.rules import ConsoleChannelSpec, ReplaySourceSpec, WatchConfig
 from monitor.dispatch import Dispatcher
 from monitor.errors import ConfigError, Problem, StoreError
 from monitor.frequencies import background_for
 from monitor.models import Alert
 from monitor.pipeline import Processor, Runtime, item_payload
-from monitor.scheduler import Poller
+from monitor.scheduler import Poller, Scheduled
 from monitor.settings import Settings
-from monitor.sources.base import Source
 from monitor.sources.replay import ReplaySource, read_items
 from monitor.store import RedisServer, Store
 from monitor.stories import StoryKeeper
@@ -46,14 +46,16 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def build_sources(config: WatchConfig) -> list[tuple[Source, int]]:
-    """The enabled sources this version can poll, each with its interval in seconds."""
-    sources: list[tuple[Source, int]] = []
+def build_sources(config: WatchConfig) -> list[Scheduled]:
+    """The enabled sources this version can poll, each with its polling bounds."""
+    sources: list[Scheduled] = []
     for spec in config.sources:
         if not spec.enabled:
             continue
         if isinstance(spec, ReplaySourceSpec):
-            sources.append((ReplaySource(spec.id, Path(spec.path)), spec.every))
+            every = float(spec.every)
+            source = ReplaySource(spec.id, Path(spec.path))
+            sources.append(Scheduled(source, PollSpec(every, every, every)))
         else:
             raise ConfigError(
                 Problem(spec.id, 0, 0, f"source type '{spec.type}' cannot be polled yet")
@@ -179,7 +181,7 @@ class App:
     async def run(self, *, once: bool = False) -> None:
         async with RedisServer.from_settings(self.settings) as client:
             store = Store(client, self.settings)
-            poller = self.poller = Poller(store, self.sources)
+            poller = self.poller = Poller(store, self.sources, owner=self.consumer)
             processor = Processor(store, lambda: self.runtime, story_keeper(store, self.settings))
             dispatcher = Dispatcher(store, self.channels)
             if "process" in self.roles:

@@ -1,119 +1,222 @@
 """The poll role: one APScheduler job per source, new items appended to the items stream.
 
-This is the only module that imports APScheduler. A source never runs twice at once
-(``max_instances=1``), missed runs are coalesced, and first runs are spread with jitter. A source
-that fails is logged with its id and tried again at its next run; the others go on.
+This is the only module that imports APScheduler. A source never runs twice at once: within a
+process ``max_instances=1``; across processes a lease in Redis (``SET NX PX``, renewed while
+the poll runs, released after). The time a source is next due is shared in Redis too (its
+health record), so several daemons against one Redis poll each source once per interval between
+them: a daemon whose job fires early only moves its job to the due time. The interval itself
+comes from the pure policy in ``core.polling`` (publishing rate, backoff, Retry-After, max-age).
+A source that fails is logged with its id and tried again later; the others go on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections import defaultdict
+import random
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from monitor.core.polling import FeedHealth, PollOutcome, PollSpec, next_interval
 from monitor.errors import MonitorError
-from monitor.pipeline import item_payload
+from monitor.pipeline import item_payload, seen_key
 from monitor.sources.base import FetchResult, Source
 from monitor.store import Store
 
 logger = logging.getLogger(__name__)
 
-JITTER_S = 5
+JITTER = 0.1  # next runs are spread by up to this share of the interval (at most MAX_JITTER_S)
+MAX_JITTER_S = 30.0
+EARLY_S = 1.0  # a job firing this close to the due time polls
+LEASE_MS = 90_000  # longer than any poll's total deadline; renewed while the poll runs
+
+
+@dataclass(frozen=True, slots=True)
+class Scheduled:
+    """A source and how often to poll it."""
+
+    source: Source
+    spec: PollSpec
+
+    @property
+    def id(self) -> str:
+        return self.source.id
 
 
 class Poller:
-    """Fetches sources and appends what they have not handed in before to the items stream."""
+    """Fetches sources and appends what has not been seen to the items stream."""
 
-    def __init__(self, store: Store, sources: Sequence[tuple[Source, int]]) -> None:
-        """``sources``: each source with its base interval in seconds."""
+    def __init__(self, store: Store, sources: Sequence[Scheduled], *, owner: str) -> None:
+        """``owner`` names this process in leases (unique per process)."""
         self.store = store
         self.sources = tuple(sources)
-        # Ids already appended by this process: a replayed directory is re-read whole each time.
-        self._appended: dict[str, set[str]] = defaultdict(set)
+        self.owner = owner
         self._scheduler: AsyncIOScheduler | None = None
         self._inflight: set[asyncio.Task[object]] = set()
 
-    async def poll(self, source: Source) -> FetchResult | None:
-        """Fetch one source once; never raises for a source's own failure."""
+    async def poll(self, scheduled: Scheduled, *, force: bool = False) -> FetchResult | None:
+        """Poll one source if it is due (always with ``force``), unless another process holds
+        it; never raises for a source's own failure. None when it did not poll."""
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)
         try:
-            return await self._poll(source)
+            return await self._poll(scheduled, force=force)
         except MonitorError as exc:
-            logger.error("source %s: poll failed: %s", source.id, exc)
+            logger.error("source %s: poll failed: %s", scheduled.id, exc)
             return None
         finally:
             if task is not None:
                 self._inflight.discard(task)
 
-    async def _poll(self, source: Source) -> FetchResult:
-        state = await self.store.get_state(source.id)
-        result = await source.fetch(state)
-        for problem in result.problems:
-            logger.warning("source %s: skipped %s", source.id, problem)
-        if result.error is not None:
-            logger.error("source %s: %s", source.id, result.error)
-            return result
-        seen = self._appended[source.id]
-        new = [item for item in result.items if item.id not in seen]
-        await self.store.items.add_many([item_payload(item) for item in new])
-        seen.update(item.id for item in new)
-        if result.state:
-            await self.store.set_state(source.id, dict(result.state))
-        logger.info("source %s: %d entries, %d handed in", source.id, len(result.items), len(new))
+    async def _poll(self, scheduled: Scheduled, *, force: bool) -> FetchResult | None:
+        source, spec = scheduled.source, scheduled.spec
+        now = datetime.now(UTC)
+        health = FeedHealth.from_mapping(await self.store.get_health(source.id))
+        if (
+            not force
+            and (due := _due(health, spec)) is not None
+            and due - now > timedelta(seconds=EARLY_S)
+        ):
+            self._reschedule(source.id, due)  # another daemon polled it: come back when due
+            return None
+        if not await self.store.acquire_lease(source.id, self.owner, LEASE_MS):
+            logger.debug("source %s: another process is polling it", source.id)
+            return None
+        renew = asyncio.create_task(self._keep_lease(source.id))
+        try:
+            state = await self.store.get_state(source.id)
+            result = await source.fetch(state)
+            new = await self._append_new(result)
+            outcome = PollOutcome(
+                at=now,
+                error=result.error,
+                entries=len(result.items),
+                new=new,
+                not_modified=result.not_modified,
+                retry_after_s=result.retry_after_s,
+                max_age_s=result.max_age_s,
+                bozo=result.bozo,
+            )
+            updated = health.update(outcome)
+            self._report(source.id, result, health, updated, state, new)
+            await self.store.set_health(source.id, updated.to_mapping())
+            if result.state:
+                await self.store.set_state(
+                    source.id, {k: (v or None) for k, v in result.state.items()}
+                )
+        finally:
+            renew.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renew
+            await self.store.release_lease(source.id, self.owner)
+        interval = next_interval(updated, spec, now)
+        self._reschedule(source.id, now + timedelta(seconds=_jittered(interval)))
         return result
 
+    async def _keep_lease(self, source: str) -> None:
+        while True:
+            await asyncio.sleep(LEASE_MS / 3000)
+            await self.store.acquire_lease(source, self.owner, LEASE_MS)
+
+    async def _append_new(self, result: FetchResult) -> int:
+        """Append the entries not seen before; how many there were."""
+        if not result.items:
+            return 0
+        seen = await self.store.exists_many([seen_key(self.store, i) for i in result.items])
+        new = [item for item, known in zip(result.items, seen, strict=True) if not known]
+        await self.store.items.add_many([item_payload(item) for item in new])
+        return len(new)
+
+    def _report(
+        self,
+        source: str,
+        result: FetchResult,
+        before: FeedHealth,
+        after: FeedHealth,
+        state: dict[str, str],
+        new: int,
+    ) -> None:
+        for problem in result.problems:
+            logger.warning("source %s: skipped %s", source, problem)
+        if result.error is not None:
+            logger.error(
+                "source %s: %s (%d in a row)", source, result.error, after.consecutive_failures
+            )
+            return
+        if result.bozo and result.bozo != before.bozo:
+            logger.warning("source %s: malformed but readable: %s", source, result.bozo)
+        moved = result.state.get("url")
+        if moved and moved != state.get("url"):
+            logger.warning("source %s: permanently moved to %s", source, moved)
+        if before.consecutive_failures:
+            logger.info(
+                "source %s: works again after %d failures", source, before.consecutive_failures
+            )
+        logger.info(
+            "source %s: %s, %d entries, %d new",
+            source,
+            "not modified" if result.not_modified else f"status {result.status or 'ok'}",
+            len(result.items),
+            new,
+        )
+
     async def poll_all(self) -> None:
-        """Every source once, concurrently (``monitor run --once``)."""
-        await asyncio.gather(*(self.poll(source) for source, _ in self.sources))
+        """Every source once, now, concurrently (``monitor run --once``)."""
+        await asyncio.gather(*(self.poll(s, force=True) for s in self.sources))
 
     def start(self) -> None:
-        """Schedule every source: a first poll now (spread a little), then every interval."""
+        """Schedule every source: a first poll soon (spread a little), then as the policy says."""
         self._scheduler = AsyncIOScheduler(timezone=UTC)
-        for index, (source, every) in enumerate(self.sources):
-            self._schedule(source, every, delay_ms=50 * index)
+        for index, scheduled in enumerate(self.sources):
+            self._schedule(scheduled, delay_ms=50 * index)
         self._scheduler.start()
 
-    def _schedule(self, source: Source, every: int, *, delay_ms: int = 0) -> None:
+    def _schedule(self, scheduled: Scheduled, *, delay_ms: int = 0) -> None:
         assert self._scheduler is not None
         self._scheduler.add_job(
             self.poll,
             "interval",
-            args=[source],
-            id=source.id,
-            seconds=every,
-            jitter=min(JITTER_S, every // 10) or None,
+            args=[scheduled],
+            id=scheduled.id,
+            seconds=max(scheduled.spec.every, 1),
             next_run_time=datetime.now(UTC) + timedelta(milliseconds=delay_ms),
             max_instances=1,
             coalesce=True,
-            misfire_grace_time=max(every, 1),
+            misfire_grace_time=None,
             replace_existing=True,
         )
+
+    def _reschedule(self, source: str, when: datetime) -> None:
+        if self._scheduler is not None and self._scheduler.get_job(source) is not None:
+            self._scheduler.modify_job(source, next_run_time=when)
 
     @property
     def scheduled(self) -> list[str]:
         """Ids of the sources with a job (for tests and status)."""
         return sorted(job.id for job in self._scheduler.get_jobs()) if self._scheduler else []
 
-    def update(self, sources: Sequence[tuple[Source, int]], changed: Collection[str]) -> None:
+    def next_run(self, source: str) -> datetime | None:
+        job = self._scheduler.get_job(source) if self._scheduler else None
+        return job.next_run_time if job is not None else None
+
+    def update(self, sources: Sequence[Scheduled], changed: Collection[str]) -> None:
         """Apply a reloaded configuration: removed sources stop, new and ``changed`` ones are
         (re)scheduled with a first poll now, the others keep their schedule."""
-        before = {source.id for source, _ in self.sources}
+        before = {s.id for s in self.sources}
         self.sources = tuple(sources)
         if self._scheduler is None:
             return
-        after = {source.id for source, _ in self.sources}
+        after = {s.id for s in self.sources}
         for gone in before - after:
             self._scheduler.remove_job(gone)
-            self._appended.pop(gone, None)
-        for source, every in self.sources:
-            if source.id not in before or source.id in changed:
-                self._schedule(source, every)
+        for scheduled in self.sources:
+            if scheduled.id not in before or scheduled.id in changed:
+                self._schedule(scheduled)
 
     async def stop(self, timeout_s: float = 30.0) -> None:
         """No new polls; polls in flight get ``timeout_s`` to finish."""
@@ -122,3 +225,14 @@ class Poller:
             self._scheduler = None
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=timeout_s)
+
+
+def _due(health: FeedHealth, spec: PollSpec) -> datetime | None:
+    """When the source is next due, from its shared health (None: never polled)."""
+    if health.last_poll is None:
+        return None
+    return health.last_poll + timedelta(seconds=next_interval(health, spec, health.last_poll))
+
+
+def _jittered(interval: float) -> float:
+    return interval + random.uniform(0, min(interval * JITTER, MAX_JITTER_S))

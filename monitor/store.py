@@ -113,6 +113,10 @@ class Keys:
         """String, TTL: which poller currently owns ``source``."""
         return f"{self.prefix}lease:{_id(source)}"
 
+    def health(self, source: str) -> str:
+        """Hash, TTL: a source's health and polling history (``core.polling.FeedHealth``)."""
+        return f"{self.prefix}health:{_id(source)}"
+
     def doc(self, item: str) -> str:
         """Hash, TTL: an item as dedup remembers it (fingerprint, story, duplicate_of, title)."""
         return f"{self.prefix}doc:{_id(item)}"
@@ -407,6 +411,31 @@ class Store:
                     pipe.hdel(key, *removed)
                 pipe.expire(key, self.seen_ttl)
                 await pipe.execute()
+
+    async def get_health(self, source: str) -> dict[str, str]:
+        """A source's health record (empty when it was never polled or it expired)."""
+        with _translated("HGETALL health"):
+            health = await self.client.hgetall(self.keys.health(source))
+        return {str(name): str(value) for name, value in health.items()}
+
+    async def set_health(self, source: str, mapping: Mapping[str, str]) -> None:
+        """Replace a source's health record; it expires ``seen_ttl`` after the last poll."""
+        key = self.keys.health(source)
+        with _translated("HSET health"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.hset(key, items=[part for pair in mapping.items() for part in pair])
+                pipe.expire(key, self.seen_ttl)
+                await pipe.execute()
+
+    async def exists_many(self, keys: Sequence[str]) -> list[bool]:
+        """Whether each key exists, in one round trip."""
+        if not keys:
+            return []
+        with _translated("EXISTS"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.exists(key)
+                return [bool(found) for found in await pipe.execute()]
 
     async def acquire_lease(self, source: str, owner: str, ttl_ms: int) -> bool:
         """Own ``source`` for ``ttl_ms`` unless another owner holds it; renewing is acquiring.
