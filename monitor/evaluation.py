@@ -86,7 +86,8 @@ class _Features:
 def _features(article: Article) -> _Features:
     text = strip_boilerplate(article.text)
     tokens = tokenize(text)
-    vector = term_vector(article.title, text, background_for(article.language), text_tokens=tokens)
+    background = background_for(article.language, tokens.words)
+    vector = term_vector(article.title, text, background, text_tokens=tokens)
     fp = fingerprint(tokens.words, with_simhash=True)
     return _Features(fp, vector, frozenset(fp.bands()))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache, lru_cache
 
 from wordfreq import available_languages, zipf_frequency
@@ -16,10 +17,28 @@ def _languages() -> frozenset[str]:
     return frozenset(available_languages())
 
 
-def background_for(language: str | None) -> Background:
-    """The Zipf frequency function of ``language`` (its first two letters), else English's."""
-    code = (language or FALLBACK).split("-")[0].split("_")[0].lower()
-    return _frequency(code if code in _languages() else FALLBACK)
+# Languages a feed is likely to be in when it does not say; the guess picks the one in which the
+# text's words are most common.
+GUESSED = ("en", "es", "de", "fr", "it", "pt", "nl", "sv", "pl", "ru", "uk", "tr")
+GUESS_WORDS = 60
+
+
+def background_for(language: str | None, words: Sequence[str] = ()) -> Background:
+    """The Zipf frequency function of ``language`` (its first two letters); when the item does
+    not say, the language is guessed from ``words``, else English."""
+    code = (language or "").split("-")[0].split("_")[0].lower()
+    if code not in _languages():
+        code = guess_language(words) if words else FALLBACK
+    return _frequency(code)
+
+
+def guess_language(words: Sequence[str]) -> str:
+    """The language whose ordinary words these are: the highest mean Zipf frequency."""
+    sample = [w for w in words[:GUESS_WORDS] if not w.isdigit()]
+    if not sample:
+        return FALLBACK
+    scores = {lang: sum(map(_frequency(lang), sample)) for lang in GUESSED}
+    return max(scores, key=lambda lang: (scores[lang], lang == FALLBACK))
 
 
 @cache

@@ -89,12 +89,13 @@ class StoryKeeper:
     def __init__(
         self,
         store: Store,
-        background: Callable[[str | None], Background],
+        background: Callable[[str | None, Sequence[str]], Background],
         *,
         window_s: int = 48 * 3600,
         ttl_s: int = 30 * 86400,
     ) -> None:
-        """``background(language)`` gives the word-frequency function for a language."""
+        """``background(language, words)`` gives the word-frequency function of an item's
+        language (guessed from its words when the item does not say)."""
         self.store = store
         self.background = background
         self.window_s = window_s
@@ -109,7 +110,7 @@ class StoryKeeper:
             tokens = tokenize(text)
             fp = fingerprint(tokens.words)
             vector = term_vector(
-                item.title, text, self.background(item.language), text_tokens=tokens
+                item.title, text, self.background(item.language, tokens.words), text_tokens=tokens
             )
             prepared.append(_Prepared(item, fp, vector, fp.bands(), index_terms(vector)))
         band_hits, term_hits = await self._candidates(prepared, now)

@@ -74,7 +74,8 @@ _BOILERPLATE_LINE = re.compile(
     r"|related(?: articles?| stor(?:y|ies)| coverage| content| links?| reading)?\s*:"
     r"|see also|more on this|also read|recommended|advertisement|share (?:this|on)"
     r"|follow us|click here|sign up|subscribe|copyright|©|all rights reserved"
-    r"|original url|photo:|image:|source:|remind me later|tags:)",
+    r"|original url|photo:|image:|source:|remind me later|tags:"
+    r"|the post .{1,300} appeared first on)",
     re.IGNORECASE,
 )
 _APPEAL = re.compile(

@@ -23,8 +23,9 @@ Background = Callable[[str], float]
 TOP_TERMS = 40  # terms kept per item
 CENTROID_TERMS = 80  # terms kept per story
 INDEX_TERMS = 12  # an item's strongest terms, used to look up candidate stories
-STORY_SIMILARITY = 0.30  # chosen on tests/data/dedup (docs/dedup.md)
+STORY_SIMILARITY = 0.40  # chosen on tests/data/dedup (docs/dedup.md)
 COMMON_ZIPF = 5.5  # words at least this common never identify an event
+NAME_BOOST = 3.0  # names (capitalized inside sentences) identify an event more than vocabulary
 LEAD_WORDS = 120  # words of the text's beginning that count double: the lead says what happened
 
 
@@ -57,7 +58,7 @@ def term_vector(
         if zipf >= COMMON_ZIPF:
             continue
         rarity = max(0.5, 7.0 - zipf)
-        boost = 1.5 if word in names else 1.0
+        boost = NAME_BOOST if word in names else 1.0
         if any(c.isdigit() for c in word):
             boost = 1.3 if len(word) >= 3 else 0.5
         weights[word] = (1.0 + math.log(count)) * rarity * boost
