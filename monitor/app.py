@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import watchfiles
 from monitor.channels.base import Channel
 from monitor.channels.console import ConsoleChannel
 from monitor.config_files import SUFFIXES, load_config, rule_files
-from monitor.core.polling import PollSpec
+from monitor.core.polling import FeedHealth, PollSpec, next_interval
 from monitor.core.rules import ConsoleChannelSpec, ReplaySourceSpec, WatchConfig
 from monitor.dispatch import Dispatcher
 from monitor.errors import ConfigError, Problem, StoreError
@@ -95,6 +96,49 @@ async def recent_stories(settings: Settings, limit: int) -> list[dict[str, Any]]
     """The stories in the configured store that grew most recently."""
     async with RedisServer.from_settings(settings) as client:
         return await story_keeper(Store(client, settings), settings).recent(limit)
+
+
+async def source_health(settings: Settings, config: WatchConfig) -> list[dict[str, Any]]:
+    """Each configured source with the health the poll role keeps in Redis."""
+    now = datetime.now(UTC)
+    out = []
+    async with RedisServer.from_settings(settings) as client:
+        store = Store(client, settings)
+        for spec in config.sources:
+            health = FeedHealth.from_mapping(await store.get_health(spec.id))
+            bounds = PollSpec(
+                float(spec.every),
+                float(getattr(spec, "min", spec.every)),
+                float(getattr(spec, "max", spec.every)),
+            )
+            due = (
+                health.last_poll
+                + timedelta(seconds=next_interval(health, bounds, health.last_poll))
+                if health.last_poll
+                else None
+            )
+            out.append(
+                {
+                    "id": spec.id,
+                    "type": spec.type,
+                    "where": getattr(spec, "url", None) or getattr(spec, "path", ""),
+                    "enabled": spec.enabled,
+                    "last_poll": _iso(health.last_poll),
+                    "last_success": _iso(health.last_success),
+                    "last_error": _iso(health.last_error),
+                    "error": health.error if health.consecutive_failures else None,
+                    "consecutive_failures": health.consecutive_failures,
+                    "last_new_item": _iso(health.last_new_item),
+                    "items_per_day": round(health.items_per_day, 1),
+                    "next_due": _iso(due),
+                    "overdue": bool(due and due < now - timedelta(seconds=bounds.max)),
+                }
+            )
+    return out
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat(timespec="seconds") if moment else None
 
 
 def source_for(path: Path, config: WatchConfig) -> str:

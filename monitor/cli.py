@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from monitor import __version__
-from monitor.app import ROLES, App, recent_stories, replay, source_for
+from monitor.app import ROLES, App, recent_stories, replay, source_for, source_health
 from monitor.channels.console import ConsoleChannel
 from monitor.config_files import load_config
 from monitor.core.matcher import Matcher
@@ -155,6 +155,41 @@ def stories(limit: int, as_json: bool) -> None:
         for member in story["members"]:
             mark = f"  = duplicate of {member['duplicate_of']}" if member["duplicate_of"] else ""
             click.echo(f"    {member['source']}: {member['title']}{mark}")
+
+
+@main.group()
+def sources() -> None:
+    """The configured sources: their health, or a fetch of each now."""
+
+
+@sources.command(name="list")
+@rules_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per source.")
+@_fails_cleanly
+def sources_list(rules_dir: Path | None, as_json: bool) -> None:
+    """Health the poll role keeps in Redis: last success, last error, failures, rate, next due."""
+    settings = _settings()
+    config = _config(rules_dir or settings.rules_dir)
+    found = asyncio.run(source_health(settings, config))
+    if as_json:
+        for row in found:
+            click.echo(json.dumps(row))
+        return
+    for row in found:
+        state = (
+            "never polled"
+            if row["last_poll"] is None
+            else (
+                f"FAILING x{row['consecutive_failures']}: {row['error']}"
+                if row["consecutive_failures"]
+                else f"ok at {row['last_success']}"
+            )
+        )
+        click.echo(
+            f"{row['id']} ({row['type']}, {row['where']}): {state}; "
+            f"last new item {row['last_new_item'] or '-'}; {row['items_per_day']} items/day; "
+            f"next due {row['next_due'] or 'now'}"
+        )
 
 
 @main.group()

@@ -153,6 +153,10 @@ def test_run_once_alerts_then_remembers(env: dict[str, str]) -> None:
     members = {Path(m["title"]).name: m for m in story["members"]}
     assert len(members) == 5
     assert sum(1 for m in story["members"] if m["duplicate_of"]) == 1
+    health = invoke(["sources", "list", "--json"], env)
+    [seeds] = json_lines(health.stdout)
+    assert seeds["id"] == "seeds" and seeds["last_success"] and seeds["last_new_item"]
+    assert seeds["consecutive_failures"] == 0 and seeds["error"] is None
     second = invoke(["run", "--once"], env)
     assert second.exit_code == 0
     assert [x for x in second.stdout.splitlines() if x.startswith("[")] == []
