@@ -17,13 +17,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import watchfiles
 
 from monitor.channels.base import Channel
 from monitor.channels.console import ConsoleChannel
 from monitor.config_files import SUFFIXES, load_config, rule_files
 from monitor.core.polling import FeedHealth, PollSpec, next_interval
-from monitor.core.rules import ConsoleChannelSpec, ReplaySourceSpec, WatchConfig
+from monitor.core.rules import (
+    ConsoleChannelSpec,
+    FeedSourceSpec,
+    ReplaySourceSpec,
+    WatchConfig,
+)
 from monitor.dispatch import Dispatcher
 from monitor.errors import ConfigError, Problem, StoreError
 from monitor.frequencies import background_for
@@ -31,7 +37,11 @@ from monitor.models import Alert
 from monitor.pipeline import Processor, Runtime, item_payload
 from monitor.scheduler import Poller, Scheduled
 from monitor.settings import Settings
+from monitor.sources.base import Source
+from monitor.sources.feed import FeedSource
+from monitor.sources.http import FetchLimits, make_client
 from monitor.sources.replay import ReplaySource, read_items
+from monitor.sources.wire import WireMapping, WireSource
 from monitor.store import RedisServer, Store
 from monitor.stories import StoryKeeper
 
@@ -47,20 +57,50 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def build_sources(config: WatchConfig) -> list[Scheduled]:
-    """The enabled sources this version can poll, each with its polling bounds."""
+def fetch_limits(settings: Settings) -> FetchLimits:
+    return FetchLimits(
+        connect_s=settings.fetch_connect_s,
+        read_s=settings.fetch_read_s,
+        total_s=settings.fetch_total_s,
+        max_bytes=settings.fetch_max_bytes,
+        per_host=settings.fetch_per_host,
+    )
+
+
+def build_sources(
+    config: WatchConfig, client: httpx.AsyncClient, limits: FetchLimits
+) -> list[Scheduled]:
+    """The enabled sources, each with its polling bounds; HTTP sources share ``client``."""
     sources: list[Scheduled] = []
     for spec in config.sources:
         if not spec.enabled:
             continue
+        source: Source
         if isinstance(spec, ReplaySourceSpec):
             every = float(spec.every)
             source = ReplaySource(spec.id, Path(spec.path))
             sources.append(Scheduled(source, PollSpec(every, every, every)))
+            continue
+        headers = {name: value.get_secret_value() for name, value in spec.headers.items()}
+        if isinstance(spec, FeedSourceSpec):
+            source = FeedSource(spec.id, spec.url, client, limits, headers)
         else:
-            raise ConfigError(
-                Problem(spec.id, 0, 0, f"source type '{spec.type}' cannot be polled yet")
+            try:
+                WireMapping.compile(spec.mapping, require_title=spec.format == "mapping")
+            except ConfigError as exc:
+                raise ConfigError(
+                    [Problem(spec.id, 0, 0, f"source {spec.id}: {p}") for p in exc.problems]
+                ) from None
+            source = WireSource(
+                spec.id,
+                spec.url,
+                client,
+                limits,
+                format=spec.format,
+                mapping=spec.mapping or None,
+                headers=headers,
             )
+        sources.append(Scheduled(source, PollSpec(spec.every, spec.min, spec.max)))
     return sources
 
 
@@ -204,7 +244,9 @@ class App:
         self.rules_dir = rules_dir
         self.runtime = Runtime.build(config)
         self.roles = frozenset(roles)
-        self.sources = build_sources(config) if "poll" in self.roles else []
+        self.limits = fetch_limits(settings)
+        self.http = make_client(self.limits)  # one client, shared by every HTTP source
+        self.sources = build_sources(config, self.http, self.limits) if "poll" in self.roles else []
         self.channels = build_channels(config) if "dispatch" in self.roles else {}
         self.consumer = consumer_name()
         self.stopping = asyncio.Event()
@@ -257,6 +299,7 @@ class App:
             await self._drain(processor, dispatcher)
             for channel in self.channels.values():
                 await channel.close()
+            await self.http.aclose()
 
     async def _watch(self, poller: Poller) -> None:
         """Reload the configuration whenever a YAML file under the rules directory changes.
@@ -286,7 +329,7 @@ class App:
         assert self.rules_dir is not None
         try:
             config = load_config(self.rules_dir)
-            sources = build_sources(config) if "poll" in self.roles else []
+            sources = build_sources(config, self.http, self.limits) if "poll" in self.roles else []
             channels = build_channels(config) if "dispatch" in self.roles else {}
         except ConfigError as exc:
             for problem in exc.problems:

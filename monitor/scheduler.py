@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from monitor.core.dedup import canonical_url
 from monitor.core.polling import FeedHealth, PollOutcome, PollSpec, next_interval
 from monitor.errors import MonitorError
 from monitor.pipeline import item_payload, seen_key
@@ -124,10 +125,18 @@ class Poller:
             await self.store.acquire_lease(source, self.owner, LEASE_MS)
 
     async def _append_new(self, result: FetchResult) -> int:
-        """Append the entries not seen before; how many there were."""
+        """Append the entries not seen before (by source + GUID, or by canonical URL: a link
+        that only gained a tracking parameter is not new); how many there were."""
         if not result.items:
             return 0
-        seen = await self.store.exists_many([seen_key(self.store, i) for i in result.items])
+        keys = []
+        for item in result.items:
+            url = canonical_url(item.url) if item.url else None
+            keys.append(
+                [seen_key(self.store, item), *([self.store.keys.seen_url(url)] if url else [])]
+            )
+        found = iter(await self.store.exists_many([key for mine in keys for key in mine]))
+        seen = [any([next(found) for _ in mine]) for mine in keys]
         new = [item for item, known in zip(result.items, seen, strict=True) if not known]
         await self.store.items.add_many([item_payload(item) for item in new])
         return len(new)

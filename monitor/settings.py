@@ -31,6 +31,13 @@ class Settings(BaseSettings):
     story_window: int = Field(
         default=48 * 3600, gt=0, description="Seconds within which items can join a story."
     )
+    fetch_connect_s: float = Field(default=10.0, gt=0, description="HTTP connect timeout.")
+    fetch_read_s: float = Field(default=20.0, gt=0, description="HTTP read timeout.")
+    fetch_total_s: float = Field(default=60.0, gt=0, description="Deadline of one poll.")
+    fetch_max_bytes: int = Field(
+        default=10_000_000, gt=0, description="Cap on a response body, decompressed."
+    )
+    fetch_per_host: int = Field(default=2, gt=0, description="Concurrent requests per host.")
     dedup_ttl: int = Field(
         default=30 * 86400, gt=0, description="Seconds fingerprints and stories are kept."
     )

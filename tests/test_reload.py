@@ -40,8 +40,8 @@ async def daemon(tmp_path: Path) -> AsyncIterator[tuple[App, Path]]:
     await asyncio.wait_for(task, 30)
 
 
-async def until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def until(condition: Callable[[], bool], within_s: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within_s
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "condition not reached"
         await asyncio.sleep(0.05)
