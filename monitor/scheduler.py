@@ -32,7 +32,8 @@ logger = logging.getLogger(__name__)
 
 JITTER = 0.1  # next runs are spread by up to this share of the interval (at most MAX_JITTER_S)
 MAX_JITTER_S = 30.0
-EARLY_S = 1.0  # a job firing this close to the due time polls
+EARLY = 0.05  # a job firing this share of the interval (at most EARLY_MAX_S) early still polls
+EARLY_MAX_S = 1.0
 LEASE_MS = 90_000  # longer than any poll's total deadline; renewed while the poll runs
 
 
@@ -78,11 +79,8 @@ class Poller:
         source, spec = scheduled.source, scheduled.spec
         now = datetime.now(UTC)
         health = FeedHealth.from_mapping(await self.store.get_health(source.id))
-        if (
-            not force
-            and (due := _due(health, spec)) is not None
-            and due - now > timedelta(seconds=EARLY_S)
-        ):
+        due = None if force else _due(health, spec)
+        if due is not None and (due - now).total_seconds() > min(spec.every * EARLY, EARLY_MAX_S):
             self._reschedule(source.id, due)  # another daemon polled it: come back when due
             return None
         if not await self.store.acquire_lease(source.id, self.owner, LEASE_MS):
