@@ -138,6 +138,29 @@ async def recent_stories(settings: Settings, limit: int) -> list[dict[str, Any]]
         return await story_keeper(Store(client, settings), settings).recent(limit)
 
 
+async def check_sources(settings: Settings, config: WatchConfig) -> list[dict[str, Any]]:
+    """Fetch every enabled source once, concurrently, without state: what each one gives now."""
+    limits = fetch_limits(settings)
+    async with make_client(limits) as client:
+        sources = build_sources(config, client, limits)
+        results = await asyncio.gather(*(s.source.fetch({}) for s in sources))
+    return [
+        {
+            "id": scheduled.id,
+            "url": getattr(scheduled.source, "url", None)
+            or str(getattr(scheduled.source, "path", "")),
+            "status": result.status,
+            "entries": len(result.items),
+            "bytes": result.bytes_read,
+            "seconds": round(result.elapsed_s, 3),
+            "error": result.error,
+            "bozo": result.bozo,
+            "skipped": list(result.problems),
+        }
+        for scheduled, result in zip(sources, results, strict=True)
+    ]
+
+
 async def source_health(settings: Settings, config: WatchConfig) -> list[dict[str, Any]]:
     """Each configured source with the health the poll role keeps in Redis."""
     now = datetime.now(UTC)

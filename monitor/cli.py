@@ -15,7 +15,15 @@ from typing import Any, TypeVar
 import click
 
 from monitor import __version__
-from monitor.app import ROLES, App, recent_stories, replay, source_for, source_health
+from monitor.app import (
+    ROLES,
+    App,
+    check_sources,
+    recent_stories,
+    replay,
+    source_for,
+    source_health,
+)
 from monitor.channels.console import ConsoleChannel
 from monitor.config_files import load_config
 from monitor.core.matcher import Matcher
@@ -160,6 +168,30 @@ def stories(limit: int, as_json: bool) -> None:
 @main.group()
 def sources() -> None:
     """The configured sources: their health, or a fetch of each now."""
+
+
+@sources.command(name="check")
+@rules_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per source.")
+@_fails_cleanly
+def sources_check(rules_dir: Path | None, as_json: bool) -> None:
+    """Fetch each source once now: status, entries parsed, bytes, time, error. Exit 1 if any
+    source failed."""
+    settings = _settings()
+    config = _config(rules_dir or settings.rules_dir)
+    found = asyncio.run(check_sources(settings, config))
+    for row in found:
+        if as_json:
+            click.echo(json.dumps(row))
+            continue
+        outcome = f"ERROR {row['error']}" if row["error"] else f"{row['entries']} entries"
+        click.echo(
+            f"{row['id']}: {row['url']}  status {row['status'] or '-'}  {outcome}  "
+            f"{row['bytes']} bytes  {row['seconds']:.2f} s"
+            + (f"  (malformed but readable: {row['bozo']})" if row["bozo"] else "")
+        )
+    if any(row["error"] for row in found):
+        sys.exit(1)
 
 
 @sources.command(name="list")
