@@ -269,7 +269,15 @@ def _entry_item(
     texts = [_detail_text(content, None, rss) for content in entry.get("content") or ()]
     texts.append(_detail_text(entry, "summary", rss))
     text = max(texts, key=len)
-    link = _web_url(_str(entry.get("link")), base)
+    canonical = next(
+        (
+            _str(link.get("href"))
+            for link in entry.get("links") or ()
+            if isinstance(link, dict) and link.get("rel") == "canonical"
+        ),
+        None,
+    )
+    link = _web_url(canonical or _str(entry.get("link")), base)  # a canonical link wins
     # dict.get: feedparser maps a missing "updated" to "published" with a DeprecationWarning.
     date = _str(dict.get(entry, "published")) or _str(dict.get(entry, "updated")) or ""
     published = (

@@ -183,3 +183,15 @@ def test_never_opens_a_path_or_url(tmp_path: Path) -> None:
     for data in (str(feed_file).encode(), b"http://127.0.0.1:9/feed.xml"):
         with pytest.raises(SourceError):
             parse_feed(data, "news")
+
+
+def test_a_feed_provided_canonical_link_is_the_item_url() -> None:
+    atom = b"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title><id>urn:x</id>
+<updated>2026-01-03T10:00:00Z</updated>
+<entry><title>Story</title><id>urn:story:1</id><updated>2026-01-03T10:00:00Z</updated>
+<link rel="alternate" href="https://mirror.example/story?utm_source=atom"/>
+<link rel="canonical" href="https://news.example/2026/01/03/story"/>
+<summary>The council met.</summary></entry></feed>"""
+    [item] = parse_feed(atom, "atom").items
+    assert item.url == "https://news.example/2026/01/03/story"
