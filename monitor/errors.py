@@ -60,8 +60,12 @@ class StoreError(MonitorError, ConnectionError):
 
 
 class DeliveryError(MonitorError):
-    """A channel refused an alert; ``retryable`` tells the dispatcher whether to try again."""
+    """A channel refused an alert; ``retryable`` tells the dispatcher whether to try again, and
+    ``retry_after_s`` how long the peer asked it to wait (HTTP 429 Retry-After)."""
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool, retry_after_s: float | None = None
+    ) -> None:
         self.retryable = retryable
+        self.retry_after_s = retry_after_s
         super().__init__(message)

@@ -115,6 +115,10 @@ class Keys:
         """String, TTL: which poller currently owns ``source``."""
         return f"{self.prefix}lease:{_id(source)}"
 
+    def thread(self, channel: str, story: str) -> str:
+        """String, TTL = dedup TTL: the message that opened a story's thread on a channel."""
+        return f"{self.prefix}thread:{_id(channel)}:{_id(story)}"
+
     def health(self, source: str) -> str:
         """Hash, TTL: a source's health and polling history (``core.polling.FeedHealth``)."""
         return f"{self.prefix}health:{_id(source)}"
@@ -413,6 +417,17 @@ class Store:
                     pipe.hdel(key, *removed)
                 pipe.expire(key, self.seen_ttl)
                 await pipe.execute()
+
+    async def get_thread(self, channel: str, story: str) -> str | None:
+        """The reference of the message that opened ``story`` on ``channel``, if any."""
+        with _translated("GET thread"):
+            ref = await self.client.get(self.keys.thread(channel, story))
+        return str(ref) if ref is not None else None
+
+    async def set_thread(self, channel: str, story: str, ref: str) -> None:
+        """Remember the message that opened ``story`` on ``channel`` (kept ``seen_ttl``)."""
+        with _translated("SET thread"):
+            await self.client.set(self.keys.thread(channel, story), ref, ex=self.seen_ttl)
 
     async def get_health(self, source: str) -> dict[str, str]:
         """A source's health record (empty when it was never polled or it expired)."""

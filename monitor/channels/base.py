@@ -7,6 +7,14 @@ from typing import Protocol
 from monitor.models import Alert
 
 
+class Threads(Protocol):
+    """Where a channel remembers the message that opened a story's thread (Slack's ``ts``)."""
+
+    async def get_thread(self, channel: str, story: str) -> str | None: ...
+
+    async def set_thread(self, channel: str, story: str, ref: str) -> None: ...
+
+
 class Channel(Protocol):
     """Somewhere alerts go. ``send`` returns once the channel accepted the alert, or raises
     ``DeliveryError(retryable=…)``; it never reports failure by returning a value."""

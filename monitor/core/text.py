@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
@@ -171,6 +172,48 @@ def tokenize(text: str) -> Tokens:
         starts.append(start)
         ends.append(end)
     return Tokens(tuple(words), tuple(starts), tuple(ends))
+
+
+@dataclass(frozen=True, slots=True)
+class Snippet:
+    """A piece of a text around matches; ``highlights`` index ``text`` itself."""
+
+    text: str
+    highlights: tuple[tuple[int, int], ...]
+    start: int  # where the snippet begins in the full text
+    cut_before: bool
+    cut_after: bool
+
+
+def snippets(
+    text: str, spans: Sequence[tuple[int, int]], *, width: int = 240, limit: int = 3
+) -> list[Snippet]:
+    """Up to ``limit`` pieces of ``text`` about ``width`` characters long, each around matched
+    ``spans`` (offsets into ``text``), cut at word boundaries; overlapping windows merge. With no
+    spans, the beginning of the text."""
+    ordered = sorted({(s, e) for s, e in spans if 0 <= s < e <= len(text)})
+    if not ordered:
+        ordered = [(0, 0)]
+    windows: list[list[int]] = []
+    for start, end in ordered:
+        pad = max(0, (width - (end - start)) // 2)
+        low, high = max(0, start - pad), min(len(text), end + pad)
+        if windows and low <= windows[-1][1]:
+            windows[-1][1] = max(windows[-1][1], high)
+        elif len(windows) < limit:
+            windows.append([low, high])
+    out = []
+    for low, high in windows:
+        inside = [(s, e) for s, e in ordered if s < high and e > low] or [(low, low)]
+        if low > 0:  # start on a word boundary, before the first match
+            space = text.find(" ", low, inside[0][0])
+            low = space + 1 if space >= 0 else low
+        if high < len(text):  # end on a word boundary, after the last match
+            space = text.rfind(" ", max(e for _, e in inside), high)
+            high = space if space >= 0 else high
+        marks = tuple((max(s, low) - low, min(e, high) - low) for s, e in inside if e > s)
+        out.append(Snippet(text[low:high], marks, low, low > 0, high < len(text)))
+    return out
 
 
 def _ends_word(char: str) -> bool:

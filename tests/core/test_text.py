@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from monitor.core.text import Token, fold, fold_char, normalize, tokenize
+from monitor.core.text import Token, fold, fold_char, normalize, snippets, tokenize
 
 
 @pytest.mark.parametrize(
@@ -245,3 +245,30 @@ def test_offsets_map_back_on_generated_text() -> None:
 )
 def test_marks_of_other_scripts_stay_in_their_words(text: str, expected: str) -> None:
     assert normalize(text) == expected
+
+
+def test_snippets_cut_at_words_and_point_at_the_matches() -> None:
+    text = " ".join(f"word{n}" for n in range(200))
+    start = text.index("word100")
+    [piece] = snippets(text, [(start, start + 7)], width=60)
+    assert piece.cut_before and piece.cut_after
+    assert not piece.text.startswith(" ") and not piece.text.endswith(" ")
+    [(a, b)] = piece.highlights
+    assert piece.text[a:b] == "word100"
+    assert text[piece.start : piece.start + len(piece.text)] == piece.text
+
+
+def test_snippets_merge_close_matches_and_keep_at_most_the_limit() -> None:
+    text = " ".join(f"w{n}" for n in range(1000))
+    spans = [
+        (text.index(f" w{n} ") + 1, text.index(f" w{n} ") + 1 + len(f"w{n}"))
+        for n in (10, 12, 300, 600, 900)
+    ]
+    pieces = snippets(text, spans, width=40, limit=3)
+    assert len(pieces) == 3
+    assert [p.text[a:b] for a, b in pieces[0].highlights] == ["w10", "w12"]
+
+
+def test_snippets_without_matches_give_the_beginning() -> None:
+    [piece] = snippets("A short text.", [])
+    assert piece.text == "A short text." and piece.highlights == ()
