@@ -266,7 +266,7 @@ def test_snippets_merge_close_matches_and_keep_at_most_the_limit() -> None:
     ]
     pieces = snippets(text, spans, width=40, limit=3)
     assert len(pieces) == 3
-    assert [p.text[a:b] for a, b in pieces[0].highlights] == ["w10", "w12"]
+    assert [pieces[0].text[a:b] for a, b in pieces[0].highlights] == ["w10", "w12"]
 
 
 def test_snippets_without_matches_give_the_beginning() -> None:
