@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
@@ -114,6 +114,19 @@ class Keys:
     def lease(self, source: str) -> str:
         """String, TTL: which poller currently owns ``source``."""
         return f"{self.prefix}lease:{_id(source)}"
+
+    def sent(self, delivery: str) -> str:
+        """String, TTL = dedup TTL: a delivery (alert, item, channel) a channel accepted."""
+        return f"{self.prefix}sent:{_id(delivery)}"
+
+    @property
+    def delayed(self) -> str:
+        """Sorted set: outbox entries waiting for a retry, scored by when they are due."""
+        return f"{self.prefix}outbox-delayed"
+
+    def moving(self, member: str) -> str:
+        """String, TTL 60 s: one dispatcher is moving this delayed entry back to the outbox."""
+        return f"{self.prefix}moving:{digest(member)}"
 
     def thread(self, channel: str, story: str) -> str:
         """String, TTL = dedup TTL: the message that opened a story's thread on a channel."""
@@ -417,6 +430,54 @@ class Store:
                     pipe.hdel(key, *removed)
                 pipe.expire(key, self.seen_ttl)
                 await pipe.execute()
+
+    async def mark_sent(self, delivery: str, ttl_s: int) -> None:
+        """Remember that a channel accepted ``delivery``, so a redelivered entry is not resent."""
+        with _translated("SET sent"):
+            await self.client.set(self.keys.sent(delivery), "1", ex=ttl_s)
+
+    async def delay(self, payload: str, due: float) -> None:
+        """Put an outbox payload (JSON) aside until ``due`` (epoch seconds)."""
+        with _translated("ZADD delayed"):
+            await self.client.zadd(self.keys.delayed, {payload: due})
+
+    async def release_delayed(self, now: float, limit: int = 100) -> int:
+        """Move the delayed payloads that are due back into the outbox; how many moved.
+
+        Several dispatchers may run this at once: a short lock per payload lets one move it.
+        Append first, remove after: a crash in between leaves a duplicate, which the sent marks
+        make harmless, never a loss.
+        """
+        with _translated("release delayed"):
+            due = cast(
+                list[str], await self.client.zrangebyscore(self.keys.delayed, "-inf", now, 0, limit)
+            )
+            if not due:
+                return 0
+            async with self.client.pipeline(transaction=False) as pipe:
+                for member in due:
+                    pipe.set(self.keys.moving(member), "1", nx=True, ex=60)
+                won = [m for m, ok in zip(due, await pipe.execute(), strict=True) if ok]
+        await self.outbox.add_many([json.loads(member) for member in won])
+        with _translated("ZREM delayed"):
+            if won:
+                await self.client.zrem(self.keys.delayed, *won)
+        return len(won)
+
+    async def delayed_count(self) -> int:
+        with _translated("ZCARD delayed"):
+            return int(await self.client.zcard(self.keys.delayed))
+
+    async def dead_letters(self, count: int = 1000) -> list[tuple[str, dict[str, Any]]]:
+        """The dead-letter stream, oldest first."""
+        with _translated("XRANGE dead"):
+            entries = cast(list[Any], await self.client.xrange(self.keys.dead_stream, count=count))
+        return [(str(entry_id), json.loads(fields["data"])) for entry_id, fields in entries]
+
+    async def remove_dead(self, ids: Sequence[str]) -> None:
+        if ids:
+            with _translated("XDEL dead"):
+                await self.client.xdel(self.keys.dead_stream, *ids)
 
     async def get_thread(self, channel: str, story: str) -> str | None:
         """The reference of the message that opened ``story`` on ``channel``, if any."""

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from monitor.channels.console import ConsoleChannel
 from monitor.core.rules import build_config
-from monitor.dispatch import GROUP as DISPATCH
-from monitor.dispatch import Dispatcher
-from monitor.errors import DeliveryError
 from monitor.frequencies import background_for
-from monitor.models import Alert, Item
+from monitor.models import Item
 from monitor.pipeline import GROUP as PROCESS
 from monitor.pipeline import Processor, Runtime, item_payload, seen_key
 from monitor.sources.replay import read_items
@@ -140,65 +135,3 @@ async def test_a_crash_between_seen_check_and_outbox_loses_no_alert(
     await store.items.add_many([item_payload(seeds[0])])
     assert await processor.step("survivor") == 1
     assert len(await outbox(store)) == 6
-
-
-class Refusing:
-    """A channel that refuses every alert, the way a broken endpoint would."""
-
-    def __init__(self, id: str, *, retryable: bool) -> None:
-        self._id = id
-        self.retryable = retryable
-        self.attempts = 0
-
-    @property
-    def id(self) -> str:
-        return self._id
-
-    async def send(self, alert: Alert) -> None:
-        self.attempts += 1
-        raise DeliveryError(f"{self._id} is down", retryable=self.retryable)
-
-    async def close(self) -> None:
-        return None
-
-
-async def test_dispatch_acknowledges_only_what_a_channel_accepted(
-    store: Store, runtime: Runtime, seeds: list[Item]
-) -> None:
-    processor = await queued(store, runtime, seeds)
-    await processor.step("worker")
-    printed = io.StringIO()
-    down = Refusing("wall", retryable=True)
-    dispatcher = Dispatcher(
-        store, {"desk": ConsoleChannel("desk", stream=printed), "wall": down}, retry_idle_ms=50
-    )
-    await dispatcher.start()
-    assert await dispatcher.step("d1") == 6
-    assert len(printed.getvalue().splitlines()) == 3  # the desk is not held up by the wall
-    assert await store.outbox.pending_count(DISPATCH) == 3  # the wall's, for a retry
-    await asyncio.sleep(0.1)
-    assert await dispatcher.step("d2") == 3  # reclaimed and tried again
-    assert down.attempts == 6
-    assert await store.dead.length() == 0
-
-
-async def test_permanent_failures_become_dead_letters_with_the_reason(
-    store: Store, runtime: Runtime, seeds: list[Item]
-) -> None:
-    processor = await queued(store, runtime, seeds)
-    await processor.step("worker")
-    dispatcher = Dispatcher(
-        store,
-        {
-            "desk": ConsoleChannel("desk", stream=io.StringIO()),
-            "wall": Refusing("wall", retryable=False),
-        },
-    )
-    await dispatcher.start()
-    await dispatcher.step("d1")
-    assert await store.outbox.pending_count(DISPATCH) == 0
-    await store.dead.ensure_group("inspect")
-    dead = await store.dead.read("inspect", "t", 100)
-    assert len(dead) == 3
-    assert {payload["reason"] for _, payload in dead} == {"wall is down"}
-    assert {payload["channel"] for _, payload in dead} == {"wall"}
