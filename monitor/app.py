@@ -20,21 +20,26 @@ from typing import Any
 import httpx
 import watchfiles
 
-from monitor.channels.base import Channel
+from monitor.channels.base import Channel, Threads
 from monitor.channels.console import ConsoleChannel
+from monitor.channels.email import EmailChannel
+from monitor.channels.webhook import WebhookChannel
 from monitor.config_files import SUFFIXES, load_config, rule_files
 from monitor.core.polling import FeedHealth, PollSpec, next_interval
 from monitor.core.rules import (
     ConsoleChannelSpec,
+    EmailChannelSpec,
     FeedSourceSpec,
     ReplaySourceSpec,
     WatchConfig,
+    WebhookChannelSpec,
 )
 from monitor.dispatch import Dispatcher
 from monitor.errors import ConfigError, Problem, StoreError
 from monitor.frequencies import background_for
 from monitor.models import Alert
 from monitor.pipeline import Processor, Runtime, item_payload
+from monitor.redaction import register
 from monitor.scheduler import Poller, Scheduled
 from monitor.settings import Settings
 from monitor.sources.base import Source
@@ -104,11 +109,32 @@ def build_sources(
     return sources
 
 
-def build_channels(config: WatchConfig) -> dict[str, Channel]:
+def build_channels(
+    config: WatchConfig, *, client: httpx.AsyncClient, threads: Threads
+) -> dict[str, Channel]:
+    """Every configured channel; HTTP channels share ``client``, threaded ones ``threads``."""
     channels: dict[str, Channel] = {}
     for spec in config.channels:
         if isinstance(spec, ConsoleChannelSpec):
             channels[spec.id] = ConsoleChannel(spec.id, json_lines=spec.json_lines)
+        elif isinstance(spec, EmailChannelSpec):
+            channels[spec.id] = EmailChannel(
+                spec.id,
+                host=spec.host,
+                port=spec.port,
+                tls=spec.tls,
+                username=spec.username.get_secret_value() if spec.username else None,
+                password=spec.password.get_secret_value() if spec.password else None,
+                sender=spec.sender,
+                to=list(spec.to),
+            )
+        elif isinstance(spec, WebhookChannelSpec):
+            channels[spec.id] = WebhookChannel(
+                spec.id,
+                url=spec.url.get_secret_value(),
+                secret=spec.secret.get_secret_value() if spec.secret else None,
+                client=client,
+            )
         else:
             raise ConfigError(
                 Problem(spec.id, 0, 0, f"channel type '{spec.type}' cannot deliver yet")
@@ -270,10 +296,26 @@ class App:
         self.limits = fetch_limits(settings)
         self.http = make_client(self.limits)  # one client, shared by every HTTP source
         self.sources = build_sources(config, self.http, self.limits) if "poll" in self.roles else []
-        self.channels = build_channels(config) if "dispatch" in self.roles else {}
+        self.store: Store | None = None
+        self.channels = self._channels(config)
         self.consumer = consumer_name()
         self.stopping = asyncio.Event()
         self.poller: Poller | None = None
+
+    def _channels(self, config: WatchConfig) -> dict[str, Channel]:
+        if "dispatch" not in self.roles:
+            return {}
+        return build_channels(config, client=self.http, threads=self)
+
+    async def get_thread(self, channel: str, story: str) -> str | None:
+        """Channels' thread references live in the store (``Threads``)."""
+        if self.store is None:
+            return None
+        return await self.store.get_thread(channel, story)
+
+    async def set_thread(self, channel: str, story: str, ref: str) -> None:
+        if self.store is not None:
+            await self.store.set_thread(channel, story, ref)
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -289,7 +331,7 @@ class App:
 
     async def run(self, *, once: bool = False) -> None:
         async with RedisServer.from_settings(self.settings) as client:
-            store = Store(client, self.settings)
+            store = self.store = Store(client, self.settings)
             poller = self.poller = Poller(store, self.sources, owner=self.consumer)
             processor = Processor(store, lambda: self.runtime, story_keeper(store, self.settings))
             dispatcher = Dispatcher(store, self.channels)
@@ -352,8 +394,9 @@ class App:
         assert self.rules_dir is not None
         try:
             config = load_config(self.rules_dir)
+            register(config.secrets)
             sources = build_sources(config, self.http, self.limits) if "poll" in self.roles else []
-            channels = build_channels(config) if "dispatch" in self.roles else {}
+            channels = self._channels(config)
         except ConfigError as exc:
             for problem in exc.problems:
                 logger.error("reload: %s", problem)

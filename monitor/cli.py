@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
@@ -30,6 +31,7 @@ from monitor.core.matcher import Matcher
 from monitor.core.rules import WatchConfig
 from monitor.errors import ConfigError, StoreError
 from monitor.models import Item, Match
+from monitor.redaction import RedactingFormatter, register
 from monitor.settings import Settings
 from monitor.sources.replay import read_items
 
@@ -38,15 +40,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _settings() -> Settings:
     try:
-        return Settings()
+        settings = Settings()
     except ValueError as exc:
         raise click.ClickException(f"invalid MONITOR_* setting: {exc}") from None
+    if settings.redis_url and (password := urlsplit(settings.redis_url).password):
+        register([password])
+    return settings
 
 
 def _config(rules_dir: Path) -> WatchConfig:
     """Load the rules or exit 1 listing every problem as ``path:line:col: message``."""
     try:
-        return load_config(rules_dir)
+        config = load_config(rules_dir)
+        register(config.secrets)
+        return config
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
@@ -73,11 +80,12 @@ def _fails_cleanly(func: F) -> F:
 
 
 def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
+    if level != "DEBUG":  # httpx logs every request at INFO
+        for noisy in ("httpx", "httpcore"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
@@ -309,13 +317,60 @@ def _explain(item: Item, matches: Sequence[Match]) -> str:
 @click.option("--items", "item_count", default=200, show_default=True, help="Articles per run.")
 @click.option("--repeat", default=5, show_default=True, help="Runs per measure; medians shown.")
 @click.option("--seed", default=1, show_default=True, help="Seed of the synthetic workload.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per rule count.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="JSON: one object per rule count, or per bench."
+)
 @click.option(
     "--dedup",
     "pairs_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
     help="Instead: precision and recall of duplicates and stories on labelled pairs (JSONL).",
+)
+@click.option(
+    "--parse",
+    "parse_mode",
+    is_flag=True,
+    help="Instead: feed parsing in entries/s, parse_feed beside feedparser's defaults.",
+)
+@click.option(
+    "--documents",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="With --parse: feed documents (RSS and Atom alternately).",
+)
+@click.option(
+    "--entries",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Entries per feed document  [default: 100 with --parse, 25 with --sources]",
+)
+@click.option(
+    "--sources",
+    "sources_mode",
+    is_flag=True,
+    help="Instead: one poll cycle of --feeds feeds on a local server, 95% answering 304.",
+)
+@click.option(
+    "--feeds",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="With --sources: feeds served and polled.",
+)
+@click.option(
+    "--ports",
+    default=50,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="With --sources: ports of 127.0.0.1 the feeds are spread over (hosts, to the client).",
+)
+@click.option(
+    "--in-flight",
+    default=None,
+    type=click.IntRange(min=1),
+    help="With --sources: at most this many polls at once  [default: all, as run --once]",
 )
 def bench(
     rule_counts: str,
@@ -324,10 +379,40 @@ def bench(
     seed: int,
     as_json: bool,
     pairs_file: Path | None,
+    parse_mode: bool,
+    documents: int,
+    entries: int | None,
+    sources_mode: bool,
+    feeds: int,
+    ports: int,
+    in_flight: int | None,
 ) -> None:
-    """Synthetic throughput: normalize, fingerprint, match, against a regex-per-rule baseline."""
-    from monitor.bench import report, run_bench
+    """Synthetic throughput: normalize, fingerprint, match, against a regex-per-rule baseline.
 
+    --parse measures feed parsing instead, --sources a poll cycle of the daemon, --dedup the
+    quality of duplicate and story detection; each prints one JSON object with --json.
+    """
+    from monitor.bench import (
+        parse_report,
+        report,
+        run_bench,
+        run_parse_bench,
+        run_sources_bench,
+        sources_report,
+    )
+
+    if parse_mode + sources_mode + (pairs_file is not None) > 1:
+        raise click.UsageError("--parse, --sources and --dedup are separate benches: pick one")
+    if parse_mode:
+        result = run_parse_bench(documents, entries or 100, repeat=repeat, seed=seed)
+        click.echo(json.dumps(result) if as_json else parse_report(result))
+        return
+    if sources_mode:
+        result = run_sources_bench(
+            feeds, entries=entries or 25, ports=ports, seed=seed, in_flight=in_flight
+        )
+        click.echo(json.dumps(result) if as_json else sources_report(result))
+        return
     if pairs_file is not None:
         from monitor.evaluation import evaluate, load_pairs, measure, sweep
 

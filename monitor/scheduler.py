@@ -35,6 +35,7 @@ MAX_JITTER_S = 30.0
 EARLY = 0.05  # a job firing this share of the interval (at most EARLY_MAX_S) early still polls
 EARLY_MAX_S = 1.0
 LEASE_MS = 90_000  # longer than any poll's total deadline; renewed while the poll runs
+MAX_CONCURRENT_POLLS = 100  # more wait their turn: memory and connections stay bounded
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,7 @@ class Poller:
         self.owner = owner
         self._scheduler: AsyncIOScheduler | None = None
         self._inflight: set[asyncio.Task[object]] = set()
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT_POLLS)
 
     async def poll(self, scheduled: Scheduled, *, force: bool = False) -> FetchResult | None:
         """Poll one source if it is due (always with ``force``), unless another process holds
@@ -67,7 +69,8 @@ class Poller:
         if task is not None:
             self._inflight.add(task)
         try:
-            return await self._poll(scheduled, force=force)
+            async with self._slots:
+                return await self._poll(scheduled, force=force)
         except MonitorError as exc:
             logger.error("source %s: poll failed: %s", scheduled.id, exc)
             return None

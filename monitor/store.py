@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Any, Final, cast
 from urllib.parse import urlsplit, urlunsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis, UnixDomainSocketConnection
 from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -47,6 +47,10 @@ _DIGEST_CHARS: Final = 20
 _READABLE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _STOP_TIMEOUT_S: Final = 10.0
 _START_TIMEOUT_S: Final = 10.0
+MAX_CONNECTIONS: Final = 64
+"""Connections per process; when all are busy, a command waits for one (up to POOL_WAIT_S)
+instead of failing: a thousand polls at once queue, they do not error."""
+POOL_WAIT_S: Final = 30.0
 
 
 def digest(value: str) -> str:
@@ -732,13 +736,16 @@ class RedisServer:
     def _connect_url(self) -> Redis:
         assert self.url is not None
         try:
-            return Redis.from_url(
+            pool = BlockingConnectionPool.from_url(
                 self.url,
+                max_connections=MAX_CONNECTIONS,
+                timeout=POOL_WAIT_S,
                 decode_responses=True,
                 protocol=2,
                 socket_connect_timeout=5.0,
                 health_check_interval=30,
             )
+            return Redis.from_pool(pool)
         except ValueError as exc:
             raise ConfigError(f"invalid Redis URL {_redacted(self.url)}: {exc}") from exc
 
@@ -760,13 +767,17 @@ class RedisServer:
         # A local socket does not blip: one immediate retry covers a stale pooled connection,
         # and a server that is gone is reported at once instead of after seconds of backoff.
         # The client name tells our connections from other processes' on close.
-        return Redis(
-            unix_socket_path=self._lite.socket_file,
+        pool = BlockingConnectionPool(
+            connection_class=UnixDomainSocketConnection,
+            path=self._lite.socket_file,
+            max_connections=MAX_CONNECTIONS,
+            timeout=POOL_WAIT_S,
             decode_responses=True,
             protocol=2,
             client_name=self._name,
             retry=Retry(NoBackoff(), 1),
         )
+        return Redis.from_pool(pool)
 
     async def _alone(self, client: Redis) -> bool:
         """Whether every client of the embedded server is one of ours."""

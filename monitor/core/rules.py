@@ -220,6 +220,8 @@ class WatchConfig:
     channels: tuple[
         ConsoleChannelSpec | SlackChannelSpec | EmailChannelSpec | WebhookChannelSpec, ...
     ] = ()
+    secrets: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    """Every value taken from the environment, so logs can mask them."""
 
     def channel(self, channel_id: str) -> ChannelSpec | None:
         return next((c for c in self.channels if c.id == channel_id), None)
@@ -394,6 +396,7 @@ class _Builder:
         self.rules: list[tuple[_Doc, Path_, RuleSpec]] = []
         self.entities: dict[str, tuple[str, ...]] = {}
         self.unchecked: list[tuple[_Doc, Path_, str]] = []
+        self.secrets: set[str] = set()
 
     def error(self, doc: _Doc, loc: Path_, message: str, *, key: bool = False) -> None:
         line, col = doc.at(loc, key=key)
@@ -410,6 +413,7 @@ class _Builder:
 
     def add_document(self, path: str, text: str) -> None:
         doc = _Reader(path, self.env, self.problems).read(text)
+        self.secrets.update(doc.secrets)
         if doc.data is None:
             return
         if not isinstance(doc.data, dict):
@@ -536,6 +540,7 @@ class _Builder:
             entities=dict(self.entities),
             rules=tuple(rules),
             channels=tuple(channels),
+            secrets=frozenset(self.secrets),
         )
 
     def compile_rule(

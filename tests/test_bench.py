@@ -1,0 +1,123 @@
+"""``monitor bench --parse`` and ``--sources`` at tiny sizes: what they report, not how fast."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+from click.testing import CliRunner
+
+from monitor.bench_sources import (
+    NEW_PER_VERSION,
+    FeedServer,
+    FeedServerProcess,
+    changed_feeds,
+    feed_document,
+    feed_path,
+)
+from monitor.cli import main
+from monitor.sources.feed import parse_feed
+
+COMMON_KEYS = {"machine", "python"}
+PARSE_KEYS = {"parse_entries_per_s", "baseline_parse_entries_per_s", "ratio", "entries", "repeat"}
+SOURCES_KEYS = {
+    "feeds",
+    "cycle_s",
+    "feeds_per_s",
+    "not_modified",
+    "feedparser_calls",
+    "changed",
+    "max_rss_mib",
+    "per_host",
+    "ports",
+}
+
+
+def bench_json(*args: str) -> dict[str, Any]:
+    result = CliRunner().invoke(main, ["bench", *args, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    report: dict[str, Any] = json.loads(line)
+    return report
+
+
+def test_parse_reports_both_rates_on_the_same_entries() -> None:
+    report = bench_json("--parse", "--documents", "2", "--entries", "5", "--repeat", "1")
+    assert report.keys() >= PARSE_KEYS | COMMON_KEYS
+    assert report["parse_entries_per_s"] > 0 and report["baseline_parse_entries_per_s"] > 0
+    assert report["ratio"] > 0
+    assert report["entries"] == report["baseline_entries"] == 10
+    assert report["identical_items"] == 10  # the same output work on both sides
+    assert report["repeat"] == 1
+
+
+def test_sources_cycle_answers_304_for_unchanged_feeds_and_never_parses_them() -> None:
+    report = bench_json("--sources", "--feeds", "40", "--ports", "4")
+    assert report.keys() >= SOURCES_KEYS | COMMON_KEYS
+    assert report["errors"] == 0, report["error_examples"]
+    assert report["warmup_statuses"] == {"200": 40}
+    assert report["warmup_feedparser_calls"] == 40
+    assert report["changed"] == 2  # 5% of 40
+    assert report["not_modified"] == 38
+    assert report["statuses"] == {"304": 38, "200": 2}
+    assert report["requests"] == 40  # each feed polled exactly once in the cycle
+    assert report["feedparser_calls"] == report["changed"]
+    assert report["entries_parsed"] == 2 * 25
+    assert report["cycle_s"] > 0 and report["feeds_per_s"] > 0 and report["max_rss_mib"] > 0
+
+
+def test_parse_and_sources_are_separate_benches() -> None:
+    result = CliRunner().invoke(main, ["bench", "--parse", "--sources"])
+    assert result.exit_code == 2
+    assert "pick one" in result.output
+
+
+def test_synthetic_feeds_are_deterministic_and_parse_to_clean_text() -> None:
+    for feed in (0, 1):  # RSS, then Atom
+        document = feed_document(7, feed, entries=4)
+        assert document == feed_document(7, feed, entries=4)
+        items = parse_feed(document, "bench", f"https://site{feed}.example/feed").items
+        assert len(items) == 4
+        assert all(item.text and "dataLayer" not in item.text for item in items)
+        assert all("&amp;" not in item.title and "&" in item.title for item in items)
+    older = parse_feed(feed_document(7, 0, entries=4), "bench").items
+    newer = parse_feed(feed_document(7, 0, entries=4, version=1), "bench").items
+    assert newer[NEW_PER_VERSION:] == older[: 4 - NEW_PER_VERSION]  # the same entry, unchanged
+
+
+async def test_server_answers_304_until_a_changed_feed_moves_on() -> None:
+    server = FeedServer(feeds=4, entries=3, changed=frozenset({1}), ports=2)
+    [port_a, port_b] = await server.start()
+    try:
+        async with httpx.AsyncClient(trust_env=False) as client:
+
+            async def get(feed: int, etag: str | None = None) -> httpx.Response:
+                port = (port_a, port_b)[feed % 2]
+                headers = {"If-None-Match": etag} if etag else {}
+                return await client.get(
+                    f"http://127.0.0.1:{port}{feed_path(feed)}", headers=headers
+                )
+
+            first = {feed: await get(feed) for feed in (0, 1)}
+            assert all(r.status_code == 200 and r.headers["etag"] for r in first.values())
+            assert (await get(0, first[0].headers["etag"])).status_code == 304
+            assert server.next_cycle()["served"] == {"200": 2, "304": 1}
+            assert (await get(0, first[0].headers["etag"])).status_code == 304
+            moved = await get(1, first[1].headers["etag"])
+            assert moved.status_code == 200 and moved.headers["etag"] != first[1].headers["etag"]
+            assert (await client.get(f"http://127.0.0.1:{port_a}/feeds/9.xml")).status_code == 404
+    finally:
+        await server.close()
+
+
+async def test_server_process_serves_and_exits_when_closed() -> None:
+    server = FeedServerProcess(3, entries=2, ports=2, seed=1, changed_share=0.34)
+    async with server:
+        assert len(server.ports) == 2 and server.changed == changed_feeds(3, 0.34, 1)
+        async with httpx.AsyncClient(trust_env=False) as client:
+            response = await client.get(server.url(2))
+        assert response.status_code == 200 and b"<rss" in response.content
+        assert (await server.next_cycle())["served"] == {"200": 1}
+        process = server._process
+    assert process is not None and process.returncode == 0
