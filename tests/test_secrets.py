@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -20,7 +21,7 @@ SECRET = "sig-s3cr3t-41c0d8"
 class Failing(BaseHTTPRequestHandler):
     """A webhook receiver that is down: every POST gets a 500."""
 
-    received: list[str] = []
+    received: ClassVar[list[str]] = []
 
     def do_POST(self) -> None:  # noqa: N802 (the http.server API)
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
