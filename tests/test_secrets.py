@@ -23,7 +23,7 @@ class Failing(BaseHTTPRequestHandler):
 
     received: ClassVar[list[str]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (the http.server API)
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         type(self).received.append(self.path)
         self.send_response(500)
