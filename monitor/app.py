@@ -23,6 +23,7 @@ import watchfiles
 from monitor.channels.base import Channel, Threads
 from monitor.channels.console import ConsoleChannel
 from monitor.channels.email import EmailChannel
+from monitor.channels.slack import SlackChannel
 from monitor.channels.webhook import WebhookChannel
 from monitor.config_files import SUFFIXES, load_config, rule_files
 from monitor.core.polling import FeedHealth, PollSpec, next_interval
@@ -31,10 +32,11 @@ from monitor.core.rules import (
     EmailChannelSpec,
     FeedSourceSpec,
     ReplaySourceSpec,
+    SlackChannelSpec,
     WatchConfig,
     WebhookChannelSpec,
 )
-from monitor.dispatch import Dispatcher
+from monitor.dispatch import Dispatcher, retry_dead
 from monitor.errors import ConfigError, Problem, StoreError
 from monitor.frequencies import background_for
 from monitor.models import Alert
@@ -117,6 +119,15 @@ def build_channels(
     for spec in config.channels:
         if isinstance(spec, ConsoleChannelSpec):
             channels[spec.id] = ConsoleChannel(spec.id, json_lines=spec.json_lines)
+        elif isinstance(spec, SlackChannelSpec):
+            channels[spec.id] = SlackChannel(
+                spec.id,
+                webhook_url=spec.webhook_url.get_secret_value() if spec.webhook_url else None,
+                token=spec.token.get_secret_value() if spec.token else None,
+                channel=spec.channel,
+                api_url=spec.api_url,
+                threads=threads,
+            )
         elif isinstance(spec, EmailChannelSpec):
             channels[spec.id] = EmailChannel(
                 spec.id,
@@ -134,10 +145,6 @@ def build_channels(
                 url=spec.url.get_secret_value(),
                 secret=spec.secret.get_secret_value() if spec.secret else None,
                 client=client,
-            )
-        else:
-            raise ConfigError(
-                Problem(spec.id, 0, 0, f"channel type '{spec.type}' cannot deliver yet")
             )
     return channels
 
@@ -162,6 +169,29 @@ async def recent_stories(settings: Settings, limit: int) -> list[dict[str, Any]]
     """The stories in the configured store that grew most recently."""
     async with RedisServer.from_settings(settings) as client:
         return await story_keeper(Store(client, settings), settings).recent(limit)
+
+
+async def dead_letters(settings: Settings) -> list[dict[str, Any]]:
+    """The dead-letter stream, oldest first: what was not delivered, where, and why."""
+    async with RedisServer.from_settings(settings) as client:
+        letters = await Store(client, settings).dead_letters()
+    return [
+        {
+            "id": entry_id,
+            "channel": payload.get("channel"),
+            "rule": (payload.get("alert") or {}).get("rule"),
+            "title": ((payload.get("alert") or {}).get("item") or {}).get("title"),
+            "reason": payload.get("reason"),
+            "failed_at": payload.get("failed_at"),
+        }
+        for entry_id, payload in letters
+    ]
+
+
+async def retry_dead_letters(settings: Settings, ids: Sequence[str] | None) -> int:
+    """Send dead letters again (all when ``ids`` is None): back into the outbox, fresh."""
+    async with RedisServer.from_settings(settings) as client:
+        return await retry_dead(Store(client, settings), ids)
 
 
 async def check_sources(settings: Settings, config: WatchConfig) -> list[dict[str, Any]]:
@@ -333,8 +363,14 @@ class App:
         async with RedisServer.from_settings(self.settings) as client:
             store = self.store = Store(client, self.settings)
             poller = self.poller = Poller(store, self.sources, owner=self.consumer)
-            processor = Processor(store, lambda: self.runtime, story_keeper(store, self.settings))
-            dispatcher = Dispatcher(store, self.channels)
+            idle_ms = int(self.settings.reclaim_idle_s * 1000)
+            processor = Processor(
+                store,
+                lambda: self.runtime,
+                story_keeper(store, self.settings),
+                reclaim_idle_ms=idle_ms,
+            )
+            dispatcher = Dispatcher(store, self.channels, reclaim_idle_ms=idle_ms)
             if "process" in self.roles:
                 await processor.start()
             if "dispatch" in self.roles:

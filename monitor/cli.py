@@ -20,8 +20,10 @@ from monitor.app import (
     ROLES,
     App,
     check_sources,
+    dead_letters,
     recent_stories,
     replay,
+    retry_dead_letters,
     source_for,
     source_health,
 )
@@ -171,6 +173,42 @@ def stories(limit: int, as_json: bool) -> None:
         for member in story["members"]:
             mark = f"  = duplicate of {member['duplicate_of']}" if member["duplicate_of"] else ""
             click.echo(f"    {member['source']}: {member['title']}{mark}")
+
+
+@main.group()
+def alerts() -> None:
+    """Alerts that could not be delivered (dead letters)."""
+
+
+@alerts.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per dead letter.")
+@_fails_cleanly
+def dead(as_json: bool) -> None:
+    """List dead letters: channel, rule, title, why, when."""
+    letters = asyncio.run(dead_letters(_settings()))
+    for letter in letters:
+        if as_json:
+            click.echo(json.dumps(letter, ensure_ascii=False))
+        else:
+            when = datetime.fromtimestamp(float(letter["failed_at"] or 0), UTC)
+            click.echo(
+                f"{letter['id']}  {when:%Y-%m-%d %H:%M} UTC  {letter['channel']}  "
+                f"{letter['rule']}: {letter['title']}\n    {letter['reason']}"
+            )
+    if not letters and not as_json:
+        click.echo("no dead letters")
+
+
+@alerts.command()
+@click.argument("ids", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Send every dead letter again.")
+@_fails_cleanly
+def retry(ids: tuple[str, ...], every: bool) -> None:
+    """Send dead letters again: the given ids, or all of them with --all."""
+    if bool(ids) == every:
+        raise click.UsageError("give dead-letter ids, or --all")
+    count = asyncio.run(retry_dead_letters(_settings(), None if every else list(ids)))
+    click.echo(f"{count} dead letter{'s' if count != 1 else ''} back in the outbox")
 
 
 @main.group()

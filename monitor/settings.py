@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     story_window: int = Field(
         default=48 * 3600, gt=0, description="Seconds within which items can join a story."
     )
+    reclaim_idle_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="Seconds an entry stays with a consumer before another may take it over.",
+    )
     fetch_connect_s: float = Field(default=10.0, gt=0, description="HTTP connect timeout.")
     fetch_read_s: float = Field(default=20.0, gt=0, description="HTTP read timeout.")
     fetch_total_s: float = Field(default=60.0, gt=0, description="Deadline of one poll.")

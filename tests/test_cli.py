@@ -207,3 +207,43 @@ def test_bench_json_reports_each_stage_and_the_baseline(env: dict[str, str]) -> 
         assert report[stage] > 0
     assert report["baseline_agrees"] is True
     assert report["matches_per_item"] > 0
+
+
+async def test_alerts_dead_lists_and_retry_requeues(tmp_path: Path) -> None:
+    """Dead letters written by the dispatch role, listed and sent again from the command line."""
+    import asyncio
+
+    from monitor.models import Alert, Item
+    from monitor.store import RedisServer, Store
+
+    env = {"MONITOR_DATA_DIR": str(tmp_path / "data"), "MONITOR_RULES_DIR": str(RULES)}
+    item = Item(id="x:1", source="x", title="A headline", text="t")
+    alert = Alert(
+        id="a1",
+        rule="r",
+        rule_name="R",
+        severity="low",
+        item=item,
+        story="s",
+        matches=(),
+        channels=("hook",),
+    )
+    async with RedisServer.embedded(tmp_path / "data") as client:
+        store = Store(client)
+        await store.dead.add_many(
+            [{"channel": "hook", "alert": alert.to_dict(), "reason": "HTTP 410", "failed_at": 0}]
+        )
+        listed = await asyncio.to_thread(invoke, ["alerts", "dead", "--json"], env)
+        [letter] = json_lines(listed.stdout)
+        assert (letter["channel"], letter["reason"], letter["title"]) == (
+            "hook",
+            "HTTP 410",
+            "A headline",
+        )
+        usage = await asyncio.to_thread(invoke, ["alerts", "retry"], env)
+        assert usage.exit_code == 2
+        retried = await asyncio.to_thread(invoke, ["alerts", "retry", letter["id"]], env)
+        assert retried.exit_code == 0 and "1 dead letter back" in retried.stdout
+        assert await store.dead.length() == 0
+        [(_, entry)] = await client.xrange(store.keys.outbox_stream)
+        assert "reason" not in entry["data"] and '"hook"' in entry["data"]

@@ -86,7 +86,7 @@ async def test_each_channel_gets_its_entries_and_one_failing_holds_up_nothing(
     wall.down = False
     await asyncio.sleep(0.3)
     assert await dispatcher.step("d") == 2  # due again: back in the outbox, and sent
-    assert [a.id for a in wall.received] == ["alert-1", "alert-2"]
+    assert sorted(a.id for a in wall.received) == ["alert-1", "alert-2"]  # jitter may reorder
     assert await store.delayed_count() == 0
 
 
