@@ -410,6 +410,16 @@ def _explain(item: Item, matches: Sequence[Match]) -> str:
     type=click.IntRange(min=1),
     help="With --sources: at most this many polls at once  [default: all, as run --once]",
 )
+@click.option(
+    "--dispatch",
+    "dispatch_mode",
+    is_flag=True,
+    help="Instead: latency from outbox entry to send call, alerts at --rate per second.",
+)
+@click.option(
+    "--rate", default=100.0, show_default=True, help="With --dispatch: alerts per second."
+)
+@click.option("--seconds", default=10.0, show_default=True, help="With --dispatch: how long.")
 def bench(
     rule_counts: str,
     item_count: int,
@@ -424,6 +434,9 @@ def bench(
     feeds: int,
     ports: int,
     in_flight: int | None,
+    dispatch_mode: bool,
+    rate: float,
+    seconds: float,
 ) -> None:
     """Synthetic throughput: normalize, fingerprint, match, against a regex-per-rule baseline.
 
@@ -439,8 +452,16 @@ def bench(
         sources_report,
     )
 
-    if parse_mode + sources_mode + (pairs_file is not None) > 1:
-        raise click.UsageError("--parse, --sources and --dedup are separate benches: pick one")
+    if parse_mode + sources_mode + dispatch_mode + (pairs_file is not None) > 1:
+        raise click.UsageError(
+            "--parse, --sources, --dispatch and --dedup are separate benches: pick one"
+        )
+    if dispatch_mode:
+        from monitor.bench_dispatch import dispatch_report, run_dispatch_bench
+
+        result = run_dispatch_bench(rate, seconds)
+        click.echo(json.dumps(result) if as_json else dispatch_report(result))
+        return
     if parse_mode:
         result = run_parse_bench(documents, entries or 100, repeat=repeat, seed=seed)
         click.echo(json.dumps(result) if as_json else parse_report(result))

@@ -121,3 +121,13 @@ async def test_server_process_serves_and_exits_when_closed() -> None:
         assert (await server.next_cycle())["served"] == {"200": 1}
         process = server._process
     assert process is not None and process.returncode == 0
+
+
+def test_dispatch_bench_delivers_every_alert_and_reports_percentiles() -> None:
+    result = CliRunner().invoke(
+        main, ["bench", "--dispatch", "--rate", "50", "--seconds", "0.5", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["alerts"] == 25 and report["delivered"] == 25
+    assert 0 <= report["p50_ms"] <= report["p95_ms"] <= report["p99_ms"] <= report["max_ms"]

@@ -1,0 +1,154 @@
+"""``monitor bench --dispatch``: latency from outbox entry to the channel's send call.
+
+Alerts are appended to the outbox of an embedded Redis at a steady rate while the real
+``Dispatcher`` delivers them through the real ``WebhookChannel`` to a receiver on 127.0.0.1
+(answering 204). For each alert the time from its ``XADD`` to the start of ``send`` is recorded;
+the report gives percentiles, and how many arrived at the receiver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import platform
+import statistics
+import time
+from typing import Any
+
+from monitor.channels.webhook import WebhookChannel
+from monitor.dispatch import GROUP, Dispatcher
+from monitor.models import Alert, Item
+from monitor.sources.http import FetchLimits, make_client
+from monitor.store import RedisServer, Store
+
+
+class _Receiver:
+    """A minimal HTTP/1.1 endpoint: reads each request whole, answers 204, keeps the connection."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                await reader.readexactly(length)
+                self.received += 1
+                writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+                await writer.drain()
+        writer.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+class _Timed(WebhookChannel):
+    """The webhook channel, noting when each send call starts."""
+
+    started: dict[str, float]
+    expected: int
+    all_started: asyncio.Event
+
+    async def send(self, alert: Alert) -> None:
+        self.started[alert.id] = time.monotonic()
+        if len(self.started) >= self.expected:
+            self.all_started.set()
+        await super().send(alert)
+
+
+def _alert(n: int) -> Alert:
+    item = Item(id=f"bench:{n}", source="bench", title=f"Alert {n}", text="A report.")
+    return Alert(
+        id=f"b{n:06d}",
+        rule="bench",
+        rule_name="Bench",
+        severity="normal",
+        item=item,
+        story=f"s{n}",
+        matches=(),
+        channels=("hook",),
+    )
+
+
+async def _run(rate: float, seconds: float) -> dict[str, Any]:
+    total = max(1, int(rate * seconds))
+    receiver = _Receiver()
+    port = await receiver.start()
+    added: dict[str, float] = {}
+    async with (
+        RedisServer.embedded() as client,
+        make_client(FetchLimits(), trust_env=False) as http,
+    ):
+        store = Store(client)
+        channel = _Timed("hook", url=f"http://127.0.0.1:{port}/hook", secret="bench", client=http)
+        channel.started, channel.expected, channel.all_started = {}, total, asyncio.Event()
+        dispatcher = Dispatcher(store, {"hook": channel})
+        await dispatcher.start()
+        stop = asyncio.Event()
+
+        async def deliver() -> None:
+            while not stop.is_set() or await store.outbox.pending_count(GROUP):
+                await dispatcher.step("bench", count=100, block_ms=50)
+
+        worker = asyncio.create_task(deliver())
+        began = time.monotonic()
+        for n in range(total):
+            await asyncio.sleep(max(0.0, began + n / rate - time.monotonic()))
+            alert = _alert(n)
+            added[alert.id] = time.monotonic()
+            await store.outbox.add_many([{"channel": "hook", "alert": alert.to_dict()}])
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(channel.all_started.wait(), 30)
+        stop.set()
+        await worker
+        elapsed = time.monotonic() - began
+    await receiver.close()
+    latencies = sorted(
+        (channel.started[i] - added[i]) * 1000 for i in added if i in channel.started
+    )
+    return {
+        "alerts": total,
+        "rate_per_s": rate,
+        "delivered": receiver.received,
+        "elapsed_s": round(elapsed, 2),
+        "p50_ms": round(_percentile(latencies, 50), 2),
+        "p95_ms": round(_percentile(latencies, 95), 2),
+        "p99_ms": round(_percentile(latencies, 99), 2),
+        "max_ms": round(latencies[-1], 2) if latencies else None,
+        "mean_ms": round(statistics.fmean(latencies), 2) if latencies else None,
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
+        "python": platform.python_version(),
+    }
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    index = min(len(values) - 1, max(0, round(pct / 100 * len(values)) - 1))
+    return values[index]
+
+
+def run_dispatch_bench(rate: float = 100.0, seconds: float = 10.0) -> dict[str, Any]:
+    """Send ``rate`` alerts per second for ``seconds`` through the dispatch role; latencies."""
+    return asyncio.run(_run(rate, seconds))
+
+
+def dispatch_report(result: dict[str, Any]) -> str:
+    return (
+        f"{result['alerts']} alerts at {result['rate_per_s']:.0f}/s through a local webhook: "
+        f"outbox entry → send call p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, "
+        f"p99 {result['p99_ms']} ms, max {result['max_ms']} ms; "
+        f"{result['delivered']} delivered in {result['elapsed_s']} s "
+        f"({result['machine']}, Python {result['python']})"
+    )
