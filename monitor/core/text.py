@@ -70,8 +70,11 @@ def _marks() -> str:
 # (U.S., u.s.a) join into one word.
 _TOKEN = re.compile(
     r"(?P<abbr>(?:[^\W\d_]\.){2,}(?![^\W_])|[^\W\d_](?:\.[^\W\d_])+(?![^\W_]))"
-    rf"|[^\W_](?:[^\W_]|[{_marks()}])*"
+    rf"|[^\W_]+(?:[{_marks()}]+[^\W_]*)*"
 )
+
+
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
 @lru_cache(maxsize=1 << 16)
@@ -115,10 +118,19 @@ def fold(text: str) -> Folded:
         return Folded(text.lower(), None, len(text))
     parts: list[str] = []
     offsets: list[int] = []
-    for index, char in enumerate(text):
-        folded = char.lower() if char < "\x80" else fold_char(char)
+    done = 0
+    for match in _NON_ASCII.finditer(text):  # ASCII runs are copied whole, in C
+        index = match.start()
+        if index > done:
+            parts.append(text[done:index].lower())
+            offsets.extend(range(done, index))
+        folded = fold_char(match.group())
         parts.append(folded)
         offsets.extend([index] * len(folded))
+        done = index + 1
+    if done < len(text):
+        parts.append(text[done:].lower())
+        offsets.extend(range(done, len(text)))
     return Folded("".join(parts), tuple(offsets), len(text))
 
 
