@@ -43,7 +43,8 @@ logger = logging.getLogger(__name__)
 WEEK_S = 7 * 86400
 REPEATED = 3  # a line seen in this many items of one source (within two weeks) is boilerplate
 STORY_CANDIDATES = 8
-STORY_ITEMS = 20  # latest items of each candidate story checked for duplicates
+STORY_ITEMS = 20
+SHORT_TEXT = 40  # words: below this, the fingerprint covers the title as well  # latest items of each candidate story checked for duplicates
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,13 +103,49 @@ class StoryKeeper:
         self.ttl_s = ttl_s
 
     async def place(self, items: Sequence[Item], now: float) -> list[Placement]:
+        """Place each item; an item placed before (its entry is being redelivered after a
+        crash) gets its earlier placement back, unchanged."""
         if not items:
             return []
+        earlier = await self._placed_before(items)
+        fresh = [item for item in items if item.id not in earlier]
+        placed = {p.item: p for p in await self._place(fresh, now)} if fresh else {}
+        return [earlier.get(item.id) or placed[item.id] for item in items]
+
+    async def _placed_before(self, items: Sequence[Item]) -> dict[str, Placement]:
+        keys = self.store.keys
+        async with self.store.pipeline() as pipe:
+            for item in items:
+                pipe.hmget(keys.doc(item.id), ["story", "duplicate_of"])
+            stored = await pipe.execute()
+        found = {
+            item.id: (story, duplicate_of)
+            for item, (story, duplicate_of) in zip(items, stored, strict=True)
+            if story
+        }
+        if not found:
+            return {}
+        async with self.store.pipeline() as pipe:
+            for story, _ in found.values():
+                pipe.scard(keys.story_sources(story))
+            counts = await pipe.execute()
+        return {
+            item: Placement(item, story, duplicate_of or None, False, max(int(count), 1))
+            for (item, (story, duplicate_of)), count in zip(found.items(), counts, strict=True)
+        }
+
+    async def _place(self, items: Sequence[Item], now: float) -> list[Placement]:
         cleaned = await self._without_boilerplate(items, now)
         prepared = []
         for item, text in zip(items, cleaned, strict=True):
             tokens = tokenize(text)
-            fp = fingerprint(tokens.words)
+            # A short body (a teaser, "Comments") says little: the title counts too.
+            words = (
+                tokens.words
+                if len(tokens.words) >= SHORT_TEXT
+                else (tokenize(item.title).words + tokens.words)
+            )
+            fp = fingerprint(words)
             vector = term_vector(
                 item.title, text, self.background(item.language, tokens.words), text_tokens=tokens
             )
@@ -242,7 +279,7 @@ class StoryKeeper:
                 candidate_items.update(batch.story_items.get(view.id, ()))
             candidates = [
                 batch.known.get(i) or known[i]
-                for i in sorted(candidate_items)
+                for i in sorted(candidate_items - {p.item.id})
                 if i in batch.known or i in known
             ]
             decision = decide(p.fingerprint, p.vector, candidates, candidate_stories)

@@ -155,3 +155,34 @@ async def test_keys_expire(store: Store, processor: Processor, seeds: list[Item]
         k for k in keys if await store.client.ttl(k) < 0 and await store.client.type(k) != "stream"
     ]
     assert without_ttl == [store.keys.stories]  # trimmed by score on every write instead
+
+
+async def test_an_entry_redelivered_after_its_stories_were_written_alerts_the_same(
+    store: Store, processor: Processor, seeds: list[Item]
+) -> None:
+    """The worker placed the items, then died before writing the alerts: the redelivered entry
+    must not find each item a duplicate of itself."""
+    keeper = StoryKeeper(store, background_for)
+    await keeper.place(seeds, time.time())  # the work done before the crash
+    result = await process(store, processor, seeds)
+    release = [(seed(a.item), a.followup) for a in result.alerts if a.rule == "maduro-release"]
+    assert release == [("000", False), ("002", True), ("004", True)]
+    placed = {seed(item): p.duplicate_of for item, p in result.placements}
+    assert placed["001"] == seeds[0].id and placed["002"] is None
+
+
+async def test_items_without_a_real_body_are_not_duplicates_of_each_other(store: Store) -> None:
+    keeper = StoryKeeper(store, background_for)
+    titles = ["Maduro released from custody", "New Rust compiler ships", "Storm hits Manila"]
+    items = [
+        Item(id=f"hn:{n}", source="hn", title=title, text=body)
+        for n, title in enumerate(titles)
+        for body in ("", "Comments")
+    ]
+    placed = await keeper.place(items, time.time())
+    duplicates = [(p.item, p.duplicate_of) for p in placed if p.duplicate_of]
+    assert (
+        duplicates == [] or all(a.split(":")[1] != b.split(":")[1] for a, b in duplicates) is False
+    )
+    assert [p.duplicate_of for p in placed] == [None] * len(items)
+    assert [k async for k in store.client.scan_iter(match=f"{store.keys.prefix}band:*")] == []

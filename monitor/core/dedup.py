@@ -151,7 +151,11 @@ class Fingerprint:
         return cls(tuple(int(v) for v in raw), int(parts[2], 16), int(parts[1]))
 
     def bands(self) -> list[str]:
-        """LSH band keys: two signatures that agree on all rows of any band are candidates."""
+        """LSH band keys: two signatures that agree on all rows of any band are candidates.
+        A text too short to be a duplicate has none (it would share its bands with every other
+        empty or one-line text)."""
+        if self.size < MIN_SHINGLES:
+            return []
         rows = np.asarray(self.minhash, dtype=np.uint32).reshape(BANDS, ROWS)
         return [
             f"{VERSION}:{band}:{xxhash.xxh3_64_hexdigest(row.tobytes())}"
@@ -209,11 +213,15 @@ def hamming(a: Fingerprint, b: Fingerprint) -> int:
 DUPLICATE_JACCARD = 0.55
 DUPLICATE_CONTAINMENT = 0.85
 MIN_TEASER = 25
+MIN_SHINGLES = 8  # "Comments", an empty body: such items are never duplicates by their text
 SIMHASH_DISTANCE = 12
 
 
 def is_duplicate(a: Fingerprint, b: Fingerprint) -> bool:
-    """Level 2 by MinHash: the same article, syndicated, reformatted, updated or teased."""
+    """Level 2 by MinHash: the same article, syndicated, reformatted, updated or teased.
+    Texts of fewer than ``MIN_SHINGLES`` shingles say too little to be called the same."""
+    if min(a.size, b.size) < MIN_SHINGLES:
+        return False
     if jaccard(a, b) >= DUPLICATE_JACCARD:
         return True
     return min(a.size, b.size) >= MIN_TEASER and containment(a, b) >= DUPLICATE_CONTAINMENT
