@@ -43,8 +43,8 @@ logger = logging.getLogger(__name__)
 WEEK_S = 7 * 86400
 REPEATED = 3  # a line seen in this many items of one source (within two weeks) is boilerplate
 STORY_CANDIDATES = 8
-STORY_ITEMS = 20
-SHORT_TEXT = 40  # words: below this, the fingerprint covers the title as well  # latest items of each candidate story checked for duplicates
+STORY_ITEMS = 20  # latest items of each candidate story checked for duplicates
+SHORT_TEXT = 40  # words: below this, the fingerprint covers the title as well
 
 
 @dataclass(frozen=True, slots=True)

@@ -531,6 +531,7 @@ class FeedSource:
             headers=self.headers,
             etag=etag,
             last_modified=last_modified,
+            trusted=self.url,
         )
         common: dict[str, Any] = {
             "status": download.status,

@@ -402,9 +402,14 @@ async def fetch_url(
     headers: Mapping[str, str] | None = None,
     etag: str | None = None,
     last_modified: str | None = None,
+    trusted: str | None = None,
 ) -> Download:
     """GET ``url`` within ``limits``; a conditional GET when validators are given. Never raises
-    for what the server or the network does (cancellation still propagates)."""
+    for what the server or the network does (cancellation still propagates).
+
+    ``headers`` (credentials) go only to the origin of ``trusted`` (default ``url``): the URL
+    the user configured, so a permanent redirect to another host, remembered and polled from
+    then on, never receives them."""
     started = time.monotonic()
     try:
         current = httpx.URL(url)
@@ -412,7 +417,10 @@ async def fetch_url(
         return Download(url, error=f"invalid URL: {exc}")
     slots = _slots(client, limits)
     loop = asyncio.get_running_loop()
-    origin = current
+    try:
+        origin = httpx.URL(trusted) if trusted else current
+    except httpx.InvalidURL:
+        origin = current
     visited = {str(current)}
     moved_to: str | None = None
     permanent = True

@@ -449,6 +449,7 @@ class WireSource:
             headers=self.headers,
             etag=etag,
             last_modified=last_modified,
+            trusted=self.url,
         )
         if download.moved_to and since_param:
             download = _without_param(download, since_param)

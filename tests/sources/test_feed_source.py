@@ -285,3 +285,26 @@ async def test_requests_carry_only_what_the_source_sent(
     await source(server, client, "/feed").fetch({"etag": "", "last_modified": ""})
     assert "if-none-match" not in seen[0].headers
     assert "if-modified-since" not in seen[0].headers
+
+
+async def test_credentials_never_follow_a_permanent_move_to_another_host(
+    server: Server, client: httpx.AsyncClient
+) -> None:
+    """The configured host gets the auth header; the host it moved to never does, not even on
+    later polls that go there directly."""
+    elsewhere = await Server().start()
+    try:
+        server.routes["/feed"] = hs.redirect(301, elsewhere.url("/feed"))
+        elsewhere.static("/feed", RSS, ("ETag", '"x"'))
+        feed = FeedSource(
+            "moved", server.url("/feed"), client, headers={"Authorization": "Bearer s3cr3t"}
+        )
+        first = await feed.fetch({})
+        assert first.ok and first.state["url"] == elsewhere.url("/feed")
+        second = await feed.fetch(first.state)
+        assert second.ok
+        assert server.requests[0].headers.get("authorization") == "Bearer s3cr3t"
+        assert len(elsewhere.requests) == 2
+        assert all("authorization" not in r.headers for r in elsewhere.requests)
+    finally:
+        await elsewhere.close()
