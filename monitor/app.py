@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -280,31 +281,43 @@ async def replay(
     """Push files through the whole pipeline and hand every alert to ``sink``.
 
     Without ``state`` a throwaway embedded Redis is used, so the same files give the same alerts
-    every time; with it, the configured store (items already seen there stay seen).
+    every time; with it, the configured store (items already seen there stay seen), through
+    private streams: a daemon running against the same store keeps its own work.
     """
     server = RedisServer.from_settings(settings) if state else RedisServer.embedded()
     async with server as client:
-        store = Store(client, settings)
-        problems: list[str] = []
-        for path in paths:
-            items, skipped = await asyncio.to_thread(read_items, path, source_for(path, config))
-            problems.extend(skipped)
-            await store.items.add_many([item_payload(item) for item in items])
-        for problem in problems:
-            logger.warning("skipped %s", problem)
-        runtime = Runtime.build(config)
-        keeper = story_keeper(store, settings)
-        processor = Processor(store, lambda: runtime, keeper, channels=[sink.id])
-        dispatcher = Dispatcher(store, {sink.id: sink})
-        await processor.start()
-        await dispatcher.start()
-        consumer = consumer_name()
-        alerts: list[Alert] = []
-        while entries := await store.items.read("process", consumer, settings.batch_size, None):
-            alerts.extend((await processor.handle(entries)).alerts)
-        while await dispatcher.step(consumer, count=settings.batch_size) > 0:
-            pass
-        return alerts
+        private = f"replay-{os.getpid()}-{uuid.uuid4().hex[:8]}:" if state else ""
+        store = Store(client, settings, streams=private)
+        try:
+            return await _replay(store, settings, config, paths, sink)
+        finally:
+            if private:
+                await store.drop_streams()
+
+
+async def _replay(
+    store: Store, settings: Settings, config: WatchConfig, paths: Sequence[Path], sink: Channel
+) -> list[Alert]:
+    problems: list[str] = []
+    for path in paths:
+        items, skipped = await asyncio.to_thread(read_items, path, source_for(path, config))
+        problems.extend(skipped)
+        await store.items.add_many([item_payload(item) for item in items])
+    for problem in problems:
+        logger.warning("skipped %s", problem)
+    runtime = Runtime.build(config)
+    keeper = story_keeper(store, settings)
+    processor = Processor(store, lambda: runtime, keeper, channels=[sink.id])
+    dispatcher = Dispatcher(store, {sink.id: sink})
+    await processor.start()
+    await dispatcher.start()
+    consumer = consumer_name()
+    alerts: list[Alert] = []
+    while entries := await store.items.read("process", consumer, settings.batch_size, None):
+        alerts.extend((await processor.handle(entries)).alerts)
+    while await dispatcher.step(consumer, count=settings.batch_size) > 0:
+        pass
+    return alerts
 
 
 class App:

@@ -83,6 +83,7 @@ class Keys:
     """Every Redis key newsmonitor uses, in one block, all under ``prefix`` (docs/redis.md)."""
 
     prefix: str = "monitor:"
+    streams: str = ""  # a namespace for private streams (``monitor replay --state``)
 
     def seen(self, source: str, guid: str) -> str:
         """String, TTL: an entry (source + GUID) that was already taken in."""
@@ -99,17 +100,17 @@ class Keys:
     @property
     def items_stream(self) -> str:
         """Stream: items from the poll role, read by the process role."""
-        return f"{self.prefix}items"
+        return f"{self.prefix}{self.streams}items"
 
     @property
     def outbox_stream(self) -> str:
         """Stream: alerts from the process role, read by the dispatch role."""
-        return f"{self.prefix}outbox"
+        return f"{self.prefix}{self.streams}outbox"
 
     @property
     def dead_stream(self) -> str:
         """Stream: alerts no channel would accept, kept for an operator."""
-        return f"{self.prefix}dead"
+        return f"{self.prefix}{self.streams}dead"
 
     def source_state(self, source: str) -> str:
         """Hash, TTL: a source's polling state (ETag, Last-Modified, …)."""
@@ -126,7 +127,7 @@ class Keys:
     @property
     def delayed(self) -> str:
         """Sorted set: outbox entries waiting for a retry, scored by when they are due."""
-        return f"{self.prefix}outbox-delayed"
+        return f"{self.prefix}{self.streams}outbox-delayed"
 
     def moving(self, member: str) -> str:
         """String, TTL 60 s: one dispatcher is moving this delayed entry back to the outbox."""
@@ -346,11 +347,14 @@ class Store:
         prefix: str | None = None,
         seen_ttl: int | None = None,
         stream_maxlen: int | None = None,
+        streams: str = "",
     ) -> None:
+        """``streams`` gives this store private items, outbox and dead-letter streams: it shares
+        the seen, story and claim keys with the daemon's, never its queues."""
         # model_construct: the defaults, without reading the environment.
         base = settings if settings is not None else Settings.model_construct()
         self.client = client
-        self.keys = Keys(base.key_prefix if prefix is None else prefix)
+        self.keys = Keys(base.key_prefix if prefix is None else prefix, streams)
         self.seen_ttl = base.seen_ttl if seen_ttl is None else seen_ttl
         maxlen = base.stream_maxlen if stream_maxlen is None else stream_maxlen
         self.items = Stream(client, self.keys.items_stream, maxlen)
@@ -434,6 +438,13 @@ class Store:
                     pipe.hdel(key, *removed)
                 pipe.expire(key, self.seen_ttl)
                 await pipe.execute()
+
+    async def drop_streams(self) -> None:
+        """Delete this store's streams and delayed queue (a private replay's, when done)."""
+        keys = self.keys
+        with _translated("DEL streams"):
+            for key in (keys.items_stream, keys.outbox_stream, keys.dead_stream, keys.delayed):
+                await self.client.delete(key)
 
     async def mark_sent(self, delivery: str, ttl_s: int) -> None:
         """Remember that a channel accepted ``delivery``, so a redelivered entry is not resent."""

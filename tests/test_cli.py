@@ -247,3 +247,35 @@ async def test_alerts_dead_lists_and_retry_requeues(tmp_path: Path) -> None:
         assert await store.dead.length() == 0
         [(_, entry)] = await client.xrange(store.keys.outbox_stream)
         assert "reason" not in entry["data"] and '"hook"' in entry["data"]
+
+
+async def test_replay_with_state_leaves_the_daemons_queues_alone(tmp_path: Path) -> None:
+    import asyncio
+
+    from monitor.models import Alert, Item
+    from monitor.pipeline import item_payload
+    from monitor.store import RedisServer, Store
+
+    env = {"MONITOR_DATA_DIR": str(tmp_path / "data"), "MONITOR_RULES_DIR": str(RULES)}
+    waiting = Item(id="daemon:1", source="wire", title="Waiting item", text="Maduro released.")
+    alert = Alert(
+        id="a1",
+        rule="r",
+        rule_name="R",
+        severity="low",
+        item=waiting,
+        story="s",
+        matches=(),
+        channels=("newsroom",),
+    )
+    async with RedisServer.embedded(tmp_path / "data") as client:
+        store = Store(client)
+        await store.items.add_many([item_payload(waiting)])
+        await store.outbox.add_many([{"channel": "newsroom", "alert": alert.to_dict()}])
+        result = await asyncio.to_thread(invoke, ["replay", str(SEEDS), "--json", "--state"], env)
+        assert result.exit_code == 0 and json_lines(result.stdout)
+        assert all(a["item"]["id"] != "daemon:1" for a in json_lines(result.stdout))
+        assert await store.items.length() == 1 and await store.outbox.length() == 1
+        assert await store.dead.length() == 0
+        leftovers = [k async for k in client.scan_iter(match="monitor:replay-*")]
+        assert leftovers == []  # the private streams are gone
