@@ -56,6 +56,7 @@ from monitor.stories import StoryKeeper
 logger = logging.getLogger(__name__)
 
 ROLES = ("poll", "process", "dispatch")
+DRAIN_S = 30.0  # at shutdown, queued work is finished for at most this long
 RELOAD_DEBOUNCE_MS = 300  # a save is applied well within 2 s
 REPLAY_SOURCE = "replay"
 
@@ -474,18 +475,21 @@ class App:
             try:
                 await step(self.consumer, count=self.settings.batch_size, block_ms=1000)
                 delay = 1.0
-            except StoreError as exc:
-                logger.error("%s: %s; retrying in %.0f s", role, exc, delay)
+            except Exception as exc:  # a role never dies quietly: log, wait, go on
+                if isinstance(exc, StoreError):
+                    logger.error("%s: %s; retrying in %.0f s", role, exc, delay)
+                else:
+                    logger.exception("%s: unexpected error; retrying in %.0f s", role, delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), timeout=delay)
                 delay = min(delay * 2, 30.0)
 
     async def _drain(self, processor: Processor, dispatcher: Dispatcher) -> None:
-        """Finish what is queued: items into alerts, alerts to their channels."""
+        """Finish what is queued: items into alerts, alerts to their channels; within
+        ``DRAIN_S``, since other processes may keep adding. What is left stays in Redis."""
         count = self.settings.batch_size
-        if "process" in self.roles:
-            while await processor.step(self.consumer, count=count) > 0:
-                pass
-        if "dispatch" in self.roles:
-            while await dispatcher.step(self.consumer, count=count) > 0:
-                pass
+        deadline = asyncio.get_running_loop().time() + DRAIN_S
+        for role, step in (("process", processor.step), ("dispatch", dispatcher.step)):
+            while role in self.roles and asyncio.get_running_loop().time() < deadline:
+                if await step(self.consumer, count=count) == 0:
+                    break

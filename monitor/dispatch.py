@@ -131,17 +131,28 @@ class Dispatcher:
         """Deliver a batch: each channel's entries in order, the channels concurrently."""
         if not entries:
             return []
-        deliveries = [delivery_id(str(p.get("channel")), p.get("alert") or {}) for _, p in entries]
+        outcomes: list[Outcome] = []
+        readable: list[tuple[str, dict[str, Any]]] = []
+        for entry_id, payload in entries:
+            try:
+                Alert.from_dict(payload["alert"])
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                outcomes.append(await self._dead(entry_id, payload, "", f"malformed entry: {exc}"))
+            else:
+                readable.append((entry_id, payload))
+        entries = readable
+        deliveries = [delivery_id(str(p.get("channel")), p["alert"]) for _, p in entries]
         sent = await self.store.exists_many([self.store.keys.sent(d) for d in deliveries])
         by_channel: dict[str, list[tuple[str, dict[str, Any], str]]] = defaultdict(list)
-        outcomes: list[Outcome] = []
+        duplicates: list[Outcome] = []
         for (entry_id, payload), delivery, done in zip(entries, deliveries, sent, strict=True):
             if done:
-                outcomes.append(Outcome(entry_id, delivery, "duplicate"))
+                duplicates.append(Outcome(entry_id, delivery, "duplicate"))
             else:
                 by_channel[str(payload.get("channel"))].append((entry_id, payload, delivery))
-        if outcomes:
-            await self.store.outbox.ack(GROUP, [o.entry for o in outcomes])
+        if duplicates:
+            await self.store.outbox.ack(GROUP, [o.entry for o in duplicates])
+        outcomes.extend(duplicates)
         results = await asyncio.gather(
             *(self._serve(channel, queued) for channel, queued in by_channel.items())
         )
@@ -172,7 +183,13 @@ class Dispatcher:
         limit = self._limit(channel)
         await limit.acquire()
         try:
-            await channel.send(alert)
+            try:
+                await channel.send(alert)
+            except DeliveryError:
+                raise
+            except Exception as exc:  # a bug in a channel must not jam the outbox
+                logger.exception("channel %s raised unexpectedly on %s", channel.id, delivery)
+                raise DeliveryError(f"unexpected {type(exc).__name__}", retryable=True) from exc
         except DeliveryError as exc:
             if exc.retry_after_s:
                 limit.pause(exc.retry_after_s)

@@ -47,6 +47,15 @@ class Item:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Item:
+        """The item written by ``to_dict``; ``ValueError`` for anything else."""
+        if not isinstance(data, dict):
+            raise ValueError(f"an item must be an object, not {type(data).__name__}")
+        for key in ("id", "source"):
+            if not isinstance(data.get(key), str) or not data[key]:
+                raise ValueError(f"an item needs a non-empty string {key!r}")
+        for key in ("guid", "url", "title", "text"):
+            if data.get(key) is not None and not isinstance(data[key], str):
+                raise ValueError(f"an item's {key!r} must be a string")
         return cls(
             id=data["id"],
             source=data["source"],
@@ -120,6 +129,9 @@ class Alert:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Alert:
+        """The alert written by ``to_dict``; ``ValueError`` for anything else."""
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+            raise ValueError("an alert must be an object with a string 'id'")
         return cls(
             id=data["id"],
             rule=data["rule"],

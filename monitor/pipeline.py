@@ -97,7 +97,7 @@ class Processor:
         for entry_id, payload in entries:
             try:
                 items.append((entry_id, Item.from_dict(payload["item"])))
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 logger.error("dropping malformed item entry %s: %r", entry_id, exc)
         new = await self._unseen(items)
         now = self.clock()

@@ -177,3 +177,30 @@ def test_a_pause_holds_the_channel() -> None:
     assert limit.wait_s() == 2
     now[0] = 2.0
     assert limit.wait_s() == 0
+
+
+async def test_malformed_entries_become_dead_letters_and_jam_nothing(store: Store) -> None:
+    desk = Flaky("desk")
+    desk.down = False
+    dispatcher = Dispatcher(store, {"desk": desk}, policy=FAST)
+    await dispatcher.start()
+    await store.outbox.add_many([{"channel": "desk", "alert": "oops"}, {"channel": "desk"}])
+    await queue(store, "desk", [alert(1)])
+    await dispatcher.step("d")
+    assert [a.id for a in desk.received] == ["alert-1"]
+    reasons = [p["reason"] for _, p in await store.dead_letters()]
+    assert len(reasons) == 2 and all(r.startswith("malformed entry") for r in reasons)
+    assert await store.outbox.pending_count(GROUP) == 0
+
+
+class Buggy(Flaky):
+    async def send(self, alert: Alert) -> None:
+        raise KeyError("a bug in the channel")
+
+
+async def test_a_channel_bug_is_retried_not_fatal(store: Store) -> None:
+    dispatcher = Dispatcher(store, {"desk": Buggy("desk")}, policy=FAST)
+    await dispatcher.start()
+    await queue(store, "desk", [alert(1)])
+    [outcome] = await dispatcher.deliver(await store.outbox.read(GROUP, "d", 10))
+    assert outcome.state == "retry" and "KeyError" in (outcome.reason or "")

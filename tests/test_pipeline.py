@@ -135,3 +135,22 @@ async def test_a_crash_between_seen_check_and_outbox_loses_no_alert(
     await store.items.add_many([item_payload(seeds[0])])
     assert await processor.step("survivor") == 1
     assert len(await outbox(store)) == 6
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"item": {"id": 7, "source": "x"}},
+        {"item": "oops"},
+        {"item": {"id": "a", "source": "x", "guid": 5}},
+        {},
+    ],
+)
+async def test_malformed_items_are_dropped_and_acknowledged(
+    store: Store, runtime: Runtime, seeds: list[Item], payload: dict[str, object]
+) -> None:
+    processor = await queued(store, runtime, seeds[:1])
+    await store.items.add_many([payload])
+    assert await processor.step("worker") == 2
+    assert await store.items.pending_count(PROCESS) == 0
+    assert len(await outbox(store)) == 2  # the good item went through
