@@ -24,8 +24,10 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import random
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -90,7 +92,7 @@ class Outcome:
 
     entry: str
     delivery: str
-    state: str  # sent | duplicate | retry | dead
+    state: str  # sent | duplicate | busy (another dispatcher has it) | retry | dead
     reason: str | None = None
 
 
@@ -113,6 +115,7 @@ class Dispatcher:
         self.reclaim_idle_ms = reclaim_idle_ms
         self.sent_ttl_s = sent_ttl_s or store.seen_ttl
         self.clock = clock
+        self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._limits: dict[str, RateLimit] = {}
 
     async def start(self) -> None:
@@ -182,6 +185,27 @@ class Dispatcher:
             return await self._dead(entry_id, payload, delivery, f"malformed alert: {exc!r}")
         limit = self._limit(channel)
         await limit.acquire()
+        # Another dispatcher may have taken the entry over while it waited for the rate limit.
+        state = await self.store.begin_send(delivery, self.owner, self.reclaim_idle_ms)
+        if state == "sent":
+            await self.store.outbox.ack(GROUP, [entry_id])
+            return Outcome(entry_id, delivery, "duplicate")
+        if state == "busy":
+            return Outcome(entry_id, delivery, "busy")  # its holder acknowledges it
+        try:
+            return await self._attempt(channel, alert, entry_id, payload, delivery, limit)
+        finally:
+            await self.store.end_send(delivery)
+
+    async def _attempt(
+        self,
+        channel: Channel,
+        alert: Alert,
+        entry_id: str,
+        payload: dict[str, Any],
+        delivery: str,
+        limit: RateLimit,
+    ) -> Outcome:
         try:
             try:
                 await channel.send(alert)

@@ -120,6 +120,10 @@ class Keys:
         """String, TTL: which poller currently owns ``source``."""
         return f"{self.prefix}lease:{_id(source)}"
 
+    def inflight(self, delivery: str) -> str:
+        """String, TTL = reclaim time: one dispatcher is sending this delivery right now."""
+        return f"{self.prefix}inflight:{_id(delivery)}"
+
     def sent(self, delivery: str) -> str:
         """String, TTL = dedup TTL: a delivery (alert, item, channel) a channel accepted."""
         return f"{self.prefix}sent:{_id(delivery)}"
@@ -445,6 +449,23 @@ class Store:
         with _translated("DEL streams"):
             for key in (keys.items_stream, keys.outbox_stream, keys.dead_stream, keys.delayed):
                 await self.client.delete(key)
+
+    async def begin_send(self, delivery: str, owner: str, ttl_ms: int) -> str:
+        """Just before sending: ``"sent"`` if a channel already took it, ``"busy"`` if another
+        dispatcher is sending it, else ``"go"`` (and it is ours until ``end_send`` or the TTL)."""
+        with _translated("begin send"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.exists(self.keys.sent(delivery))
+                pipe.set(self.keys.inflight(delivery), owner, nx=True, px=ttl_ms)
+                pipe.get(self.keys.inflight(delivery))
+                sent, _, holder = await pipe.execute()
+        if sent:
+            return "sent"
+        return "go" if holder == owner else "busy"
+
+    async def end_send(self, delivery: str) -> None:
+        with _translated("end send"):
+            await self.client.delete(self.keys.inflight(delivery))
 
     async def mark_sent(self, delivery: str, ttl_s: int) -> None:
         """Remember that a channel accepted ``delivery``, so a redelivered entry is not resent."""

@@ -204,3 +204,32 @@ async def test_a_channel_bug_is_retried_not_fatal(store: Store) -> None:
     await queue(store, "desk", [alert(1)])
     [outcome] = await dispatcher.deliver(await store.outbox.read(GROUP, "d", 10))
     assert outcome.state == "retry" and "KeyError" in (outcome.reason or "")
+
+
+class Slow(Flaky):
+    """Up: 10 sends a second, one at a time."""
+
+    rate_per_s = 10.0
+    burst = 1
+
+
+async def test_two_dispatchers_never_send_one_delivery_twice(store: Store) -> None:
+    """Entries waiting behind a rate limit longer than the takeover time are taken over by a
+    second dispatcher; each alert still goes out once."""
+    channel = Slow("slack")
+    channel.down = False
+    a = Dispatcher(store, {"slack": channel}, policy=FAST, reclaim_idle_ms=200)
+    b = Dispatcher(store, {"slack": channel}, policy=FAST, reclaim_idle_ms=200)
+    await a.start()
+    await queue(store, "slack", [alert(n) for n in range(10)])
+    taken = await store.outbox.read(GROUP, "a", 100)
+
+    async def second() -> None:
+        for _ in range(40):
+            await asyncio.sleep(0.05)
+            await b.step("b", count=100)
+
+    await asyncio.gather(a.deliver(taken), second())
+    ids = [x.id for x in channel.received]
+    assert sorted(ids) == sorted(set(ids)) == [f"alert-{n}" for n in range(10)]
+    assert await store.outbox.pending_count(GROUP) == 0
