@@ -342,6 +342,8 @@ class App:
         self.sources = build_sources(config, self.http, self.limits) if "poll" in self.roles else []
         self.store: Store | None = None
         self.channels = self._channels(config)
+        self.runtime_channels = list(config.channels)
+        self._closing: set[asyncio.Future[None]] = set()
         self.consumer = consumer_name()
         self.stopping = asyncio.Event()
         self.poller: Poller | None = None
@@ -414,6 +416,8 @@ class App:
             await self._drain(processor, dispatcher)
             for channel in self.channels.values():
                 await channel.close()
+            if self._closing:
+                await asyncio.gather(*self._closing)
             await self.http.aclose()
 
     async def _watch(self, poller: Poller) -> None:
@@ -457,8 +461,17 @@ class App:
         self.runtime = Runtime.build(config)
         self.sources = sources
         poller.update(sources, changed)
+        before_specs = {spec.id: spec for spec in self.runtime_channels}
+        self.runtime_channels = list(config.channels)
+        old = dict(self.channels)
+        for spec in config.channels:  # an unchanged channel keeps its client and its state
+            if before_specs.get(spec.id) == spec and spec.id in old:
+                channels[spec.id] = old[spec.id]
         self.channels.clear()
         self.channels.update(channels)
+        for channel_id, channel in old.items():
+            if channels.get(channel_id) is not channel:
+                self._closing.add(asyncio.ensure_future(channel.close()))
         logger.info(
             "reloaded %s: %d sources, %d rules, %d channels",
             self.rules_dir,

@@ -33,7 +33,7 @@ from monitor.core.matcher import Matcher
 from monitor.core.rules import WatchConfig
 from monitor.errors import ConfigError, StoreError
 from monitor.models import Item, Match
-from monitor.redaction import RedactingFormatter, register
+from monitor.redaction import RedactingFormatter, redact, register
 from monitor.settings import Settings
 from monitor.sources.replay import read_items
 
@@ -79,6 +79,11 @@ def _fails_cleanly(func: F) -> F:
             raise click.ClickException(str(exc)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def echo_redacted(text: str) -> None:
+    """Print what may hold a URL or an error from a source: environment values masked."""
+    click.echo(redact(text))
 
 
 def _logging(level: str) -> None:
@@ -224,14 +229,15 @@ def sources_check(rules_dir: Path | None, as_json: bool) -> None:
     """Fetch each source once now: status, entries parsed, bytes, time, error. Exit 1 if any
     source failed."""
     settings = _settings()
+    _logging(settings.log_level)
     config = _config(rules_dir or settings.rules_dir)
     found = asyncio.run(check_sources(settings, config))
     for row in found:
         if as_json:
-            click.echo(json.dumps(row))
+            click.echo(redact(json.dumps(row)))
             continue
         outcome = f"ERROR {row['error']}" if row["error"] else f"{row['entries']} entries"
-        click.echo(
+        echo_redacted(
             f"{row['id']}: {row['url']}  status {row['status'] or '-'}  {outcome}  "
             f"{row['bytes']} bytes  {row['seconds']:.2f} s"
             + (f"  (malformed but readable: {row['bozo']})" if row["bozo"] else "")
@@ -247,11 +253,12 @@ def sources_check(rules_dir: Path | None, as_json: bool) -> None:
 def sources_list(rules_dir: Path | None, as_json: bool) -> None:
     """Health the poll role keeps in Redis: last success, last error, failures, rate, next due."""
     settings = _settings()
+    _logging(settings.log_level)
     config = _config(rules_dir or settings.rules_dir)
     found = asyncio.run(source_health(settings, config))
     if as_json:
         for row in found:
-            click.echo(json.dumps(row))
+            click.echo(redact(json.dumps(row)))
         return
     for row in found:
         state = (
@@ -263,7 +270,7 @@ def sources_list(rules_dir: Path | None, as_json: bool) -> None:
                 else f"ok at {row['last_success']}"
             )
         )
-        click.echo(
+        echo_redacted(
             f"{row['id']} ({row['type']}, {row['where']}): {state}; "
             f"last new item {row['last_new_item'] or '-'}; {row['items_per_day']} items/day; "
             f"next due {row['next_due'] or 'now'}"

@@ -504,11 +504,20 @@ class Store:
         with _translated("ZCARD delayed"):
             return int(await self.client.zcard(self.keys.delayed))
 
-    async def dead_letters(self, count: int = 1000) -> list[tuple[str, dict[str, Any]]]:
-        """The dead-letter stream, oldest first."""
-        with _translated("XRANGE dead"):
-            entries = cast(list[Any], await self.client.xrange(self.keys.dead_stream, count=count))
-        return [(str(entry_id), json.loads(fields["data"])) for entry_id, fields in entries]
+    async def dead_letters(self, page: int = 1000) -> list[tuple[str, dict[str, Any]]]:
+        """The whole dead-letter stream, oldest first, read ``page`` entries at a time."""
+        out: list[tuple[str, dict[str, Any]]] = []
+        start = "-"
+        while True:
+            with _translated("XRANGE dead"):
+                entries = cast(
+                    list[Any],
+                    await self.client.xrange(self.keys.dead_stream, min=start, count=page),
+                )
+            out.extend((str(i), json.loads(fields["data"])) for i, fields in entries)
+            if len(entries) < page:
+                return out
+            start = f"({entries[-1][0]}"
 
     async def remove_dead(self, ids: Sequence[str]) -> None:
         if ids:

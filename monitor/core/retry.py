@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Exponential backoff with full jitter, for up to ``give_up_after_s`` after the first try."""
+    """Exponential backoff with jitter (half to all of it), for up to ``give_up_after_s``."""
 
     first_s: float = 5.0
     factor: float = 2.0

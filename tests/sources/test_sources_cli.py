@@ -22,10 +22,14 @@ async def test_sources_check_reports_each_source_and_fails_on_errors(
     rules.mkdir()
     (rules / "sources.yaml").write_text(
         "sources:\n"
-        f"  - {{id: good, type: feed, url: '{server.url('/good')}'}}\n"
+        f"  - {{id: good, type: feed, url: '{server.url('/good')}?apikey=${{FEED_KEY}}'}}\n"
         f"  - {{id: gone, type: feed, url: '{server.url('/gone')}'}}\n"
     )
-    env = {"MONITOR_RULES_DIR": str(rules), "MONITOR_DATA_DIR": str(tmp_path / "data")}
+    env = {
+        "MONITOR_RULES_DIR": str(rules),
+        "MONITOR_DATA_DIR": str(tmp_path / "data"),
+        "FEED_KEY": "topsecretvalue123",
+    }
     result = await asyncio.to_thread(
         CliRunner().invoke, main, ["sources", "check", "--json"], env=env
     )
@@ -35,3 +39,4 @@ async def test_sources_check_reports_each_source_and_fails_on_errors(
     assert rows["good"]["bytes"] > 0 and rows["good"]["error"] is None
     assert rows["gone"]["status"] == 410 and "410" in rows["gone"]["error"]
     assert rows["gone"]["entries"] == 0
+    assert "topsecretvalue123" not in result.output and "apikey=****" in rows["good"]["url"]
