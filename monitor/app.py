@@ -27,7 +27,7 @@ from monitor.channels.email import EmailChannel
 from monitor.channels.slack import SlackChannel
 from monitor.channels.webhook import WebhookChannel
 from monitor.config_files import SUFFIXES, load_config, rule_files
-from monitor.core.polling import FeedHealth, PollSpec, next_interval
+from monitor.core.polling import FeedHealth, PollSpec
 from monitor.core.rules import (
     ConsoleChannelSpec,
     EmailChannelSpec,
@@ -36,6 +36,7 @@ from monitor.core.rules import (
     SlackChannelSpec,
     WatchConfig,
     WebhookChannelSpec,
+    WireSourceSpec,
 )
 from monitor.dispatch import Dispatcher, retry_dead
 from monitor.errors import ConfigError, Problem, StoreError
@@ -43,7 +44,7 @@ from monitor.frequencies import background_for
 from monitor.models import Alert
 from monitor.pipeline import Processor, Runtime, item_payload
 from monitor.redaction import register
-from monitor.scheduler import Poller, Scheduled
+from monitor.scheduler import Poller, Scheduled, due_time
 from monitor.settings import Settings
 from monitor.sources.base import Source
 from monitor.sources.feed import FeedSource
@@ -86,9 +87,7 @@ def build_sources(
             continue
         source: Source
         if isinstance(spec, ReplaySourceSpec):
-            every = float(spec.every)
-            source = ReplaySource(spec.id, Path(spec.path))
-            sources.append(Scheduled(source, PollSpec(every, every, every)))
+            sources.append(Scheduled(ReplaySource(spec.id, Path(spec.path)), poll_spec(spec)))
             continue
         headers = {name: value.get_secret_value() for name, value in spec.headers.items()}
         if isinstance(spec, FeedSourceSpec):
@@ -109,8 +108,15 @@ def build_sources(
                 mapping=spec.mapping or None,
                 headers=headers,
             )
-        sources.append(Scheduled(source, PollSpec(spec.every, spec.min, spec.max)))
+        sources.append(Scheduled(source, poll_spec(spec)))
     return sources
+
+
+def poll_spec(spec: ReplaySourceSpec | FeedSourceSpec | WireSourceSpec) -> PollSpec:
+    """How often a source is polled: a replayed directory at a fixed pace, others adaptively."""
+    if isinstance(spec, ReplaySourceSpec):
+        return PollSpec(float(spec.every), float(spec.every), float(spec.every))
+    return PollSpec(float(spec.every), float(spec.min), float(spec.max))
 
 
 def build_channels(
@@ -227,17 +233,8 @@ async def source_health(settings: Settings, config: WatchConfig) -> list[dict[st
         store = Store(client, settings)
         for spec in config.sources:
             health = FeedHealth.from_mapping(await store.get_health(spec.id))
-            bounds = PollSpec(
-                float(spec.every),
-                float(getattr(spec, "min", spec.every)),
-                float(getattr(spec, "max", spec.every)),
-            )
-            due = (
-                health.last_poll
-                + timedelta(seconds=next_interval(health, bounds, health.last_poll))
-                if health.last_poll
-                else None
-            )
+            bounds = poll_spec(spec)
+            due = due_time(health, bounds)
             out.append(
                 {
                     "id": spec.id,

@@ -192,10 +192,10 @@ class Dispatcher:
             return Outcome(entry_id, delivery, "duplicate")
         if state == "busy":
             return Outcome(entry_id, delivery, "busy")  # its holder acknowledges it
-        try:
-            return await self._attempt(channel, alert, entry_id, payload, delivery, limit)
-        finally:
+        outcome = await self._attempt(channel, alert, entry_id, payload, delivery, limit)
+        if outcome.state != "sent":
             await self.store.end_send(delivery)
+        return outcome
 
     async def _attempt(
         self,
@@ -220,8 +220,7 @@ class Dispatcher:
             if not exc.retryable:
                 return await self._dead(entry_id, payload, delivery, str(exc))
             return await self._retry(entry_id, payload, delivery, exc)
-        await self.store.mark_sent(delivery, self.sent_ttl_s)
-        await self.store.outbox.ack(GROUP, [entry_id])
+        await self.store.finish_send(delivery, self.sent_ttl_s, GROUP, entry_id)
         logger.info(
             "sent %s on %s (alert %s, item %s)", delivery, channel.id, alert.id, alert.item.id
         )

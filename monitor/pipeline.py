@@ -57,6 +57,12 @@ def seen_key(store: Store, item: Item) -> str:
     return store.keys.seen(item.source, item.guid or item.id)
 
 
+def seen_keys(store: Store, item: Item) -> list[str]:
+    """The level-1 keys of an item: source + GUID, and its canonical URL when it has one."""
+    url = canonical_url(item.url) if item.url else None
+    return [seen_key(store, item), *([store.keys.seen_url(url)] if url else [])]
+
+
 class Processor:
     """Reads the items stream in a consumer group and turns new items into outbox entries."""
 
@@ -151,13 +157,7 @@ class Processor:
 
     async def _unseen(self, items: Sequence[tuple[str, Item]]) -> list[tuple[str, Item]]:
         """Level 1: drop entries seen before, by source + GUID or by canonical URL."""
-        keys: list[list[str]] = []
-        for _, item in items:
-            mine = [seen_key(self.store, item)]
-            url = canonical_url(item.url) if item.url else None
-            if url:
-                mine.append(self.store.keys.seen_url(url))
-            keys.append(mine)
+        keys = [seen_keys(self.store, item) for _, item in items]
         fresh = iter(
             await self.store.set_once(
                 [

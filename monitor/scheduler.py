@@ -21,10 +21,9 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from monitor.core.dedup import canonical_url
 from monitor.core.polling import FeedHealth, PollOutcome, PollSpec, next_interval
 from monitor.errors import MonitorError
-from monitor.pipeline import item_payload, seen_key
+from monitor.pipeline import item_payload, seen_keys
 from monitor.sources.base import FetchResult, Source
 from monitor.store import Store
 
@@ -82,7 +81,7 @@ class Poller:
         source, spec = scheduled.source, scheduled.spec
         now = datetime.now(UTC)
         health = FeedHealth.from_mapping(await self.store.get_health(source.id))
-        due = None if force else _due(health, spec)
+        due = None if force else due_time(health, spec)
         if due is not None and (due - now).total_seconds() > min(spec.every * EARLY, EARLY_MAX_S):
             self._reschedule(source.id, due)  # another daemon polled it: come back when due
             return None
@@ -130,12 +129,7 @@ class Poller:
         that only gained a tracking parameter is not new); how many there were."""
         if not result.items:
             return 0
-        keys = []
-        for item in result.items:
-            url = canonical_url(item.url) if item.url else None
-            keys.append(
-                [seen_key(self.store, item), *([self.store.keys.seen_url(url)] if url else [])]
-            )
+        keys = [seen_keys(self.store, item) for item in result.items]
         found = iter(await self.store.exists_many([key for mine in keys for key in mine]))
         seen = [any([next(found) for _ in mine]) for mine in keys]
         new = [item for item, known in zip(result.items, seen, strict=True) if not known]
@@ -210,10 +204,6 @@ class Poller:
         """Ids of the sources with a job (for tests and status)."""
         return sorted(job.id for job in self._scheduler.get_jobs()) if self._scheduler else []
 
-    def next_run(self, source: str) -> datetime | None:
-        job = self._scheduler.get_job(source) if self._scheduler else None
-        return job.next_run_time if job is not None else None
-
     def update(self, sources: Sequence[Scheduled], changed: Collection[str]) -> None:
         """Apply a reloaded configuration: removed sources stop, new and ``changed`` ones are
         (re)scheduled with a first poll now, the others keep their schedule."""
@@ -237,7 +227,7 @@ class Poller:
             await asyncio.wait(set(self._inflight), timeout=timeout_s)
 
 
-def _due(health: FeedHealth, spec: PollSpec) -> datetime | None:
+def due_time(health: FeedHealth, spec: PollSpec) -> datetime | None:
     """When the source is next due, from its shared health (None: never polled)."""
     if health.last_poll is None:
         return None

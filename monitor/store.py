@@ -463,6 +463,16 @@ class Store:
             return "sent"
         return "go" if holder == owner else "busy"
 
+    async def finish_send(self, delivery: str, ttl_s: int, group: str, entry_id: str) -> None:
+        """A channel accepted ``delivery``: mark it sent, acknowledge its entry, drop the
+        in-flight lock; one round trip, in that order."""
+        with _translated("finish send"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.set(self.keys.sent(delivery), "1", ex=ttl_s)
+                pipe.xack(self.keys.outbox_stream, group, entry_id)
+                pipe.delete(self.keys.inflight(delivery))
+                await pipe.execute()
+
     async def end_send(self, delivery: str) -> None:
         with _translated("end send"):
             await self.client.delete(self.keys.inflight(delivery))
