@@ -35,7 +35,15 @@ from monitor.core.html import html_to_text, tidy_whitespace
 from monitor.errors import SourceError
 from monitor.models import Item
 from monitor.sources.base import FetchResult
-from monitor.sources.http import DEFAULT_LIMITS, FetchLimits, fetch_url, next_state, resume_state
+from monitor.sources.http import (
+    DEFAULT_LIMITS,
+    FetchLimits,
+    download_fields,
+    fetch_url,
+    next_state,
+    resume_state,
+    unparsed_result,
+)
 
 __all__ = [
     "FeedSource",
@@ -533,28 +541,10 @@ class FeedSource:
             last_modified=last_modified,
             trusted=self.url,
         )
-        common: dict[str, Any] = {
-            "status": download.status,
-            "retry_after_s": download.retry_after_s,
-            "max_age_s": download.max_age_s,
-            "bytes_read": len(download.body),
-        }
-        if download.error is not None:
-            return FetchResult(
-                self._id,
-                error=download.error,
-                state=dict(state),
-                elapsed_s=download.elapsed_s,
-                **common,
-            )
-        if download.not_modified:
-            return FetchResult(
-                self._id,
-                state=next_state(download, state, self.url),
-                not_modified=True,
-                elapsed_s=download.elapsed_s,
-                **common,
-            )
+        common = download_fields(download)
+        early = unparsed_result(self._id, download, state, next_state(download, state, self.url))
+        if early is not None:
+            return early
         started = time.monotonic()
         error: str | None = None
         try:

@@ -28,12 +28,13 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import brotli  # type: ignore[import-untyped]
 import httpx
 
 from monitor import __version__
+from monitor.sources.base import FetchResult
 
 __all__ = [
     "ACCEPT_ENCODING",
@@ -166,6 +167,40 @@ def next_state(download: Download, state: Mapping[str, str], configured_url: str
         "etag": etag or "",
         "last_modified": last_modified or "",
     }
+
+
+def download_fields(download: Download) -> dict[str, Any]:
+    """What every HTTP source reports about its download in its ``FetchResult``."""
+    return {
+        "status": download.status,
+        "retry_after_s": download.retry_after_s,
+        "max_age_s": download.max_age_s,
+        "bytes_read": len(download.body),
+    }
+
+
+def unparsed_result(
+    source: str, download: Download, state: Mapping[str, str], kept: Mapping[str, str]
+) -> FetchResult | None:
+    """The result when there is nothing to parse: a failed download keeps the old ``state``,
+    a 304 keeps ``kept`` (the confirmed validators); None when there is a body to parse."""
+    if download.error is not None:
+        return FetchResult(
+            source,
+            error=download.error,
+            state=dict(state),
+            elapsed_s=download.elapsed_s,
+            **download_fields(download),
+        )
+    if download.not_modified:
+        return FetchResult(
+            source,
+            state=dict(kept),
+            not_modified=True,
+            elapsed_s=download.elapsed_s,
+            **download_fields(download),
+        )
+    return None
 
 
 # --- header values ------------------------------------------------------------------------

@@ -43,9 +43,11 @@ from monitor.sources.http import (
     DEFAULT_LIMITS,
     Download,
     FetchLimits,
+    download_fields,
     fetch_url,
     next_state,
     resume_state,
+    unparsed_result,
 )
 
 __all__ = ["MAPPING_FIELDS", "ParsedWire", "WireMapping", "WireSource", "parse_wire"]
@@ -453,25 +455,11 @@ class WireSource:
         )
         if download.moved_to and since_param:
             download = _without_param(download, since_param)
-        common: dict[str, Any] = {
-            "status": download.status,
-            "retry_after_s": download.retry_after_s,
-            "max_age_s": download.max_age_s,
-            "bytes_read": len(download.body),
-        }
-        if download.error is not None:
-            return FetchResult(
-                self._id,
-                error=download.error,
-                state=dict(state),
-                elapsed_s=download.elapsed_s,
-                **common,
-            )
+        common = download_fields(download)
         kept = {**next_state(download, state, self.url), "since": since or ""}
-        if download.not_modified:
-            return FetchResult(
-                self._id, state=kept, not_modified=True, elapsed_s=download.elapsed_s, **common
-            )
+        early = unparsed_result(self._id, download, state, kept)
+        if early is not None:
+            return early
         started = time.monotonic()
         try:
             parsed = await asyncio.to_thread(
