@@ -42,6 +42,10 @@ from monitor.store import Store
 logger = logging.getLogger(__name__)
 
 GROUP = "dispatch"
+ORPHANED = (
+    "its dispatcher died while sending it: it may have arrived; "
+    "`monitor alerts retry` sends it again"
+)
 
 
 def delivery_id(channel: str, alert: Mapping[str, Any]) -> str:
@@ -186,12 +190,17 @@ class Dispatcher:
         limit = self._limit(channel)
         await limit.acquire()
         # Another dispatcher may have taken the entry over while it waited for the rate limit.
-        state = await self.store.begin_send(delivery, self.owner, self.reclaim_idle_ms)
+        state = await self.store.begin_send(delivery, self.owner, self.reclaim_idle_ms / 1000)
         if state == "sent":
             await self.store.outbox.ack(GROUP, [entry_id])
             return Outcome(entry_id, delivery, "duplicate")
         if state == "busy":
             return Outcome(entry_id, delivery, "busy")  # its holder acknowledges it
+        if state == "orphaned":
+            # Sending again could repeat it, dropping it could lose it: an operator decides.
+            outcome = await self._dead(entry_id, payload, delivery, ORPHANED)
+            await self.store.end_send(delivery)
+            return outcome
         outcome = await self._attempt(channel, alert, entry_id, payload, delivery, limit)
         if outcome.state != "sent":
             await self.store.end_send(delivery)

@@ -47,6 +47,8 @@ _DIGEST_CHARS: Final = 20
 _READABLE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _STOP_TIMEOUT_S: Final = 10.0
 _START_TIMEOUT_S: Final = 10.0
+ALIVE_TTL_S: Final = 120  # longer than any channel's send timeout
+INFLIGHT_TTL_S: Final = 86400
 MAX_CONNECTIONS: Final = 64
 """Connections per process; when all are busy, a command waits for one (up to POOL_WAIT_S)
 instead of failing: a thousand polls at once queue, they do not error."""
@@ -121,8 +123,13 @@ class Keys:
         return f"{self.prefix}lease:{_id(source)}"
 
     def inflight(self, delivery: str) -> str:
-        """String, TTL = reclaim time: one dispatcher is sending this delivery right now."""
+        """String (the sender), TTL 1 day: a send in progress, until its outcome is recorded.
+        Left behind by a dispatcher that died mid-send, it says "may have arrived"."""
         return f"{self.prefix}inflight:{_id(delivery)}"
+
+    def alive(self, owner: str) -> str:
+        """String, TTL 120 s, renewed before every send: this dispatcher is running."""
+        return f"{self.prefix}alive:{_id(owner)}"
 
     def sent(self, delivery: str) -> str:
         """String, TTL = dedup TTL: a delivery (alert, item, channel) a channel accepted."""
@@ -450,18 +457,24 @@ class Store:
             for key in (keys.items_stream, keys.outbox_stream, keys.dead_stream, keys.delayed):
                 await self.client.delete(key)
 
-    async def begin_send(self, delivery: str, owner: str, ttl_ms: int) -> str:
-        """Just before sending: ``"sent"`` if a channel already took it, ``"busy"`` if another
-        dispatcher is sending it, else ``"go"`` (and it is ours until ``end_send`` or the TTL)."""
+    async def begin_send(self, delivery: str, owner: str, alive_s: float = ALIVE_TTL_S) -> str:
+        """Just before sending. ``"sent"``: a channel already took it. ``"busy"``: another
+        running dispatcher is sending it. ``"orphaned"``: a dispatcher died while sending it,
+        so it may have arrived. ``"go"``: it is ours until ``finish_send`` or ``end_send``.
+        Each call also says ``owner`` is alive for ``alive_s``: longer than any send lasts."""
         with _translated("begin send"):
             async with self.client.pipeline(transaction=False) as pipe:
+                pipe.set(self.keys.alive(owner), "1", px=max(int(alive_s * 1000), 1))
                 pipe.exists(self.keys.sent(delivery))
-                pipe.set(self.keys.inflight(delivery), owner, nx=True, px=ttl_ms)
+                pipe.set(self.keys.inflight(delivery), owner, nx=True, ex=INFLIGHT_TTL_S)
                 pipe.get(self.keys.inflight(delivery))
-                sent, _, holder = await pipe.execute()
-        if sent:
-            return "sent"
-        return "go" if holder == owner else "busy"
+                _, sent, _, holder = await pipe.execute()
+            if sent:
+                return "sent"
+            if holder == owner:
+                return "go"
+            alive = await self.client.exists(self.keys.alive(str(holder)))
+        return "busy" if alive else "orphaned"
 
     async def finish_send(self, delivery: str, ttl_s: int, group: str, entry_id: str) -> None:
         """A channel accepted ``delivery``: mark it sent, acknowledge its entry, drop the
