@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import aiosmtplib
 
-from monitor.core.text import Snippet, snippets
+from monitor.core.text import Snippet, highlight_runs, snippets
 from monitor.errors import ConfigError, DeliveryError
 from monitor.models import Alert
 
@@ -107,20 +107,10 @@ def _link(url: str | None) -> str | None:
 
 def _marked(text: str, spans: Iterable[tuple[int, int]]) -> str:
     """``text`` HTML-escaped, with each span (merged where they overlap) in ``<mark>``."""
-    merged: list[list[int]] = []
-    for start, end in sorted((max(0, s), min(len(text), e)) for s, e in spans):
-        if start >= end:
-            continue
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    out, pos = [], 0
-    for start, end in merged:
-        out += [html.escape(text[pos:start]), f"<mark>{html.escape(text[start:end])}</mark>"]
-        pos = end
-    out.append(html.escape(text[pos:]))
-    return "".join(out)
+    return "".join(
+        f"<mark>{html.escape(piece)}</mark>" if marked else html.escape(piece)
+        for piece, marked in highlight_runs(text, spans)
+    )
 
 
 def _published(alert: Alert) -> str | None:

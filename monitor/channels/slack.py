@@ -49,7 +49,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from monitor.channels.base import Threads
-from monitor.core.text import snippets
+from monitor.core.text import highlight_runs, snippets
 from monitor.errors import ConfigError, DeliveryError, StoreError
 from monitor.models import Alert, Severity
 from monitor.sources.http import parse_retry_after
@@ -395,33 +395,13 @@ def _units(text: str) -> int:
     return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
 
 
-def _segments(text: str, marks: Iterable[tuple[int, int]]) -> list[tuple[str, bool]]:
-    """``text`` cut into (piece, highlighted) runs; overlapping marks merge."""
-    merged: list[list[int]] = []
-    for start, end in sorted((max(0, s), min(len(text), e)) for s, e in marks):
-        if start >= end:
-            continue
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    out: list[tuple[str, bool]] = []
-    position = 0
-    for start, end in merged:
-        if start > position:
-            out.append((text[position:start], False))
-        out.append((text[start:end], True))
-        position = end
-    if position < len(text):
-        out.append((text[position:], False))
-    return out
-
-
 def _render(text: str, marks: Iterable[tuple[int, int]], budget: int) -> str:
     """Feed text on one line, escaped, with the ``marks`` in bold, in at most ``budget`` units.
     A cut falls between escaped characters (never inside ``&amp;``), closes an open bold and
     ends with "…"."""
-    pieces = [(_SPACE.sub(" ", _CONTROL.sub(" ", p)), bold) for p, bold in _segments(text, marks)]
+    pieces = [
+        (_SPACE.sub(" ", _CONTROL.sub(" ", p)), bold) for p, bold in highlight_runs(text, marks)
+    ]
     if pieces:
         pieces[0] = (pieces[0][0].lstrip(), pieces[0][1])
         pieces[-1] = (pieces[-1][0].rstrip(), pieces[-1][1])

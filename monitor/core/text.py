@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
@@ -226,6 +226,29 @@ def snippets(
         marks = tuple((max(s, low) - low, min(e, high) - low) for s, e in inside if e > s)
         out.append(Snippet(text[low:high], marks, low, low > 0, high < len(text)))
     return out
+
+
+def highlight_runs(text: str, spans: Iterable[tuple[int, int]]) -> list[tuple[str, bool]]:
+    """``text`` cut into (piece, highlighted) runs; spans are clipped to the text and merge
+    where they overlap or touch. Every channel marks matched terms with this."""
+    merged: list[list[int]] = []
+    for start, end in sorted((max(0, s), min(len(text), e)) for s, e in spans):
+        if start >= end:
+            continue
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    runs: list[tuple[str, bool]] = []
+    position = 0
+    for start, end in merged:
+        if start > position:
+            runs.append((text[position:start], False))
+        runs.append((text[start:end], True))
+        position = end
+    if position < len(text):
+        runs.append((text[position:], False))
+    return runs
 
 
 def _ends_word(char: str) -> bool:

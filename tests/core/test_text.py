@@ -6,7 +6,15 @@ import random
 
 import pytest
 
-from monitor.core.text import Token, fold, fold_char, normalize, snippets, tokenize
+from monitor.core.text import (
+    Token,
+    fold,
+    fold_char,
+    highlight_runs,
+    normalize,
+    snippets,
+    tokenize,
+)
 
 
 @pytest.mark.parametrize(
@@ -272,3 +280,19 @@ def test_snippets_merge_close_matches_and_keep_at_most_the_limit() -> None:
 def test_snippets_without_matches_give_the_beginning() -> None:
     [piece] = snippets("A short text.", [])
     assert piece.text == "A short text." and piece.highlights == ()
+
+
+@pytest.mark.parametrize(
+    ("spans", "expected"),
+    [
+        ([], [("Maduro was released", False)]),
+        ([(0, 6)], [("Maduro", True), (" was released", False)]),
+        ([(11, 19), (0, 6), (4, 9)], [("Maduro wa", True), ("s ", False), ("released", True)]),
+        ([(-5, 3), (15, 99)], [("Mad", True), ("uro was rele", False), ("ased", True)]),
+        ([(6, 6)], [("Maduro was released", False)]),
+    ],
+)
+def test_highlight_runs_merge_and_clip(
+    spans: list[tuple[int, int]], expected: list[tuple[str, bool]]
+) -> None:
+    assert highlight_runs("Maduro was released", spans) == expected
