@@ -91,6 +91,16 @@ class RateLimit:
 
 
 @dataclass(frozen=True, slots=True)
+class _Queued:
+    """A readable outbox entry, waiting for its channel."""
+
+    entry: str
+    payload: dict[str, Any]
+    delivery: str
+    alert: Alert
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """What became of one entry."""
 
@@ -139,24 +149,23 @@ class Dispatcher:
         if not entries:
             return []
         outcomes: list[Outcome] = []
-        readable: list[tuple[str, dict[str, Any]]] = []
+        readable: list[_Queued] = []
         for entry_id, payload in entries:
             try:
-                Alert.from_dict(payload["alert"])
+                alert = Alert.from_dict(payload["alert"])
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 outcomes.append(await self._dead(entry_id, payload, "", f"malformed entry: {exc}"))
             else:
-                readable.append((entry_id, payload))
-        entries = readable
-        deliveries = [delivery_id(str(p.get("channel")), p["alert"]) for _, p in entries]
-        sent = await self.store.exists_many([self.store.keys.sent(d) for d in deliveries])
-        by_channel: dict[str, list[tuple[str, dict[str, Any], str]]] = defaultdict(list)
+                delivery = delivery_id(str(payload.get("channel")), payload["alert"])
+                readable.append(_Queued(entry_id, payload, delivery, alert))
+        sent = await self.store.exists_many([self.store.keys.sent(q.delivery) for q in readable])
+        by_channel: dict[str, list[_Queued]] = defaultdict(list)
         duplicates: list[Outcome] = []
-        for (entry_id, payload), delivery, done in zip(entries, deliveries, sent, strict=True):
+        for queued, done in zip(readable, sent, strict=True):
             if done:
-                duplicates.append(Outcome(entry_id, delivery, "duplicate"))
+                duplicates.append(Outcome(queued.entry, queued.delivery, "duplicate"))
             else:
-                by_channel[str(payload.get("channel"))].append((entry_id, payload, delivery))
+                by_channel[str(queued.payload.get("channel"))].append(queued)
         if duplicates:
             await self.store.outbox.ack(GROUP, [o.entry for o in duplicates])
         outcomes.extend(duplicates)
@@ -165,28 +174,21 @@ class Dispatcher:
         )
         return outcomes + [o for served in results for o in served]
 
-    async def _serve(
-        self, channel_id: str, queued: Sequence[tuple[str, dict[str, Any], str]]
-    ) -> list[Outcome]:
+    async def _serve(self, channel_id: str, queued: Sequence[_Queued]) -> list[Outcome]:
         channel = self.channels.get(channel_id)
         outcomes = []
-        for entry_id, payload, delivery in queued:
+        for q in queued:
             if channel is None:
-                outcome = await self._dead(
-                    entry_id, payload, delivery, f"no channel {channel_id!r} is configured"
-                )
+                reason = f"no channel {channel_id!r} is configured"
+                outcome = await self._dead(q.entry, q.payload, q.delivery, reason)
             else:
-                outcome = await self._send(channel, entry_id, payload, delivery)
+                outcome = await self._send(channel, q.entry, q.payload, q.delivery, q.alert)
             outcomes.append(outcome)
         return outcomes
 
     async def _send(
-        self, channel: Channel, entry_id: str, payload: dict[str, Any], delivery: str
+        self, channel: Channel, entry_id: str, payload: dict[str, Any], delivery: str, alert: Alert
     ) -> Outcome:
-        try:
-            alert = Alert.from_dict(payload["alert"])
-        except (KeyError, TypeError, ValueError) as exc:
-            return await self._dead(entry_id, payload, delivery, f"malformed alert: {exc!r}")
         limit = self._limit(channel)
         await limit.acquire()
         # Another dispatcher may have taken the entry over while it waited for the rate limit.
@@ -216,14 +218,12 @@ class Dispatcher:
         limit: RateLimit,
     ) -> Outcome:
         try:
-            try:
-                await channel.send(alert)
-            except DeliveryError:
-                raise
-            except Exception as exc:  # a bug in a channel must not jam the outbox
+            await channel.send(alert)
+        except Exception as raised:
+            exc = raised if isinstance(raised, DeliveryError) else None
+            if exc is None:  # a bug in a channel must not jam the outbox: retry it
                 logger.exception("channel %s raised unexpectedly on %s", channel.id, delivery)
-                raise DeliveryError(f"unexpected {type(exc).__name__}", retryable=True) from exc
-        except DeliveryError as exc:
+                exc = DeliveryError(f"unexpected {type(raised).__name__}", retryable=True)
             if exc.retry_after_s:
                 limit.pause(exc.retry_after_s)
             if not exc.retryable:

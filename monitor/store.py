@@ -490,11 +490,6 @@ class Store:
         with _translated("end send"):
             await self.client.delete(self.keys.inflight(delivery))
 
-    async def mark_sent(self, delivery: str, ttl_s: int) -> None:
-        """Remember that a channel accepted ``delivery``, so a redelivered entry is not resent."""
-        with _translated("SET sent"):
-            await self.client.set(self.keys.sent(delivery), "1", ex=ttl_s)
-
     async def delay(self, payload: str, due: float) -> None:
         """Put an outbox payload (JSON) aside until ``due`` (epoch seconds)."""
         with _translated("ZADD delayed"):
