@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import click
@@ -57,11 +57,16 @@ def _config(rules_dir: Path) -> WatchConfig:
         register(config.secrets)
         return config
     except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        count = len(exc.problems)
-        click.echo(f"{count} problem{'s' if count != 1 else ''} in {rules_dir}", err=True)
-        sys.exit(1)
+        _exit_on(exc, f" in {rules_dir}")
+
+
+def _exit_on(exc: ConfigError, where: str = "") -> NoReturn:
+    """Print every problem as ``path:line:col: message`` (masked), a count, and exit 1."""
+    for problem in exc.problems:
+        click.echo(redact(str(problem)), err=True)
+    count = len(exc.problems)
+    click.echo(f"{count} problem{'s' if count != 1 else ''}{where}", err=True)
+    sys.exit(1)
 
 
 def _fails_cleanly(func: F) -> F:
@@ -72,9 +77,7 @@ def _fails_cleanly(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except ConfigError as exc:
-            for problem in exc.problems:
-                click.echo(str(problem), err=True)
-            sys.exit(1)
+            _exit_on(exc)
         except StoreError as exc:
             raise click.ClickException(str(exc)) from None
 
