@@ -23,6 +23,25 @@ class Settings(BaseSettings):
     rules_dir: Path = Field(default=Path("rules"), description="The watch configuration (YAML).")
     key_prefix: str = Field(default="monitor:", description="Prefix of every Redis key.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as key=value text, or one JSON object per line."
+    )
+    http_host: str = Field(
+        default="127.0.0.1", description="Address of the /healthz and /metrics endpoint."
+    )
+    http_port: int = Field(
+        default=9120, ge=0, le=65535, description="Port of /healthz and /metrics; 0 turns it off."
+    )
+    source_failing_after: int = Field(
+        default=3,
+        gt=0,
+        description="Failed polls in a row before a source raises an operator alert.",
+    )
+    channel_failing_after: int = Field(
+        default=5,
+        gt=0,
+        description="Failed deliveries in a row before a channel raises an operator alert.",
+    )
     seen_ttl: int = Field(default=30 * 86400, gt=0, description="Seconds a seen item is kept.")
     stream_maxlen: int = Field(
         default=100_000, gt=0, description="Approximate cap on the items and outbox streams."
