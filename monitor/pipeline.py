@@ -10,6 +10,7 @@ for a duplicate of itself.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from monitor.core.alerts import build_alert
 from monitor.core.dedup import canonical_url
 from monitor.core.matcher import Matcher
 from monitor.core.rules import Rule, WatchConfig
+from monitor.metrics import Metrics
 from monitor.models import Alert, Item, RuleMatch
 from monitor.store import Store
 from monitor.stories import Placement, StoryKeeper
@@ -75,9 +77,11 @@ class Processor:
         channels: Sequence[str] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         reclaim_idle_ms: int = 60_000,
+        metrics: Metrics | None = None,
     ) -> None:
         """``channels`` overrides every rule's routing (``monitor replay`` prints everything)."""
         self.store = store
+        self.metrics = metrics or Metrics()
         self.runtime = runtime
         self.stories = stories
         self.channels = tuple(channels) if channels is not None else None
@@ -115,7 +119,10 @@ class Processor:
                     "duplicate %s of %s story=%s", item.id, placed.duplicate_of, placed.story
                 )
                 continue
-            for result in runtime.matcher.match(item):
+            started = time.perf_counter()
+            results = runtime.matcher.match(item)
+            self.metrics.match_seconds.observe(time.perf_counter() - started)
+            for result in results:
                 found.append((entry_id, item, runtime.rules[result.rule], result, placed))
         first = await self.store.set_once(
             [
@@ -144,6 +151,12 @@ class Processor:
             ]
         )
         await self.store.items.ack(GROUP, [entry_id for entry_id, _ in entries])
+        self.metrics.processed(
+            malformed=len(entries) - len(items),
+            seen=len(items) - len(new),
+            placements=placements,
+            alerts=alerts,
+        )
         for alert in alerts:
             logger.info(
                 "%s %s rule=%s story=%s item=%s",

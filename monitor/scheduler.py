@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor.core.polling import FeedHealth, PollOutcome, PollSpec, next_interval
 from monitor.errors import MonitorError
+from monitor.metrics import Metrics
 from monitor.pipeline import item_payload, seen_keys
 from monitor.sources.base import FetchResult, Source
 from monitor.store import Store
@@ -52,9 +54,17 @@ class Scheduled:
 class Poller:
     """Fetches sources and appends what has not been seen to the items stream."""
 
-    def __init__(self, store: Store, sources: Sequence[Scheduled], *, owner: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        sources: Sequence[Scheduled],
+        *,
+        owner: str,
+        metrics: Metrics | None = None,
+    ) -> None:
         """``owner`` names this process in leases (unique per process)."""
         self.store = store
+        self.metrics = metrics or Metrics()
         self.sources = tuple(sources)
         self.owner = owner
         self._scheduler: AsyncIOScheduler | None = None
@@ -72,6 +82,7 @@ class Poller:
                 return await self._poll(scheduled, force=force)
         except MonitorError as exc:
             logger.error("source %s: poll failed: %s", scheduled.id, exc)
+            self.metrics.poll_failed(scheduled.id)
             return None
         finally:
             if task is not None:
@@ -91,8 +102,11 @@ class Poller:
         renew = asyncio.create_task(self._keep_lease(source.id))
         try:
             state = await self.store.get_state(source.id)
+            started = time.perf_counter()
             result = await source.fetch(state)
+            fetch_s = time.perf_counter() - started
             new = await self._append_new(result)
+            self.metrics.polled(source.id, result, new, fetch_s)
             outcome = PollOutcome(
                 at=now,
                 error=result.error,
@@ -198,6 +212,11 @@ class Poller:
     def _reschedule(self, source: str, when: datetime) -> None:
         if self._scheduler is not None and self._scheduler.get_job(source) is not None:
             self._scheduler.modify_job(source, next_run_time=when)
+
+    @property
+    def running(self) -> bool:
+        """Whether the scheduler runs (between ``start`` and ``stop``)."""
+        return self._scheduler is not None and bool(self._scheduler.running)
 
     @property
     def scheduled(self) -> list[str]:
