@@ -31,21 +31,34 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from monitor.channels.base import Channel
 from monitor.core.retry import RetryPolicy, gives_up, retry_delay
+from monitor.core.rules import Rule, WatchConfig
+from monitor.core.schedule import DigestSchedule, QuietHours, hold_until
 from monitor.errors import DeliveryError
-from monitor.models import Alert
+from monitor.metrics import Metrics
+from monitor.models import Alert, Digest
 from monitor.store import Store
 
 logger = logging.getLogger(__name__)
 
 GROUP = "dispatch"
 ORPHANED = (
-    "its dispatcher died while sending it: it may have arrived; "
+    "its dispatcher died while sending it and the channel cannot say whether it arrived; "
     "`monitor alerts retry` sends it again"
 )
+
+
+QUIET = "quiet hours"
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+def _outcome(q: _Queued, state: str, reason: str | None = None) -> Outcome:
+    rule = q.alert.rule if q.alert is not None else ""
+    return Outcome(q.entry, q.delivery, state, reason, str(q.payload.get("channel")), rule)
 
 
 def delivery_id(channel: str, alert: Mapping[str, Any]) -> str:
@@ -92,12 +105,13 @@ class RateLimit:
 
 @dataclass(frozen=True, slots=True)
 class _Queued:
-    """A readable outbox entry, waiting for its channel."""
+    """A readable outbox entry, waiting for its channel: an alert, or a digest of held ones."""
 
     entry: str
     payload: dict[str, Any]
     delivery: str
-    alert: Alert
+    alert: Alert | None = None
+    digest: dict[str, Any] | None = None  # {"bucket", "due", "schedule"[, "sealed"]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +120,27 @@ class Outcome:
 
     entry: str
     delivery: str
-    state: str  # sent | duplicate | busy (another dispatcher has it) | retry | dead
+    state: str  # sent | duplicate | busy (another dispatcher has it) | held | retry | dead
     reason: str | None = None
+    channel: str = ""
+    rule: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """How alerts reach one channel: at once, or held for a digest or quiet hours."""
+
+    digest: DigestSchedule | None = None
+    quiet: QuietHours | None = None
+    uncertain: str = "resend"
 
 
 class Dispatcher:
-    """Delivers outbox entries through the channels it was given, by channel id."""
+    """Delivers outbox entries through the channels it was given, by channel id.
+
+    ``config`` (the current watch configuration) says which channels and rules collect
+    digests or keep quiet hours; without it every alert goes out at once.
+    """
 
     def __init__(
         self,
@@ -122,27 +151,49 @@ class Dispatcher:
         reclaim_idle_ms: int = 120_000,
         sent_ttl_s: int | None = None,
         clock: Callable[[], float] = time.time,
+        config: Callable[[], WatchConfig] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics or Metrics()
         self.channels = channels
         self.policy = policy or RetryPolicy()
         self.reclaim_idle_ms = reclaim_idle_ms
         self.sent_ttl_s = sent_ttl_s or store.seen_ttl
         self.clock = clock
+        self.config = config
         self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._limits: dict[str, RateLimit] = {}
+        self._routes: tuple[WatchConfig | None, dict[str, _Route], dict[str, Rule]] = (None, {}, {})
 
     async def start(self) -> None:
         await self.store.outbox.ensure_group(GROUP)
 
     async def step(self, consumer: str, *, count: int = 100, block_ms: int | None = None) -> int:
-        """Move due retries back to the outbox, then deliver one batch; how many entries."""
-        await self.store.release_delayed(self.clock())
+        """Move due retries and digests to the outbox, then deliver one batch; how many
+        entries."""
+        now = self.clock()
+        await self.store.release_delayed(now)
+        await self.release_digests(now)
         entries = await self.store.outbox.autoclaim(GROUP, consumer, self.reclaim_idle_ms, count)
         if not entries:
             entries = await self.store.outbox.read(GROUP, consumer, count, block_ms)
         await self.deliver(entries)
         return len(entries)
+
+    async def release_digests(self, now: float) -> int:
+        """One outbox entry per bucket of held alerts that is due; how many."""
+        due = await self.store.release_holds(now)
+        if not due:
+            return 0
+        entries = []
+        for bucket, when in due:
+            meta = json.loads(bucket)
+            digest = {"bucket": bucket, "due": when, "schedule": meta.get("schedule", "")}
+            entries.append({"channel": meta["channel"], "digest": digest})
+        await self.store.outbox.add_many(entries)  # before unscheduling: a crash repeats, and
+        await self.store.unschedule([bucket for bucket, _ in due])  # the 2nd copy finds none
+        return len(due)
 
     async def deliver(self, entries: Sequence[tuple[str, dict[str, Any]]]) -> list[Outcome]:
         """Deliver a batch: each channel's entries in order, the channels concurrently."""
@@ -151,28 +202,121 @@ class Dispatcher:
         outcomes: list[Outcome] = []
         readable: list[_Queued] = []
         for entry_id, payload in entries:
+            channel = str(payload.get("channel"))
             try:
+                if "digest" in payload:
+                    readable.append(self._digest_entry(entry_id, payload, channel))
+                    continue
                 alert = Alert.from_dict(payload["alert"])
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 outcomes.append(await self._dead(entry_id, payload, "", f"malformed entry: {exc}"))
             else:
-                delivery = delivery_id(str(payload.get("channel")), payload["alert"])
-                readable.append(_Queued(entry_id, payload, delivery, alert))
+                delivery = delivery_id(channel, payload["alert"])
+                readable.append(_Queued(entry_id, payload, delivery, alert=alert))
         sent = await self.store.exists_many([self.store.keys.sent(q.delivery) for q in readable])
         by_channel: dict[str, list[_Queued]] = defaultdict(list)
         duplicates: list[Outcome] = []
+        now = self.clock()
         for queued, done in zip(readable, sent, strict=True):
+            channel = str(queued.payload.get("channel"))
             if done:
-                duplicates.append(Outcome(queued.entry, queued.delivery, "duplicate"))
+                duplicates.append(_outcome(queued, "duplicate"))
+            elif queued.alert is not None and (due := self._held_until(channel, queued.alert, now)):
+                outcomes.append(await self._hold(queued, channel, *due, now))
             else:
-                by_channel[str(queued.payload.get("channel"))].append(queued)
+                by_channel[channel].append(queued)
         if duplicates:
             await self.store.outbox.ack(GROUP, [o.entry for o in duplicates])
         outcomes.extend(duplicates)
         results = await asyncio.gather(
             *(self._serve(channel, queued) for channel, queued in by_channel.items())
         )
-        return outcomes + [o for served in results for o in served]
+        outcomes += [o for served in results for o in served]
+        self.metrics.delivered(entries, outcomes)
+        return outcomes
+
+    def _digest_entry(self, entry_id: str, payload: dict[str, Any], channel: str) -> _Queued:
+        ref = payload["digest"]
+        if not isinstance(ref, dict) or not isinstance(ref.get("bucket"), str):
+            raise ValueError("a digest entry needs its bucket")
+        sealed = ref.get("sealed") or self.store.keys.sealed(f"{channel}:{entry_id}")
+        ref = {**ref, "sealed": sealed}
+        delivery = hashlib.sha256(f"{channel}\0digest\0{sealed}".encode()).hexdigest()[:24]
+        return _Queued(entry_id, {**payload, "digest": ref}, delivery, digest=ref)
+
+    # --- holding for digests and quiet hours --------------------------------------------------
+
+    def _route(self, channel: str, rule: str) -> tuple[_Route, Rule | None]:
+        config = self.config() if self.config is not None else None
+        cached, routes, rules = self._routes
+        if config is not cached:
+            routes, rules = {}, {}
+            if config is not None:
+                for spec in config.channels:
+                    routes[spec.id] = _Route(spec.digest_schedule, spec.quiet, spec.uncertain)
+                rules = {r.id: r for r in config.rules}
+            self._routes = (config, routes, rules)
+        return routes.get(channel, _Route()), rules.get(rule)
+
+    def _held_until(self, channel: str, alert: Alert, now: float) -> tuple[float, str, str] | None:
+        """``(due, scope, what holds it)`` when ``alert`` waits on ``channel``, else None."""
+        route, rule = self._route(channel, alert.rule)
+        digest, scope = route.digest, "channel"
+        if rule is not None and rule.digest is not None:
+            digest = None if rule.digest == "off" else rule.digest
+            scope = f"rule:{rule.id}"
+        if digest is None and route.quiet is None:
+            return None
+        due = hold_until(datetime.fromtimestamp(now, UTC), alert.severity, digest, route.quiet)
+        if due is None:
+            return None
+        return due.timestamp(), scope, str(digest) if digest is not None else QUIET
+
+    async def _hold(
+        self, queued: _Queued, channel: str, due: float, scope: str, schedule: str, now: float
+    ) -> Outcome:
+        bucket = json.dumps(
+            {"channel": channel, "scope": scope, "due": int(due), "schedule": schedule},
+            sort_keys=True,
+        )
+        payload = json.dumps({"channel": channel, "alert": queued.payload["alert"]}, sort_keys=True)
+        ttl = int(due - now) + self.sent_ttl_s
+        await self.store.hold(bucket, due, queued.delivery, payload, ttl, GROUP, queued.entry)
+        logger.info(
+            "held %s on %s until %s (%s)",
+            queued.delivery,
+            channel,
+            datetime.fromtimestamp(due, UTC).isoformat(timespec="seconds"),
+            schedule,
+        )
+        return _outcome(queued, "held")
+
+    async def _open_digest(self, channel: str, queued: _Queued) -> tuple[Digest, list[str]]:
+        """The alerts of a due digest, sealed, without those a channel already took."""
+        assert queued.digest is not None
+        ref = queued.digest
+        held = await self.store.seal(ref["bucket"], ref["sealed"])
+        alerts: dict[str, Alert] = {}
+        for delivery, raw in held.items():
+            try:
+                alerts[delivery] = Alert.from_dict(json.loads(raw)["alert"])
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                logger.error(
+                    "digest %s on %s: dropped a malformed alert: %s", queued.delivery, channel, exc
+                )
+        done = await self.store.exists_many([self.store.keys.sent(d) for d in alerts])
+        fresh = {d: a for (d, a), sent in zip(alerts.items(), done, strict=True) if not sent}
+        ordered = sorted(fresh.items(), key=lambda da: (da[1].created or _EPOCH, da[1].id))
+        digest = Digest(
+            id=queued.delivery,
+            channel=channel,
+            alerts=tuple(a for _, a in ordered),
+            due=datetime.fromtimestamp(float(ref.get("due") or 0), UTC),
+            schedule=str(ref.get("schedule") or ""),
+        )
+        return digest, [d for d, _ in ordered]
+
+    # --- sending ------------------------------------------------------------------------------
 
     async def _serve(self, channel_id: str, queued: Sequence[_Queued]) -> list[Outcome]:
         channel = self.channels.get(channel_id)
@@ -182,58 +326,131 @@ class Dispatcher:
                 reason = f"no channel {channel_id!r} is configured"
                 outcome = await self._dead(q.entry, q.payload, q.delivery, reason)
             else:
-                outcome = await self._send(channel, q.entry, q.payload, q.delivery, q.alert)
+                outcome = await self._send(channel, q)
             outcomes.append(outcome)
         return outcomes
 
-    async def _send(
-        self, channel: Channel, entry_id: str, payload: dict[str, Any], delivery: str, alert: Alert
-    ) -> Outcome:
+    async def _send(self, channel: Channel, q: _Queued) -> Outcome:
         limit = self._limit(channel)
         await limit.acquire()
         # Another dispatcher may have taken the entry over while it waited for the rate limit.
-        state = await self.store.begin_send(delivery, self.owner, self.reclaim_idle_ms / 1000)
-        if state == "sent":
-            await self.store.outbox.ack(GROUP, [entry_id])
-            return Outcome(entry_id, delivery, "duplicate")
-        if state == "busy":
-            return Outcome(entry_id, delivery, "busy")  # its holder acknowledges it
-        if state == "orphaned":
-            # Sending again could repeat it, dropping it could lose it: an operator decides.
-            outcome = await self._dead(entry_id, payload, delivery, ORPHANED)
-            await self.store.end_send(delivery)
-            return outcome
-        outcome = await self._attempt(channel, alert, entry_id, payload, delivery, limit)
+        begun = await self.store.begin_send(q.delivery, self.owner, self.reclaim_idle_ms / 1000)
+        if begun.state == "sent":
+            await self.store.outbox.ack(GROUP, [q.entry])
+            return _outcome(q, "duplicate")
+        if begun.state == "busy":
+            return _outcome(q, "busy")  # its holder acknowledges it
+        subject: Alert | Digest | None = q.alert
+        carried: list[str] = []
+        if q.digest is not None:
+            subject, carried = await self._open_digest(channel.id, q)
+            if not subject.alerts:
+                await self.store.finish_send(
+                    q.delivery, self.sent_ttl_s, GROUP, q.entry, drop=q.digest["sealed"]
+                )
+                return _outcome(q, "duplicate", "every alert it held went out already")
+        assert subject is not None
+        if begun.state == "orphaned":
+            recovered = await self._recover(channel, q, subject, carried, begun.since)
+            if recovered is not None:
+                return recovered
+        outcome = await self._attempt(channel, subject, q, limit, carried)
         if outcome.state != "sent":
-            await self.store.end_send(delivery)
+            await self.store.end_send(q.delivery)
         return outcome
+
+    async def _recover(
+        self,
+        channel: Channel,
+        q: _Queued,
+        subject: Alert | Digest,
+        carried: list[str],
+        since: float | None,
+    ) -> Outcome | None:
+        """A dispatcher died while sending ``q``: ask the channel whether it arrived. An
+        outcome when that settles it; None when it should be sent (again)."""
+        if not await self.store.recovering(q.delivery, self.owner, self.reclaim_idle_ms / 1000):
+            return _outcome(q, "busy")
+        confirm = getattr(channel, "confirm", None)
+        arrived: bool | None = None
+        if confirm is not None:
+            try:
+                arrived = await confirm(subject, since if since is not None else 0.0)
+            except DeliveryError as exc:
+                await self.store.give_up_recovery(q.delivery)
+                return await self._retry(q.entry, q.payload, q.delivery, exc)
+        if arrived:
+            await self._finish(q, carried)
+            logger.info(
+                "%s on %s arrived before its dispatcher died: not sent again",
+                q.delivery,
+                channel.id,
+            )
+            return _outcome(q, "sent", "confirmed by the channel")
+        if arrived is None and not getattr(channel, "idempotent", False):
+            route, _ = self._route(channel.id, q.alert.rule if q.alert else "")
+            if route.uncertain == "dead_letter":
+                outcome = await self._dead(q.entry, q.payload, q.delivery, ORPHANED)
+                await self.store.end_send(q.delivery)
+                return outcome
+            logger.warning(
+                "%s on %s: its dispatcher died while sending it and the channel cannot say "
+                "whether it arrived; sending it again (it may arrive twice)",
+                q.delivery,
+                channel.id,
+            )
+        await self.store.take_over(q.delivery, self.owner)
+        return None
 
     async def _attempt(
         self,
         channel: Channel,
-        alert: Alert,
-        entry_id: str,
-        payload: dict[str, Any],
-        delivery: str,
+        subject: Alert | Digest,
+        q: _Queued,
         limit: RateLimit,
+        carried: list[str],
     ) -> Outcome:
         try:
-            await channel.send(alert)
+            if isinstance(subject, Alert):
+                await channel.send(subject)
+            elif subject.schedule == QUIET and len(subject.alerts) == 1:
+                await channel.send(subject.alerts[0])  # one alert held by quiet hours: as is
+            else:
+                await channel.send_digest(subject)
         except Exception as raised:
             exc = raised if isinstance(raised, DeliveryError) else None
             if exc is None:  # a bug in a channel must not jam the outbox: retry it
-                logger.exception("channel %s raised unexpectedly on %s", channel.id, delivery)
+                logger.exception("channel %s raised unexpectedly on %s", channel.id, q.delivery)
                 exc = DeliveryError(f"unexpected {type(raised).__name__}", retryable=True)
             if exc.retry_after_s:
                 limit.pause(exc.retry_after_s)
             if not exc.retryable:
-                return await self._dead(entry_id, payload, delivery, str(exc))
-            return await self._retry(entry_id, payload, delivery, exc)
-        await self.store.finish_send(delivery, self.sent_ttl_s, GROUP, entry_id)
-        logger.info(
-            "sent %s on %s (alert %s, item %s)", delivery, channel.id, alert.id, alert.item.id
+                return await self._dead(q.entry, q.payload, q.delivery, str(exc))
+            return await self._retry(q.entry, q.payload, q.delivery, exc)
+        await self._finish(q, carried)
+        if isinstance(subject, Alert):
+            logger.info(
+                "sent %s on %s (alert %s, item %s)",
+                q.delivery,
+                channel.id,
+                subject.id,
+                subject.item.id,
+            )
+        else:
+            logger.info(
+                "sent digest %s on %s: %d alerts in %d stories",
+                q.delivery,
+                channel.id,
+                len(subject.alerts),
+                len(subject.stories()),
+            )
+        return _outcome(q, "sent")
+
+    async def _finish(self, q: _Queued, carried: list[str]) -> None:
+        sealed = q.digest["sealed"] if q.digest is not None else None
+        await self.store.finish_send(
+            q.delivery, self.sent_ttl_s, GROUP, q.entry, also_sent=carried, drop=sealed
         )
-        return Outcome(entry_id, delivery, "sent")
 
     async def _retry(
         self, entry_id: str, payload: dict[str, Any], delivery: str, exc: DeliveryError

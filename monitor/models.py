@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 Severity = Literal["low", "normal", "high", "critical"]
@@ -145,3 +145,30 @@ class Alert:
             sources=int(data.get("sources", 1)),
             created=_dt(data.get("created")),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """Alerts held for one channel and sent together: a digest period, or the end of quiet
+    hours. ``id`` is stable for the held batch, so a redelivery of the digest repeats it."""
+
+    id: str
+    channel: str
+    alerts: tuple[Alert, ...]
+    due: datetime
+    schedule: str = ""  # what held them: "1h", "daily 08:00 Europe/Berlin", "quiet hours"
+
+    def stories(self) -> list[tuple[str, list[Alert]]]:
+        """The alerts grouped by story, stories in order of their first alert."""
+        groups: dict[str, list[Alert]] = {}
+        for alert in self.alerts:
+            groups.setdefault(alert.story, []).append(alert)
+        return list(groups.items())
+
+    def summary(self) -> str:
+        """``3 alerts in 2 stories (1h, until 2026-11-22 10:00 UTC)``."""
+        count, stories = len(self.alerts), len(self.stories())
+        until = self.due.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        what = f"{count} alert{'s' if count != 1 else ''} in {stories} stor"
+        what += "ies" if stories != 1 else "y"
+        return f"{what} ({self.schedule}, until {until})" if self.schedule else f"{what}"

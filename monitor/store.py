@@ -36,7 +36,7 @@ from redis.retry import Retry as SyncRetry
 from monitor.errors import ConfigError, StoreError
 from monitor.settings import Settings
 
-__all__ = ["DB_FILE", "Keys", "RedisServer", "Store", "Stream", "digest"]
+__all__ = ["DB_FILE", "Keys", "RedisServer", "SendState", "Store", "Stream", "digest"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,24 @@ MAX_CONNECTIONS: Final = 64
 """Connections per process; when all are busy, a command waits for one (up to POOL_WAIT_S)
 instead of failing: a thousand polls at once queue, they do not error."""
 POOL_WAIT_S: Final = 30.0
+ALERT_BUCKET_S: Final = 300
+"""Alerts are counted per rule in buckets of this many seconds (``Keys.alert_counts``)."""
+ALERT_COUNTS_TTL_S: Final = 2 * 86400  # a day of buckets is read; a second day is slack
+
+
+@dataclass(frozen=True, slots=True)
+class SendState:
+    """What ``Store.begin_send`` found: go, sent, busy or orphaned (and since when)."""
+
+    state: str
+    since: float | None = None
+
+
+def _float(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
 
 
 def digest(value: str) -> str:
@@ -144,6 +162,25 @@ class Keys:
         """String, TTL 60 s: one dispatcher is moving this delayed entry back to the outbox."""
         return f"{self.prefix}moving:{digest(member)}"
 
+    def recovering(self, delivery: str) -> str:
+        """String, TTL 120 s: one dispatcher is finding out whether an orphaned send
+        arrived, and finishing it."""
+        return f"{self.prefix}recovering:{_id(delivery)}"
+
+    def held(self, bucket: str) -> str:
+        """Hash (delivery → outbox payload), TTL: alerts held for one digest period or until
+        quiet hours end, on one channel."""
+        return f"{self.prefix}held:{digest(bucket)}"
+
+    def sealed(self, name: str) -> str:
+        """Hash, like ``held``: a due bucket taken over by its digest's outbox entry."""
+        return f"{self.prefix}sealed:{_id(name)}"
+
+    @property
+    def holds(self) -> str:
+        """Sorted set: buckets of held alerts, scored by when their digest is due."""
+        return f"{self.prefix}{self.streams}holds"
+
     def thread(self, channel: str, story: str) -> str:
         """String, TTL = dedup TTL: the message that opened a story's thread on a channel."""
         return f"{self.prefix}thread:{_id(channel)}:{_id(story)}"
@@ -187,6 +224,21 @@ class Keys:
         """Hash, TTL 15 days: how often each line occurred in a source's items that week
         (lines that keep recurring are boilerplate)."""
         return f"{self.prefix}lines:{_id(source)}:{week}"
+
+    def alert_counts(self, bucket: int) -> str:
+        """Hash, TTL 2 days: alerts written to the outbox in one ``ALERT_BUCKET_S`` bucket
+        (epoch seconds // 300), by ``alert_count_field`` (``monitor status``)."""
+        return f"{self.prefix}alert-counts:{bucket}"
+
+
+def alert_bucket(at: float) -> int:
+    """The ``Keys.alert_counts`` bucket that the epoch time ``at`` falls in."""
+    return int(at // ALERT_BUCKET_S)
+
+
+def alert_count_field(rule: str, followup: bool) -> str:
+    """The field counting first alerts (``alert:{rule}``) or follow-ups (``followup:{rule}``)."""
+    return f"{'followup' if followup else 'alert'}:{rule}"
 
 
 # --------------------------------------------------------------------------- streams
@@ -259,11 +311,15 @@ class Stream:
             return []
         with _translated(f"XADD {self.key}"):
             async with self._client.pipeline(transaction=False) as pipe:
-                for payload in payloads:
-                    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-                    pipe.xadd(self.key, {"data": data}, maxlen=self.maxlen, approximate=True)
+                self.queue(pipe, payloads)
                 ids: list[str] = await pipe.execute()
         return ids
+
+    def queue(self, pipe: Pipeline, payloads: Sequence[dict[str, Any]]) -> None:
+        """Add the ``XADD`` of each payload to ``pipe`` (so one round trip can do more)."""
+        for payload in payloads:
+            data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+            pipe.xadd(self.key, {"data": data}, maxlen=self.maxlen, approximate=True)
 
     async def read(
         self, group: str, consumer: str, count: int, block_ms: int | None = None
@@ -454,41 +510,151 @@ class Store:
         """Delete this store's streams and delayed queue (a private replay's, when done)."""
         keys = self.keys
         with _translated("DEL streams"):
-            for key in (keys.items_stream, keys.outbox_stream, keys.dead_stream, keys.delayed):
+            for key in (
+                keys.items_stream,
+                keys.outbox_stream,
+                keys.dead_stream,
+                keys.delayed,
+                keys.holds,
+            ):
                 await self.client.delete(key)
 
-    async def begin_send(self, delivery: str, owner: str, alive_s: float = ALIVE_TTL_S) -> str:
+    async def begin_send(
+        self, delivery: str, owner: str, alive_s: float = ALIVE_TTL_S, now: float | None = None
+    ) -> SendState:
         """Just before sending. ``"sent"``: a channel already took it. ``"busy"``: another
-        running dispatcher is sending it. ``"orphaned"``: a dispatcher died while sending it,
-        so it may have arrived. ``"go"``: it is ours until ``finish_send`` or ``end_send``.
-        Each call also says ``owner`` is alive for ``alive_s``: longer than any send lasts."""
+        running dispatcher is sending it. ``"orphaned"``: a dispatcher died while sending it
+        (since ``SendState.since``), so it may have arrived. ``"go"``: it is ours until
+        ``finish_send`` or ``end_send``. Each call also says ``owner`` is alive for
+        ``alive_s``: longer than any send lasts."""
+        mark = f"{owner}@{time.time() if now is None else now:.3f}"
         with _translated("begin send"):
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.set(self.keys.alive(owner), "1", px=max(int(alive_s * 1000), 1))
                 pipe.exists(self.keys.sent(delivery))
-                pipe.set(self.keys.inflight(delivery), owner, nx=True, ex=INFLIGHT_TTL_S)
+                pipe.set(self.keys.inflight(delivery), mark, nx=True, ex=INFLIGHT_TTL_S)
                 pipe.get(self.keys.inflight(delivery))
                 _, sent, _, holder = await pipe.execute()
             if sent:
-                return "sent"
-            if holder == owner:
-                return "go"
-            alive = await self.client.exists(self.keys.alive(str(holder)))
-        return "busy" if alive else "orphaned"
+                return SendState("sent")
+            holder_owner, _, since = str(holder).rpartition("@")
+            if holder_owner == owner:
+                return SendState("go")
+            alive = await self.client.exists(self.keys.alive(holder_owner))
+        return SendState("busy" if alive else "orphaned", _float(since))
 
-    async def finish_send(self, delivery: str, ttl_s: int, group: str, entry_id: str) -> None:
-        """A channel accepted ``delivery``: mark it sent, acknowledge its entry, drop the
-        in-flight lock; one round trip, in that order."""
+    async def recovering(self, delivery: str, owner: str, alive_s: float = ALIVE_TTL_S) -> bool:
+        """Claim the recovery of an orphaned send: True for the one dispatcher that may find out
+        whether it arrived; the claim lapses after ``alive_s`` should that dispatcher die too."""
+        with _translated("SET recovering"):
+            won = await self.client.set(
+                self.keys.recovering(delivery), owner, nx=True, px=max(int(alive_s * 1000), 1)
+            )
+        return bool(won)
+
+    async def take_over(self, delivery: str, owner: str) -> None:
+        """After ``recovering``: the in-flight lock becomes ``owner``'s, to send it again."""
+        with _translated("take over send"):
+            await self.client.set(
+                self.keys.inflight(delivery), f"{owner}@{time.time():.3f}", ex=INFLIGHT_TTL_S
+            )
+
+    async def give_up_recovery(self, delivery: str) -> None:
+        """Could not find out: leave the send orphaned for a later attempt."""
+        with _translated("DEL recovering"):
+            await self.client.delete(self.keys.recovering(delivery))
+
+    async def finish_send(
+        self,
+        delivery: str,
+        ttl_s: int,
+        group: str,
+        entry_id: str,
+        also_sent: Sequence[str] = (),
+        drop: str | None = None,
+    ) -> None:
+        """A channel accepted ``delivery``: mark it (and ``also_sent``: the alerts a digest
+        carried) sent, acknowledge its entry, drop the in-flight lock and ``drop`` (a sealed
+        digest); one round trip, in that order."""
         with _translated("finish send"):
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.set(self.keys.sent(delivery), "1", ex=ttl_s)
+                for other in also_sent:
+                    pipe.set(self.keys.sent(other), "1", ex=ttl_s)
                 pipe.xack(self.keys.outbox_stream, group, entry_id)
-                pipe.delete(self.keys.inflight(delivery))
+                pipe.delete(self.keys.inflight(delivery), self.keys.recovering(delivery))
+                if drop is not None:
+                    pipe.delete(drop)
                 await pipe.execute()
 
     async def end_send(self, delivery: str) -> None:
         with _translated("end send"):
-            await self.client.delete(self.keys.inflight(delivery))
+            await self.client.delete(self.keys.inflight(delivery), self.keys.recovering(delivery))
+
+    async def hold(
+        self,
+        bucket: str,
+        due: float,
+        delivery: str,
+        payload: str,
+        ttl_s: int,
+        group: str,
+        entry_id: str,
+    ) -> None:
+        """Keep an alert (outbox payload, JSON) for a digest or the end of quiet hours: in the
+        bucket due at ``due``, then acknowledge its outbox entry. Adding the same delivery
+        twice (a redelivered entry) keeps one copy."""
+        key = self.keys.held(bucket)
+        with _translated("hold"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.hset(key, delivery, payload)
+                pipe.expire(key, ttl_s)
+                pipe.zadd(self.keys.holds, {bucket: due})
+                pipe.xack(self.keys.outbox_stream, group, entry_id)
+                await pipe.execute()
+
+    async def release_holds(self, now: float, limit: int = 100) -> list[tuple[str, float]]:
+        """The held buckets that are due, each claimed by one dispatcher (a short lock) and
+        taken off the schedule; the caller puts a digest entry for each in the outbox first.
+
+        Returns ``(bucket, due)``; ``unschedule`` must follow once the entries are appended.
+        """
+        with _translated("release holds"):
+            due = cast(
+                list[tuple[str, float]],
+                await self.client.zrangebyscore(
+                    self.keys.holds, "-inf", now, 0, limit, withscores=True
+                ),
+            )
+            if not due:
+                return []
+            async with self.client.pipeline(transaction=False) as pipe:
+                for bucket, _ in due:
+                    pipe.set(self.keys.moving(bucket), "1", nx=True, ex=60)
+                won = [d for d, ok in zip(due, await pipe.execute(), strict=True) if ok]
+        return [(str(bucket), float(score)) for bucket, score in won]
+
+    async def unschedule(self, buckets: Sequence[str]) -> None:
+        if buckets:
+            with _translated("ZREM holds"):
+                await self.client.zrem(self.keys.holds, *buckets)
+
+    async def seal(self, bucket: str, sealed: str) -> dict[str, str]:
+        """The alerts of a due bucket, moved under ``sealed`` (so alerts held from now on
+        start a new bucket); when ``sealed`` exists already (a redelivery), what it holds."""
+        with _translated("seal digest"):
+            try:
+                await self.client.renamenx(self.keys.held(bucket), sealed)
+            except ResponseError as exc:  # no such key: sealed before, or nothing held
+                if "no such key" not in str(exc).lower():
+                    raise
+            held = await self.client.hgetall(sealed)
+        return {str(k): str(v) for k, v in held.items()}
+
+    async def held_count(self) -> int:
+        """How many buckets of held alerts are waiting for their time."""
+        with _translated("ZCARD holds"):
+            return int(await self.client.zcard(self.keys.holds))
 
     async def delay(self, payload: str, due: float) -> None:
         """Put an outbox payload (JSON) aside until ``due`` (epoch seconds)."""
@@ -552,6 +718,24 @@ class Store:
         """Remember the message that opened ``story`` on ``channel`` (kept ``seen_ttl``)."""
         with _translated("SET thread"):
             await self.client.set(self.keys.thread(channel, story), ref, ex=self.seen_ttl)
+
+    async def add_alerts(
+        self, payloads: Sequence[dict[str, Any]], counts: Mapping[str, int], at: float
+    ) -> list[str]:
+        """Append alert entries to the outbox and add ``counts`` (``alert_count_field`` →
+        how many) to the bucket of ``at``: one round trip. Their entry ids."""
+        if not payloads and not counts:
+            return []
+        key = self.keys.alert_counts(alert_bucket(at))
+        with _translated("XADD outbox"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                self.outbox.queue(pipe, payloads)
+                for name, count in counts.items():
+                    pipe.hincrby(key, name, count)
+                if counts:
+                    pipe.expire(key, ALERT_COUNTS_TTL_S)
+                results = await pipe.execute()
+        return [str(entry_id) for entry_id in results[: len(payloads)]]
 
     async def get_health(self, source: str) -> dict[str, str]:
         """A source's health record (empty when it was never polled or it expired)."""

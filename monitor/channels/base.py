@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from monitor.models import Alert
+from monitor.models import Alert, Digest
 
 
 class Threads(Protocol):
@@ -24,4 +24,16 @@ class Channel(Protocol):
 
     async def send(self, alert: Alert) -> None: ...
 
+    async def send_digest(self, digest: Digest) -> None:
+        """Several held alerts in one message, grouped by story; same contract as ``send``."""
+        ...
+
     async def close(self) -> None: ...
+
+
+class Confirms(Protocol):
+    """A channel that can tell whether a message sent since ``since`` (epoch seconds) arrived:
+    True or False, None when it cannot tell; ``DeliveryError`` when it cannot ask now. The
+    dispatcher asks when a dispatcher died in the middle of a send."""
+
+    async def confirm(self, subject: Alert | Digest, since: float) -> bool | None: ...

@@ -6,7 +6,7 @@ import json
 import sys
 from typing import TextIO
 
-from monitor.models import Alert
+from monitor.models import Alert, Digest
 
 
 def alert_line(alert: Alert) -> str:
@@ -27,6 +27,31 @@ def alert_json(alert: Alert) -> str:
     return json.dumps(alert.to_dict(), ensure_ascii=False, sort_keys=True)
 
 
+def digest_lines(digest: Digest) -> list[str]:
+    """A heading, then each story's alerts, indented under it."""
+    lines = [f"[digest] {digest.summary()}"]
+    for _, alerts in digest.stories():
+        lines.extend(f"  {alert_line(alert)}" for alert in alerts)
+    return lines
+
+
+def digest_json(digest: Digest) -> str:
+    return json.dumps(
+        {
+            "digest": digest.id,
+            "channel": digest.channel,
+            "due": digest.due.isoformat(),
+            "schedule": digest.schedule,
+            "stories": [
+                {"story": story, "alerts": [a.to_dict() for a in alerts]}
+                for story, alerts in digest.stories()
+            ],
+        },
+        ensure_ascii=False,
+        sort_keys=True,
+    )
+
+
 class ConsoleChannel:
     """Prints each alert; never fails, so it never needs a retry."""
 
@@ -42,6 +67,12 @@ class ConsoleChannel:
     async def send(self, alert: Alert) -> None:
         out = self.stream or sys.stdout
         out.write((alert_json(alert) if self.json_lines else alert_line(alert)) + "\n")
+        out.flush()
+
+    async def send_digest(self, digest: Digest) -> None:
+        out = self.stream or sys.stdout
+        text = digest_json(digest) if self.json_lines else "\n".join(digest_lines(digest))
+        out.write(text + "\n")
         out.flush()
 
     async def close(self) -> None:

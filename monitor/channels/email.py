@@ -26,7 +26,7 @@ import aiosmtplib
 
 from monitor.core.text import Snippet, highlight_runs, snippets
 from monitor.errors import ConfigError, DeliveryError
-from monitor.models import Alert
+from monitor.models import Alert, Digest
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +221,87 @@ def build_message(
     return message
 
 
+def digest_message_id(digest: Digest) -> str:
+    return f"<digest.{_local_part(digest.id)}@{MESSAGE_ID_DOMAIN}>"
+
+
+def digest_subject(digest: Digest) -> str:
+    return truncate(one_line(f"[digest] {digest.summary()}"), SUBJECT_MAX)
+
+
+def digest_text(digest: Digest) -> str:
+    """The text/plain part of a digest: each story, its alerts under it."""
+    lines = [digest_subject(digest), ""]
+    for story, alerts in digest.stories():
+        for n, alert in enumerate(alerts):
+            item = alert.item
+            title = one_line(item.title) or item.id
+            if n == 0:
+                lines.append(f"* [{alert.severity}] {title}")
+                lines.append(f"  {one_line(alert.rule_name)} · {' · '.join(_byline(alert))}")
+            else:
+                lines.append(f"  -> {title} ({one_line(item.source)})")
+            if where := item.url or item.path:
+                lines.append(f"  {where}")
+        lines.append(f"  story {story}")
+        lines.append("")
+    lines += ["-- ", f"newsmonitor digest {digest.id}"]
+    return "\n".join(lines) + "\n"
+
+
+def digest_html(digest: Digest) -> str:
+    """The text/html part of a digest: a list per story, feed text escaped."""
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html><head><meta charset="utf-8">',
+        f"<title>{esc(digest_subject(digest))}</title></head>",
+        '<body style="font-family:sans-serif;line-height:1.45;color:#111827">',
+        f'<h2 style="margin:0 0 0.5em">Digest: {esc(digest.summary())}</h2>',
+    ]
+    for story, alerts in digest.stories():
+        first = alerts[0]
+        color = SEVERITY_COLORS.get(first.severity, "#374151")
+        parts.append(f'<div style="margin:1em 0" data-story="{esc(story)}">')
+        parts.append(
+            f'<p style="margin:0;color:{color};font-weight:bold">[{esc(first.severity)}] '
+            f"{esc(one_line(first.rule_name))}</p>"
+        )
+        parts.append("<ul>")
+        for alert in alerts:
+            item = alert.item
+            marks = [(m.start, m.end) for m in alert.matches if m.field == "title"]
+            title = _marked(item.title, marks) if item.title.strip() else esc(item.id)
+            if link := _link(item.url):
+                title = f'<a href="{esc(link)}">{title}</a>'
+            byline = " · ".join(esc(p) for p in _byline(alert))
+            parts.append(f'<li>{title} <span style="color:#4b5563">{byline}</span></li>')
+        parts.append("</ul></div>")
+    parts += [
+        f'<p style="margin-top:2em;font-size:small;color:#9ca3af">newsmonitor digest '
+        f"{esc(digest.id)}</p>",
+        "</body></html>",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def build_digest(
+    digest: Digest, *, sender: str, to: Sequence[str], date: datetime | None = None
+) -> EmailMessage:
+    """The whole email for ``digest``, with a Message-ID of its own."""
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = ", ".join(to)
+    message["Subject"] = digest_subject(digest)
+    message["Date"] = format_datetime(date or datetime.now(UTC))
+    message["Message-ID"] = digest_message_id(digest)
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Newsmonitor-Digest"] = one_line(digest.id)
+    message.set_content(digest_text(digest))
+    message.add_alternative(digest_html(digest), subtype="html")
+    return message
+
+
 # --- channel ------------------------------------------------------------------------------------
 
 
@@ -294,7 +375,14 @@ class EmailChannel:
         """Deliver ``alert``; raise ``DeliveryError`` unless at least the recipients not refused
         for good accepted it."""
         message = build_message(alert, sender=self.sender, to=self.to)
-        key = message_id(alert)
+        await self._deliver(message, message_id(alert), f"alert {alert.id}")
+
+    async def send_digest(self, digest: Digest) -> None:
+        """Deliver ``digest`` as one email, on the same terms as ``send``."""
+        message = build_digest(digest, sender=self.sender, to=self.to)
+        await self._deliver(message, digest_message_id(digest), f"digest {digest.id}")
+
+    async def _deliver(self, message: EmailMessage, key: str, what: str) -> None:
         served = self._served.get(key, frozenset())
         recipients = [r for r in self.to if r not in served]
         smtp = aiosmtplib.SMTP(
@@ -325,16 +413,16 @@ class EmailChannel:
         later = {r for r, (code, _) in failed.items() if not _is_permanent(code)}
         if failed:
             log.warning(
-                "email %s: alert %s: %s",
+                "email %s: %s: %s",
                 self._id,
-                alert.id,
+                what,
                 self._scrub(self._describe(failed, len(recipients))),
             )
         if later:
             self._remember(key, frozenset(self.to) - later)
             raise self._refused(failed, all_refused=False)
         self._served.pop(key, None)
-        log.debug("email %s: alert %s sent to %d recipients", self._id, alert.id, len(recipients))
+        log.debug("email %s: %s sent to %d recipients", self._id, what, len(recipients))
 
     async def close(self) -> None:
         """Nothing to release: each send opens and closes its own connection."""

@@ -51,7 +51,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from monitor.channels.base import Threads
 from monitor.core.text import highlight_runs, snippets
 from monitor.errors import ConfigError, DeliveryError, StoreError
-from monitor.models import Alert, Severity
+from monitor.models import Alert, Digest, Severity
 from monitor.sources.http import parse_retry_after
 
 __all__ = [
@@ -61,6 +61,7 @@ __all__ = [
     "SECTION_LIMIT",
     "SlackChannel",
     "SlackMessage",
+    "build_digest",
     "build_message",
     "escape_mrkdwn",
     "link_target",
@@ -81,6 +82,10 @@ _URL_LIMIT = 1500
 _SNIPPET_WIDTH = 240
 _SNIPPETS = 3
 _EVENT_TYPE = "newsmonitor_alert"
+_DIGEST_EVENT_TYPE = "newsmonitor_digest"
+_CONFIRM_SLACK_S = 60.0  # clocks differ: look this much further back than the send began
+_CONFIRM_PAGES = 20
+_DIGEST_FOLLOWUPS = 10  # lines per story beyond its first alert
 
 _MRKDWN = str.maketrans(
     {"&": "&amp;", "<": "&lt;", ">": "&gt;", "*": "∗", "_": "ˍ", "~": "∼", "`": "ˋ"}
@@ -176,6 +181,91 @@ def build_message(alert: Alert, *, compact: bool = False) -> SlackMessage:
     return SlackMessage(text, tuple(blocks))
 
 
+def build_digest(digest: Digest) -> SlackMessage:
+    """One message for ``digest``: a heading, then each story with its alerts, packed into
+    sections within every limit; stories that do not fit are counted at the end."""
+    summary = _clip_plain(digest.summary(), 500)
+    head = _section(f":newspaper: *Digest* · {summary}", _digest_block_id(digest))
+    blocks: list[Block] = [head]
+    room = MESSAGE_LIMIT - _units(summary) - 100
+    pending: list[str] = []
+    size = 0
+    shown = 0
+    stories = digest.stories()
+    for _, alerts in stories:
+        lines = [_digest_line(alerts[0], first=True)]
+        lines += [_digest_line(alert, first=False) for alert in alerts[1 : _DIGEST_FOLLOWUPS + 1]]
+        if len(alerts) > _DIGEST_FOLLOWUPS + 1:
+            lines.append(f"    ↳ …and {len(alerts) - _DIGEST_FOLLOWUPS - 1} more updates")
+        text = "\n".join(lines)
+        if size + _units(text) + 1 > SECTION_LIMIT and pending:
+            if len(blocks) >= MAX_BLOCKS - 2:
+                break
+            blocks.append(_section("\n".join(pending), f"stories-{len(blocks)}"))
+            pending, size = [], 0
+        if _units(text) + 1 > room:
+            break
+        pending.append(text)
+        size += _units(text) + 1
+        room -= _units(text) + 1
+        shown += 1
+    if pending:
+        blocks.append(_section("\n".join(pending), f"stories-{len(blocks)}"))
+    if shown < len(stories):
+        hidden = sum(len(alerts) for _, alerts in stories[shown:])
+        rest = f"…and {len(stories) - shown} more stories ({hidden} alerts) not shown here"
+        blocks.append(_context(rest, "more"))
+    text = f"Digest: {_clip_plain(digest.summary(), FALLBACK_LIMIT - 10)}"
+    return SlackMessage(text, tuple(blocks))
+
+
+def _digest_line(alert: Alert, *, first: bool) -> str:
+    """One alert in a digest: the linked title, and for a story's first alert its rule."""
+    title = _title(alert)
+    source = _clip_plain(alert.item.source, _SOURCE_BUDGET)
+    if not first:
+        return f"    ↳ {title} ({source})"
+    rule = _clip_plain(alert.rule_name, 200)
+    extra = f" · {alert.sources} sources" if alert.sources > 1 else ""
+    return f"{_EMOJI.get(alert.severity, ':white_circle:')} {title}\n    {rule} · {source}{extra}"
+
+
+def _digest_block_id(digest: Digest) -> str:
+    return f"digest-{hashlib.sha256(digest.id.encode()).hexdigest()[:40]}"
+
+
+def _alert_metadata(alert: Alert) -> dict[str, Any]:
+    return {
+        "event_type": _EVENT_TYPE,
+        "event_payload": {
+            "alert_id": alert.id,
+            "story": alert.story,
+            "item_id": alert.item.id,
+            "followup": alert.followup,
+        },
+    }
+
+
+def _carries(message: Mapping[str, Any], subject: Alert | Digest) -> bool:
+    """Whether a message from Slack's history is the one posted for ``subject``."""
+    metadata = message.get("metadata")
+    if not isinstance(metadata, dict):
+        return False
+    payload = metadata.get("event_payload")
+    if not isinstance(payload, dict):
+        return False
+    if isinstance(subject, Digest):
+        return (
+            metadata.get("event_type") == _DIGEST_EVENT_TYPE
+            and payload.get("digest_id") == subject.id
+        )
+    return (
+        metadata.get("event_type") == _EVENT_TYPE
+        and payload.get("alert_id") == subject.id
+        and payload.get("item_id") == subject.item.id
+    )
+
+
 class SlackChannel:
     """Posts each alert to Slack through slack-sdk's async clients; any refusal is raised as
     ``DeliveryError``, retryable for timeouts, connection errors, HTTP 5xx and 429 (with its
@@ -230,7 +320,7 @@ class SlackChannel:
         except StoreError as exc:
             raise self._error("cannot read the story's thread", True) from exc
         reply_to = thread if alert.followup else None
-        ts = await self._post_message(build_message(alert), alert, reply_to)
+        ts = await self._post_message(build_message(alert), _alert_metadata(alert), reply_to)
         logger.debug(
             "slack %s accepted alert %s as %s%s",
             self._id,
@@ -248,6 +338,77 @@ class SlackChannel:
                     alert.story,
                     exc,
                 )
+
+    async def send_digest(self, digest: Digest) -> None:
+        """Post ``digest`` as one message (never in a thread)."""
+        message = build_digest(digest)
+        if self._webhook_url is not None:
+            await self._post_webhook(message)
+        else:
+            metadata = {"event_type": _DIGEST_EVENT_TYPE, "event_payload": {"digest_id": digest.id}}
+            await self._post_message(message, metadata, None)
+        logger.debug("slack %s accepted digest %s", self._id, digest.id)
+
+    async def confirm(self, subject: Alert | Digest, since: float) -> bool | None:
+        """Whether ``subject`` was posted since ``since``, found by its message metadata in the
+        channel's history (or its story's thread); None through a webhook, which cannot be
+        asked, or when the token may not read the history (scope ``channels:history``)."""
+        if self._webhook_url is not None:
+            return None
+        assert self._channel is not None
+        thread = None
+        if isinstance(subject, Alert) and subject.followup:
+            try:
+                thread = await self._threads.get_thread(self._id, subject.story)
+            except StoreError as exc:
+                raise self._error("cannot read the story's thread", True) from exc
+        oldest = f"{max(since - _CONFIRM_SLACK_S, 0):.6f}"
+        cursor: str | None = None
+        web = self._web_client()
+        for _ in range(_CONFIRM_PAGES):
+            args: dict[str, Any] = {
+                "channel": self._channel,
+                "oldest": oldest,
+                "include_all_metadata": True,
+                "limit": 200,
+                "cursor": cursor,
+            }
+            try:
+                if thread is not None:
+                    response = await web.conversations_replies(ts=thread, **args)
+                else:
+                    response = await web.conversations_history(**args)
+            except TimeoutError as exc:
+                raise self._error(f"no answer within {self._timeout_s:g}s", True) from exc
+            except aiohttp.ClientError as exc:
+                raise self._error(f"request failed ({type(exc).__name__})", True) from exc
+            except SlackApiError as exc:
+                failure = self._api_error(exc, "conversations.history")
+                if failure.retryable:
+                    raise failure from exc
+                logger.warning("slack %s cannot read its history: %s", self._id, failure)
+                return None
+            except (SlackClientError, AttributeError):
+                return None
+            for message in response.get("messages") or []:
+                if isinstance(message, dict) and _carries(message, subject):
+                    await self._remember_thread(subject, message.get("ts"))
+                    return True
+            meta = response.get("response_metadata") or {}
+            cursor = meta.get("next_cursor") if isinstance(meta, dict) else None
+            if not cursor:
+                return False
+        return None  # more messages since then than we page through: cannot tell
+
+    async def _remember_thread(self, subject: Alert | Digest, ts: object) -> None:
+        """A story's first alert, found in the history: its ``ts`` opens the story's thread."""
+        if not isinstance(subject, Alert) or subject.followup or not isinstance(ts, str):
+            return
+        try:
+            if await self._threads.get_thread(self._id, subject.story) is None:
+                await self._threads.set_thread(self._id, subject.story, ts)
+        except StoreError as exc:
+            logger.warning("slack %s: could not remember a thread: %s", self._id, exc)
 
     async def close(self) -> None:
         """Close the HTTP session; a later ``send`` opens a new one."""
@@ -283,7 +444,7 @@ class SlackChannel:
         return self._hook
 
     async def _post_message(
-        self, message: SlackMessage, alert: Alert, thread_ts: str | None
+        self, message: SlackMessage, metadata: dict[str, Any], thread_ts: str | None
     ) -> str | None:
         """``chat.postMessage``; returns the new message's ``ts``."""
         assert self._channel is not None
@@ -297,15 +458,7 @@ class SlackChannel:
                 unfurl_links=False,
                 unfurl_media=False,
                 link_names=False,
-                metadata={
-                    "event_type": _EVENT_TYPE,
-                    "event_payload": {
-                        "alert_id": alert.id,
-                        "story": alert.story,
-                        "item_id": alert.item.id,
-                        "followup": alert.followup,
-                    },
-                },
+                metadata=metadata,
             )
         except TimeoutError as exc:
             raise self._error(f"no answer within {self._timeout_s:g}s", True) from exc
@@ -353,14 +506,14 @@ class SlackChannel:
         except SlackClientError as exc:
             raise self._error(f"invalid Block Kit ({exc})", False) from exc
 
-    def _api_error(self, exc: SlackApiError) -> DeliveryError:
+    def _api_error(self, exc: SlackApiError, method: str = "chat.postMessage") -> DeliveryError:
         response = exc.response
         status = getattr(response, "status_code", None) or getattr(response, "status", None)
         data = getattr(response, "data", None)
         code = data.get("error") if isinstance(data, dict) else None
         code = code if isinstance(code, str) else None
         headers = getattr(response, "headers", None) or {}
-        what = f"chat.postMessage failed: {_code(code) or 'unexpected answer'}"
+        what = f"{method} failed: {_code(code) or 'unexpected answer'}"
         if isinstance(status, int):
             what += f" (HTTP {status})"
         return self._failure(what, status if isinstance(status, int) else 0, code, headers)

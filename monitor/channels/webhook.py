@@ -25,15 +25,18 @@ import httpx
 
 from monitor.core.text import snippets
 from monitor.errors import ConfigError, DeliveryError
-from monitor.models import FIELDS, Alert
+from monitor.models import FIELDS, Alert, Digest
 from monitor.sources.http import USER_AGENT, parse_retry_after
 
 __all__ = [
+    "DIGEST_EVENT",
+    "DIGEST_SCHEMA",
     "EVENT",
     "SCHEMA",
     "SIGNATURE_HEADER",
     "WebhookChannel",
     "delivery_id",
+    "digest_payload",
     "payload",
     "sign",
 ]
@@ -41,7 +44,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SCHEMA = "newsmonitor.alert/1"
+DIGEST_SCHEMA = "newsmonitor.digest/1"
 EVENT = "alert"
+DIGEST_EVENT = "digest"
 SIGNATURE_HEADER = "X-Newsmonitor-Signature"
 _RETRYABLE = frozenset({408, 425, 429})
 _SNIPPET_WIDTH = 240
@@ -109,6 +114,23 @@ def payload(alert: Alert) -> dict[str, Any]:
     }
 
 
+def digest_payload(digest: Digest) -> dict[str, Any]:
+    """The request body of schema ``newsmonitor.digest/1``: the digest's alerts grouped by
+    story, each alert exactly as in ``newsmonitor.alert/1`` (docs/webhook.md)."""
+    return {
+        "schema": DIGEST_SCHEMA,
+        "id": digest.id,
+        "channel": digest.channel,
+        "due": digest.due.isoformat(),
+        "schedule": digest.schedule,
+        "count": len(digest.alerts),
+        "stories": [
+            {"story": story, "alerts": [payload(alert) for alert in alerts]}
+            for story, alerts in digest.stories()
+        ],
+    }
+
+
 def sign(secret: str, timestamp: int, body: bytes) -> str:
     """The ``X-Newsmonitor-Signature`` value: HMAC-SHA256 over ``b"<timestamp>." + body``."""
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
@@ -120,6 +142,9 @@ class WebhookChannel:
 
     rate_per_s: ClassVar[float | None] = None
     burst: ClassVar[int] = 1
+    idempotent: ClassVar[bool] = True
+    """A resend repeats the ``Idempotency-Key``, so a receiver that honours it (docs/webhook.md)
+    drops the copy: after a dispatcher died mid-send, sending again is safe."""
 
     def __init__(
         self,
@@ -154,13 +179,31 @@ class WebhookChannel:
 
     async def send(self, alert: Alert) -> None:
         """POSTs ``alert``; returns once a 2xx came back, else raises ``DeliveryError``."""
-        body = json.dumps(payload(alert), ensure_ascii=False, separators=(",", ":")).encode()
         key = delivery_id(alert)
+        status = await self._post(payload(alert), key, EVENT)
+        logger.debug(
+            "webhook %s accepted alert %s as %s (%s, HTTP %d)",
+            self._id,
+            alert.id,
+            key,
+            self.host,
+            status,
+        )
+
+    async def send_digest(self, digest: Digest) -> None:
+        """POSTs ``digest`` in one request, keyed by the digest's id."""
+        status = await self._post(digest_payload(digest), digest.id, DIGEST_EVENT)
+        logger.debug(
+            "webhook %s accepted digest %s (%s, HTTP %d)", self._id, digest.id, self.host, status
+        )
+
+    async def _post(self, document: dict[str, Any], key: str, event: str) -> int:
+        body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
             "Idempotency-Key": key,
-            "X-Newsmonitor-Event": EVENT,
+            "X-Newsmonitor-Event": event,
         }
         if self._secret is not None:
             headers[SIGNATURE_HEADER] = sign(self._secret, int(time.time()), body)
@@ -179,14 +222,7 @@ class WebhookChannel:
             what = "could not connect" if isinstance(exc, httpx.ConnectError) else "request failed"
             raise self._error(f"{what} ({type(exc).__name__})", True) from exc
         self._check(response)
-        logger.debug(
-            "webhook %s accepted alert %s as %s (%s, HTTP %d)",
-            self._id,
-            alert.id,
-            key,
-            self.host,
-            response.status_code,
-        )
+        return response.status_code
 
     async def close(self) -> None:
         """Nothing to release: the client is shared and closed by whoever made it."""

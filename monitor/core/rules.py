@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, TypeAlias, get_args
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -26,6 +27,13 @@ from pydantic import (
 )
 
 from monitor.core import query as q
+from monitor.core.schedule import (
+    OFF,
+    DigestSchedule,
+    QuietHours,
+    parse_digest,
+    parse_quiet_hours,
+)
 from monitor.errors import ConfigError, Problem, QuerySyntaxError
 from monitor.models import Severity
 
@@ -52,6 +60,25 @@ def parse_duration(value: object) -> int:
 
 
 Duration = Annotated[int, BeforeValidator(parse_duration)]
+
+
+def _check_digest(value: str) -> str:
+    if value.strip().lower() not in OFF:
+        parse_digest(value)
+    return value
+
+
+def _check_quiet(value: str) -> str:
+    parse_quiet_hours(value)
+    return value
+
+
+def _digest_off(value: object) -> object:
+    return "off" if value is False else value  # YAML reads a bare `off` as false
+
+
+DigestText = Annotated[str, BeforeValidator(_digest_off), AfterValidator(_check_digest)]
+QuietText = Annotated[str, AfterValidator(_check_quiet)]
 Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
 FieldName = Literal["title", "text", "url", "source", "author"]
 
@@ -108,26 +135,44 @@ SourceSpec: TypeAlias = Annotated[
 # --- channels -----------------------------------------------------------------------------------
 
 
-class ConsoleChannelSpec(_Spec):
+class _ChannelSpec(_Spec):
+    """What every channel accepts besides its own settings."""
+
+    default: bool = False
+    digest: DigestText | None = None
+    quiet_hours: QuietText | None = None
+    uncertain: Literal["resend", "dead_letter"] = "resend"
+    operator: bool = False
+
+    @property
+    def digest_schedule(self) -> DigestSchedule | None:
+        if self.digest is None or self.digest.strip().lower() in OFF:
+            return None
+        return parse_digest(self.digest)
+
+    @property
+    def quiet(self) -> QuietHours | None:
+        return parse_quiet_hours(self.quiet_hours) if self.quiet_hours else None
+
+
+class ConsoleChannelSpec(_ChannelSpec):
     """Alerts printed to standard output: a human line each, or JSON lines."""
 
     id: Id
     type: Literal["console"]
     json_lines: bool = Field(default=False, alias="json")
-    default: bool = False
 
 
-class SlackChannelSpec(_Spec):
+class SlackChannelSpec(_ChannelSpec):
     id: Id
     type: Literal["slack"]
     webhook_url: SecretStr | None = None
     token: SecretStr | None = None
     channel: str | None = None
     api_url: str = "https://slack.com/api/"
-    default: bool = False
 
 
-class EmailChannelSpec(_Spec):
+class EmailChannelSpec(_ChannelSpec):
     model_config = ConfigDict(populate_by_name=True)
 
     id: Id
@@ -139,15 +184,13 @@ class EmailChannelSpec(_Spec):
     password: SecretStr | None = None
     sender: str = Field(alias="from")
     to: list[str] = Field(min_length=1)
-    default: bool = False
 
 
-class WebhookChannelSpec(_Spec):
+class WebhookChannelSpec(_ChannelSpec):
     id: Id
     type: Literal["webhook"]
     url: SecretStr
     secret: SecretStr | None = None
-    default: bool = False
 
 
 ChannelSpec: TypeAlias = Annotated[
@@ -179,6 +222,7 @@ class RuleSpec(_Spec):
     cooldown: Annotated[Duration, Field(ge=1)] = 24 * 3600
     sources: list[str] | None = None
     fields: list[FieldName] = Field(default_factory=lambda: _DEFAULT_FIELDS.copy(), min_length=1)
+    digest: DigestText | None = None
     enabled: bool = True
 
 
@@ -208,6 +252,8 @@ class Rule:
     cooldown: int = 24 * 3600
     sources: frozenset[str] | None = None
     origin: str = ""
+    digest: DigestSchedule | Literal["off"] | None = None
+    """The rule's own digest, over its channels'; "off": its alerts go out at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -585,6 +631,7 @@ class _Builder:
             cooldown=spec.cooldown,
             sources=frozenset(spec.sources) if spec.sources else None,
             origin=f"{doc.path}:{line}",
+            digest=_rule_digest(spec.digest),
         )
 
     def compile_query(self, doc: _Doc, loc: Path_, text: str) -> q.Node | None:
@@ -676,6 +723,12 @@ _LEAF_KEYS = {
     "near": "a mapping with 'terms' and 'within'",
 }
 _LEAVES = ", ".join(_LEAF_KEYS)
+
+
+def _rule_digest(text: str | None) -> DigestSchedule | Literal["off"] | None:
+    if text is None:
+        return None
+    return "off" if text.strip().lower() in OFF else parse_digest(text)
 
 
 def _keys(model: type[BaseModel]) -> tuple[str, ...]:

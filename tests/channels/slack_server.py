@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +37,9 @@ class Reply:
     text: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    accept_then_wait_s: float = 0.0
+    """Take the message as Slack would, then wait this long before answering (a sender that
+    dies meanwhile never learns that it arrived)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +89,12 @@ class FakeSlack:
         self.received: list[Received] = []
         self.delivered: Counter[str] = Counter()
         self.errors: list[BaseException] = []  # the fake's own failures; a test checks none
+        self.messages: list[dict[str, Any]] = []  # accepted by chat.postMessage, oldest first
+        self.digests: list[dict[str, Any]] = []  # accepted payloads that carry a digest
+        self.history_reads = 0
         self._plans: deque[Reply] = deque()
         self._messages = 0
+        self._last_ts = 0.0
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -101,12 +110,18 @@ class FakeSlack:
         """Answer the next requests with ``replies``, in order, then as Slack would again."""
         self._plans.extend(replies)
 
+    def pending_plans(self) -> int:
+        """Planned answers not used yet."""
+        return len(self._plans)
+
     def payloads(self, path: str | None = None) -> list[dict[str, Any]]:
         return [r.payload for r in self.received if path is None or r.path == path]
 
     async def start(self) -> FakeSlack:
         app = web.Application(middlewares=[self._catch])
         app.router.add_post("/api/chat.postMessage", self._post_message)
+        app.router.add_get("/api/conversations.history", self._history)
+        app.router.add_get("/api/conversations.replies", self._replies)
         app.router.add_post(WEBHOOK_PATH, self._webhook)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -130,6 +145,8 @@ class FakeSlack:
     async def _catch(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
+        except web.HTTPException:
+            raise
         except Exception as exc:
             self.errors.append(exc)
             raise
@@ -145,10 +162,15 @@ class FakeSlack:
         plan = self._plans.popleft() if self._plans else None
         if plan is not None and plan.delay_s:
             await asyncio.sleep(plan.delay_s)
+            if request.transport is None or request.transport.is_closing():
+                raise web.HTTPBadRequest(text="the sender went away")  # never accepted
         return received, plan
 
     async def _post_message(self, request: web.Request) -> web.Response:
         received, plan = await self._record(request)
+        wait = plan.accept_then_wait_s if plan is not None else 0.0
+        if wait:
+            plan = None  # accepted as Slack would, answered after the wait
         if plan is not None and plan.json_body is None and plan.text is not None:
             return web.Response(status=plan.status, text=plan.text, headers=plan.headers)
         if plan is not None:
@@ -159,13 +181,64 @@ class FakeSlack:
         if error is not None:
             return web.json_response({"ok": False, "error": error})
         self._messages += 1
-        ts = f"{1_700_000_000 + self._messages}.{self._messages:06d}"
+        self._last_ts = max(time.time(), self._last_ts + 0.000001)  # epoch seconds, unique
+        ts = f"{self._last_ts:.6f}"
         self._count(payload)
+        self.messages.append({**payload, "ts": ts})
+        if wait:
+            await asyncio.sleep(wait)
         return web.json_response({"ok": True, "channel": payload["channel"], "ts": ts})
+
+    async def _history(self, request: web.Request) -> web.Response:
+        """``conversations.history``: a channel's top-level messages, newest first."""
+        return self._listing(request, lambda m: not m.get("thread_ts"))
+
+    async def _replies(self, request: web.Request) -> web.Response:
+        """``conversations.replies``: a thread's parent and replies."""
+        thread = request.query.get("ts", "")
+        return self._listing(request, lambda m: thread in (m.get("ts"), m.get("thread_ts")))
+
+    def _listing(
+        self, request: web.Request, keep: Callable[[dict[str, Any]], bool]
+    ) -> web.Response:
+        self.history_reads += 1
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        query = request.query
+        oldest = float(query.get("oldest") or 0)
+        metadata = query.get("include_all_metadata") in ("1", "true", "True")
+        chosen = [
+            m
+            for m in reversed(self.messages)
+            if m.get("channel") == query.get("channel") and float(m["ts"]) > oldest and keep(m)
+        ]
+        start = int(query.get("cursor") or 0)
+        limit = int(query.get("limit") or 100)
+        page = chosen[start : start + limit]
+        shown = [
+            {
+                "type": "message",
+                "ts": m["ts"],
+                "text": m.get("text", ""),
+                **({"thread_ts": m["thread_ts"]} if m.get("thread_ts") else {}),
+                **({"metadata": m["metadata"]} if metadata and m.get("metadata") else {}),
+            }
+            for m in page
+        ]
+        more = start + limit < len(chosen)
+        return web.json_response(
+            {
+                "ok": True,
+                "messages": shown,
+                "has_more": more,
+                "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+            }
+        )
 
     async def _webhook(self, request: web.Request) -> web.Response:
         received, plan = await self._record(request)
-        if plan is not None:
+        wait = plan.accept_then_wait_s if plan is not None else 0.0
+        if plan is not None and not wait:
             text = plan.text if plan.text is not None else "error"
             return web.Response(status=plan.status, text=text, headers=plan.headers)
         payload = received.payload
@@ -174,6 +247,8 @@ class FakeSlack:
         if block_problem(payload):
             return web.Response(status=400, text="invalid_blocks")
         self._count(payload)
+        if wait:
+            await asyncio.sleep(wait)
         return web.Response(text="ok")
 
     def _refusal(self, auth: str | None, payload: dict[str, Any]) -> str | None:
@@ -196,3 +271,6 @@ class FakeSlack:
         alert = alert_id_of(payload)
         if alert is not None:
             self.delivered[alert] += 1
+        blocks = payload.get("blocks") or []
+        if blocks and str(blocks[0].get("block_id", "")).startswith("digest-"):
+            self.digests.append(payload)
