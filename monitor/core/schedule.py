@@ -58,15 +58,21 @@ def _clock(text: str) -> time:
 
 
 def _local(day: date, at: time, zone: ZoneInfo) -> datetime:
-    """``at`` on ``day`` in ``zone`` as an aware UTC instant (gaps resolved forward)."""
+    """``at`` on ``day`` in ``zone`` as an aware UTC instant; a time inside a daylight-saving
+    gap becomes the end of the gap (02:30 on a spring-forward night → 03:00)."""
     naive = datetime.combine(day, at)
-    first = naive.replace(tzinfo=zone, fold=0)
-    # A time in a DST gap does not survive the round trip through UTC: take the gap's end.
-    back = first.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
-    if back != naive:
-        later = naive.replace(tzinfo=zone, fold=1).astimezone(UTC)
-        return max(first.astimezone(UTC), later)
-    return first.astimezone(UTC)
+    first = naive.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    if first.astimezone(zone).replace(tzinfo=None) == naive:
+        return first
+    low = naive.replace(tzinfo=zone, fold=1).astimezone(UTC)  # before the gap ends
+    high = first  # after it
+    while (high - low).total_seconds() > 1:  # the first instant whose wall time is >= naive
+        middle = low + (high - low) / 2
+        if middle.astimezone(zone).replace(tzinfo=None) >= naive:
+            high = middle
+        else:
+            low = middle
+    return high.replace(microsecond=0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,327 @@
+"""Digests and quiet hours on real Redis, delivered to real local peers (Slack, SMTP).
+
+The dispatchers run on a clock the test moves, so a period ends when the test says; everything
+else (the held alerts, their buckets, the digest entries) lives in Redis as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+
+from monitor.channels.console import ConsoleChannel
+from monitor.channels.email import EmailChannel
+from monitor.channels.slack import (
+    MAX_BLOCKS,
+    MESSAGE_LIMIT,
+    SECTION_LIMIT,
+    SlackChannel,
+    build_digest,
+)
+from monitor.core.rules import WatchConfig, build_config
+from monitor.dispatch import GROUP, Dispatcher
+from monitor.models import Alert, Digest, Item, Severity
+from monitor.store import Store
+from tests.channels.slack_server import FakeSlack
+from tests.channels.smtp_server import smtp_server
+
+START = datetime(2026, 11, 22, 10, 5, tzinfo=UTC).timestamp()
+HOUR_END = datetime(2026, 11, 22, 11, 0, tzinfo=UTC).timestamp()
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def alert(n: int, *, story: str | None = None, severity: Severity = "normal") -> Alert:
+    item = Item(
+        id=f"wire:{n}",
+        source=f"outlet-{n % 3}",
+        title=f"Story {n} headline",
+        text=f"Report number {n}.",
+        url=f"https://news.example/{n}",
+    )
+    return Alert(
+        id=f"a{n:03d}",
+        rule="desk",
+        rule_name="Desk rule",
+        severity=severity,
+        item=item,
+        story=story or f"s{n}",
+        matches=(),
+        channels=("slack",),
+        followup=story is not None and n % 2 == 1,
+        created=datetime.fromtimestamp(START + n, UTC),
+    )
+
+
+def config(channel_extra: str = "", rule_extra: str = "") -> WatchConfig:
+    text = f"""
+channels:
+  - {{id: slack, type: slack, webhook_url: "http://127.0.0.1:1/hook"{channel_extra}}}
+rules:
+  - {{id: desk, query: story, channels: [slack]{rule_extra}}}
+"""
+    return build_config([("watch.yaml", text)], {})
+
+
+async def queue(store: Store, alerts: list[Alert], channel: str = "slack") -> None:
+    await store.outbox.add_many([{"channel": channel, "alert": a.to_dict()} for a in alerts])
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack() as server:
+        yield server
+    assert server.errors == []
+
+
+@pytest.fixture
+async def opened() -> AsyncIterator[list[SlackChannel]]:
+    """Slack channels a test opened, closed after it."""
+    channels: list[SlackChannel] = []
+    yield channels
+    for channel in channels:
+        await channel.close()
+
+
+def slack(fake: FakeSlack, store: Store, opened: list[SlackChannel]) -> SlackChannel:
+    channel = SlackChannel(
+        "slack", webhook_url=fake.webhook_url, token=None, channel=None, threads=store
+    )
+    opened.append(channel)
+    return channel
+
+
+def dispatcher(store: Store, channel: object, watch: WatchConfig, clock: Clock) -> Dispatcher:
+    return Dispatcher(
+        store,
+        {"slack": channel},  # type: ignore[dict-item]
+        reclaim_idle_ms=0,  # entries a stopped dispatcher left are taken over at once
+        clock=clock,
+        config=lambda: watch,
+    )
+
+
+def text_of(payload: dict[str, object]) -> str:
+    return json.dumps(payload.get("blocks"), ensure_ascii=False)
+
+
+async def test_thirty_alerts_in_one_period_arrive_as_one_message_listing_all_thirty(
+    store: Store, fake: FakeSlack, opened: list[SlackChannel]
+) -> None:
+    watch = config(", digest: 1h")
+    clock = Clock(START)
+    channel = slack(fake, store, opened)
+    # Three stories carry two alerts each: the digest lists them together.
+    alerts = [alert(n, story=f"shared-{n // 2}" if n < 6 else None) for n in range(30)]
+
+    first = dispatcher(store, channel, watch, clock)
+    await first.start()
+    await queue(store, alerts[:10])
+    await first.step("one", count=100)
+    # The daemon stops mid-period: 5 more alerts were read but never handled, and the rest
+    # arrive while it is down; a new dispatcher takes over.
+    await queue(store, alerts[10:15])
+    assert len(await store.outbox.read(GROUP, "one", 100)) == 5
+    await queue(store, alerts[15:])
+    clock.now = START + 600
+    second = dispatcher(store, channel, watch, clock)
+    await second.start()
+    while await second.step("two", count=100):
+        pass
+    assert fake.received == []  # held until the period ends
+    assert await store.held_count() == 1
+
+    clock.now = HOUR_END + 1
+    await second.step("two", count=100)
+    await second.step("two", count=100)
+
+    assert len(fake.received) == 1 and len(fake.digests) == 1
+    text = text_of(fake.digests[0])
+    assert "30 alerts in 27 stories" in text
+    for n in range(30):
+        assert text.count(f"Story {n} headline") == 1, n
+    # a story's alerts sit together: the second alert of a shared story follows its first
+    assert text.index("Story 1 headline") > text.index("Story 0 headline")
+    assert text.index("Story 1 headline") < text.index("Story 2 headline")
+    assert await store.held_count() == 0
+    assert await store.outbox.pending_count(GROUP) == 0
+
+    # The alerts went out in the digest: a redelivered copy of one is not sent again.
+    await queue(store, alerts[:1])
+    await second.step("two", count=100)
+    assert len(fake.received) == 1
+
+
+async def test_a_digest_entry_delivered_twice_goes_out_once(
+    store: Store, fake: FakeSlack, opened: list[SlackChannel]
+) -> None:
+    watch = config(", digest: 15m")
+    clock = Clock(START)
+    one = dispatcher(store, slack(fake, store, opened), watch, clock)
+    await one.start()
+    await queue(store, [alert(1), alert(2)])
+    await one.step("one")
+    clock.now = START + 15 * 60
+    assert await one.release_digests(clock.now) == 1
+    entries = await store.outbox.read(GROUP, "one", 10)
+    assert len(entries) == 1
+    await one.deliver(entries)
+    await one.deliver(entries)  # as after a crash between sending and acknowledging
+    assert len(fake.digests) == 1
+
+
+async def test_alerts_held_after_a_digest_went_out_start_the_next_one(
+    store: Store, fake: FakeSlack, opened: list[SlackChannel]
+) -> None:
+    watch = config(", digest: 15m")
+    clock = Clock(START)
+    one = dispatcher(store, slack(fake, store, opened), watch, clock)
+    await one.start()
+    await queue(store, [alert(1)])
+    await one.step("one")
+    clock.now = START + 15 * 60
+    await one.step("one")
+    await one.step("one")
+    await queue(store, [alert(2)])
+    await one.step("one")
+    clock.now = START + 30 * 60
+    await one.step("one")
+    await one.step("one")
+    assert len(fake.digests) == 2
+    assert "Story 1 headline" in text_of(fake.digests[0])
+    assert "Story 2 headline" in text_of(fake.digests[1])
+    assert "Story 1 headline" not in text_of(fake.digests[1])
+
+
+async def test_quiet_hours_hold_all_but_critical_until_they_end(
+    store: Store, fake: FakeSlack, opened: list[SlackChannel]
+) -> None:
+    watch = config(', quiet_hours: "22:00-07:00 Europe/Berlin"')
+    night = datetime(2026, 11, 22, 23, 30, tzinfo=UTC).timestamp()  # 00:30 in Berlin
+    morning = datetime(2026, 11, 23, 6, 0, tzinfo=UTC).timestamp()  # 07:00 in Berlin
+    clock = Clock(night)
+    one = dispatcher(store, slack(fake, store, opened), watch, clock)
+    await one.start()
+    await queue(store, [alert(1), alert(2, severity="critical"), alert(3, severity="high")])
+    await one.step("one")
+    assert dict(fake.delivered) == {"a002": 1}  # critical goes out at once
+
+    clock.now = morning - 1
+    await one.step("one")
+    assert len(fake.received) == 1
+    clock.now = morning
+    await one.step("one")
+    await one.step("one")
+    assert len(fake.digests) == 1  # two held alerts: one digest
+    text = text_of(fake.digests[0])
+    assert "Story 1 headline" in text and "Story 3 headline" in text
+    assert "quiet hours" in text
+
+
+async def test_one_alert_held_by_quiet_hours_goes_out_as_itself(
+    store: Store, fake: FakeSlack, opened: list[SlackChannel]
+) -> None:
+    watch = config(', quiet_hours: "22:00-07:00 Europe/Berlin"')
+    clock = Clock(datetime(2026, 11, 22, 23, 30, tzinfo=UTC).timestamp())
+    one = dispatcher(store, slack(fake, store, opened), watch, clock)
+    await one.start()
+    await queue(store, [alert(1)])
+    await one.step("one")
+    assert fake.received == []
+    clock.now = datetime(2026, 11, 23, 6, 0, tzinfo=UTC).timestamp()
+    await one.step("one")
+    await one.step("one")
+    assert dict(fake.delivered) == {"a001": 1} and fake.digests == []
+
+
+async def test_a_rule_digest_overrides_its_channel(
+    store: Store, fake: FakeSlack, opened: list[SlackChannel]
+) -> None:
+    clock = Clock(START)
+    held = dispatcher(store, slack(fake, store, opened), config("", ", digest: 15m"), clock)
+    await held.start()
+    await queue(store, [alert(1)])
+    await held.step("one")
+    assert fake.received == []
+
+    at_once = dispatcher(
+        store, slack(fake, store, opened), config(", digest: 1h", ", digest: off"), clock
+    )
+    await queue(store, [alert(2)])
+    await at_once.step("one")
+    assert dict(fake.delivered) == {"a002": 1}
+
+
+async def test_an_email_digest_lists_every_alert_in_both_parts(store: Store) -> None:
+    with smtp_server() as server:
+        channel = EmailChannel(
+            "slack",  # routed by id: the config's channel "slack" holds the digest
+            host=server.host,
+            port=server.port,
+            tls="none",
+            sender="monitor@example.org",
+            to=["desk@example.org"],
+        )
+        clock = Clock(START)
+        one = dispatcher(store, channel, config(", digest: 15m"), clock)
+        await one.start()
+        await queue(store, [alert(1), alert(2), alert(3, story="s2")])
+        await one.step("one")
+        clock.now = START + 15 * 60
+        await one.step("one")
+        await one.step("one")
+        await asyncio.sleep(0)
+        assert len(server.handler.received) == 1
+        message = server.handler.received[0].message()
+    assert message["Subject"].startswith("[digest] 3 alerts in 2 stories")
+    assert message["Message-ID"].startswith("<digest.")
+    plain = message.get_body(("plain",))
+    html = message.get_body(("html",))
+    assert plain is not None and html is not None
+    for n in (1, 2, 3):
+        assert f"Story {n} headline" in plain.get_content()
+        assert f"Story {n} headline" in html.get_content()
+
+
+async def test_a_console_digest_groups_by_story(store: Store) -> None:
+    out = io.StringIO()
+    clock = Clock(START)
+    one = dispatcher(store, ConsoleChannel("slack", stream=out), config(", digest: 15m"), clock)
+    await one.start()
+    await queue(store, [alert(1), alert(2, story="s1")])
+    await one.step("one")
+    assert out.getvalue() == ""
+    clock.now = START + 15 * 60
+    await one.step("one")
+    await one.step("one")
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("[digest] 2 alerts in 1 story (15m")
+    assert len(lines) == 3
+
+
+def test_a_huge_slack_digest_stays_within_every_limit_and_counts_what_it_leaves_out() -> None:
+    alerts = tuple(alert(n) for n in range(2000))
+    digest = Digest(
+        id="d", channel="slack", alerts=alerts, due=datetime.fromtimestamp(HOUR_END, UTC)
+    )
+    message = build_digest(digest)
+    blocks = message.block_dicts()
+    assert len(blocks) <= MAX_BLOCKS
+    texts = [b["text"]["text"] for b in blocks if b["type"] == "section"]
+    assert all(len(t) <= SECTION_LIMIT for t in texts)
+    assert sum(len(t) for t in texts) <= MESSAGE_LIMIT
+    shown = sum(t.count("headline") for t in texts)
+    assert 0 < shown < 2000
+    more = blocks[-1]["elements"][0]["text"]
+    assert f"{2000 - shown} more stories ({2000 - shown} alerts)" in more
