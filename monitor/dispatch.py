@@ -41,6 +41,7 @@ from monitor.core.schedule import DigestSchedule, QuietHours, hold_until
 from monitor.errors import DeliveryError
 from monitor.metrics import Metrics
 from monitor.models import Alert, Digest
+from monitor.operator import Operator
 from monitor.store import Store
 
 logger = logging.getLogger(__name__)
@@ -153,8 +154,10 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         config: Callable[[], WatchConfig] | None = None,
         metrics: Metrics | None = None,
+        operator: Operator | None = None,
     ) -> None:
         self.store = store
+        self.operator = operator
         self.metrics = metrics or Metrics()
         self.channels = channels
         self.policy = policy or RetryPolicy()
@@ -424,10 +427,14 @@ class Dispatcher:
                 exc = DeliveryError(f"unexpected {type(raised).__name__}", retryable=True)
             if exc.retry_after_s:
                 limit.pause(exc.retry_after_s)
+            if self.operator is not None:
+                await self.operator.delivery(channel.id, False, str(exc))
             if not exc.retryable:
                 return await self._dead(q.entry, q.payload, q.delivery, str(exc))
             return await self._retry(q.entry, q.payload, q.delivery, exc)
         await self._finish(q, carried)
+        if self.operator is not None:
+            await self.operator.delivery(channel.id, True)
         if isinstance(subject, Alert):
             logger.info(
                 "sent %s on %s (alert %s, item %s)",

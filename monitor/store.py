@@ -181,6 +181,15 @@ class Keys:
         """Sorted set: buckets of held alerts, scored by when their digest is due."""
         return f"{self.prefix}{self.streams}holds"
 
+    def problem(self, kind: str, target: str) -> str:
+        """String (when it was raised), TTL = dedup TTL: an operator alert is out for this
+        source or channel; deleted by the one daemon that sends the recovery message."""
+        return f"{self.prefix}problem:{_id(kind)}:{_id(target)}"
+
+    def failures(self, channel: str) -> str:
+        """String (a counter), TTL 1 day: deliveries on ``channel`` that failed in a row."""
+        return f"{self.prefix}failures:{_id(channel)}"
+
     def thread(self, channel: str, story: str) -> str:
         """String, TTL = dedup TTL: the message that opened a story's thread on a channel."""
         return f"{self.prefix}thread:{_id(channel)}:{_id(story)}"
@@ -736,6 +745,43 @@ class Store:
                     pipe.expire(key, ALERT_COUNTS_TTL_S)
                 results = await pipe.execute()
         return [str(entry_id) for entry_id in results[: len(payloads)]]
+
+    async def raise_problem(self, kind: str, target: str, at: float) -> bool:
+        """True for the first daemon to report this problem since it was last cleared."""
+        with _translated("SET problem"):
+            won = await self.client.set(
+                self.keys.problem(kind, target), f"{at:.3f}", nx=True, ex=self.seen_ttl
+            )
+        return bool(won)
+
+    async def clear_problem(self, kind: str, target: str) -> float | None:
+        """When the problem was raised, for the one daemon that clears it; else None."""
+        with _translated("GETDEL problem"):
+            value = await self.client.getdel(self.keys.problem(kind, target))
+        return _float(str(value)) if value is not None else None
+
+    async def problems(self) -> dict[str, float]:
+        """Every operator alert that is out: ``kind:target`` → when it was raised."""
+        pattern = f"{self.keys.prefix}problem:*"
+        found: dict[str, float] = {}
+        with _translated("SCAN problems"):
+            async for key in self.client.scan_iter(match=pattern, count=500):
+                value = await self.client.get(key)
+                if value is not None:
+                    found[str(key)[len(pattern) - 1 :]] = _float(str(value)) or 0.0
+        return found
+
+    async def count_failure(self, channel: str) -> int:
+        with _translated("INCR failures"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.incr(self.keys.failures(channel))
+                pipe.expire(self.keys.failures(channel), 86400)
+                count, _ = await pipe.execute()
+        return int(count)
+
+    async def reset_failures(self, channel: str) -> None:
+        with _translated("DEL failures"):
+            await self.client.delete(self.keys.failures(channel))
 
     async def get_health(self, source: str) -> dict[str, str]:
         """A source's health record (empty when it was never polled or it expired)."""
