@@ -17,7 +17,7 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -339,11 +339,27 @@ class Stream:
         ever). Entries that are not ours (no JSON object in ``data``) are acknowledged and logged
         so they cannot come back for ever.
         """
-        with _translated(f"XREADGROUP {self.key} {group}"):
-            response = await self._client.xreadgroup(
+
+        async def xreadgroup() -> Any:
+            return await self._client.xreadgroup(
                 group, consumer, {self.key: ">"}, count=count, block=block_ms
             )
+
+        with _translated(f"XREADGROUP {self.key} {group}"):
+            response = await self._regrouped(group, xreadgroup)
         return await self._keep_ours(group, _read_entries(response))
+
+    async def _regrouped(self, group: str, command: Callable[[], Awaitable[Any]]) -> Any:
+        """Run ``command``; if Redis lost the group (it restarted without persistence, or the
+        stream was deleted), create it again and retry once, so the role goes on by itself."""
+        try:
+            return await command()
+        except ResponseError as exc:
+            if not str(exc).startswith("NOGROUP"):
+                raise
+        logger.warning("consumer group %s of %s was gone: created it again", group, self.key)
+        await self.ensure_group(group)
+        return await command()
 
     async def ack(self, group: str, ids: list[str]) -> int:
         """Acknowledge handled entries: they leave the group's pending list. Returns how many."""
@@ -361,10 +377,14 @@ class Stream:
         This is how the work of a consumer that died is redelivered: it read entries, never
         acknowledged them, and after ``min_idle_ms`` another consumer claims them.
         """
-        with _translated(f"XAUTOCLAIM {self.key} {group}"):
-            response = await self._client.xautoclaim(
+
+        async def xautoclaim() -> Any:
+            return await self._client.xautoclaim(
                 self.key, group, consumer, min_idle_ms, start_id="0-0", count=count
             )
+
+        with _translated(f"XAUTOCLAIM {self.key} {group}"):
+            response = await self._regrouped(group, xautoclaim)
         return await self._keep_ours(group, list(response[1]))
 
     async def pending_count(self, group: str) -> int:

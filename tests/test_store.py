@@ -311,3 +311,18 @@ async def test_a_shared_embedded_server_outlives_its_first_user(tmp_path: Path) 
     assert await client.get("monitor:k") == "v"
     await second.close()
     await first.close()
+
+
+async def test_a_lost_consumer_group_is_created_again(store: Store) -> None:
+    """Redis restarted without persistence: the group is gone, and reading recreates it."""
+    await store.items.ensure_group("process")
+    await store.items.add_many([{"n": 1}])
+    await store.client.delete(store.items.key)
+    await store.items.add_many([{"n": 2}])
+    entries = await store.items.read("process", "c", 10)
+    assert [payload for _, payload in entries] == [{"n": 2}]
+    await store.client.delete(store.items.key)
+    await store.items.add_many([{"n": 3}])
+    claimed = await store.items.autoclaim("process", "c", 0, 10)
+    assert claimed == []  # a fresh group has nothing pending
+    assert [p for _, p in await store.items.read("process", "c", 10)] == [{"n": 3}]
