@@ -12,8 +12,9 @@ import logging
 import os
 import signal
 import socket
+import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from monitor.channels.email import EmailChannel
 from monitor.channels.slack import SlackChannel
 from monitor.channels.webhook import WebhookChannel
 from monitor.config_files import SUFFIXES, load_config, rule_files
+from monitor.core.health import Health, assess
 from monitor.core.polling import FeedHealth, PollSpec
 from monitor.core.rules import (
     ConsoleChannelSpec,
@@ -41,10 +43,13 @@ from monitor.core.rules import (
 from monitor.dispatch import Dispatcher, retry_dead
 from monitor.errors import ConfigError, Problem, StoreError
 from monitor.frequencies import background_for
+from monitor.metrics import Metrics
 from monitor.models import Alert
 from monitor.pipeline import Processor, Runtime, item_payload
+from monitor.probes import ping, read_gauges
 from monitor.redaction import register
 from monitor.scheduler import Poller, Scheduled, due_time
+from monitor.server import Server
 from monitor.settings import Settings
 from monitor.sources.base import Source
 from monitor.sources.feed import FeedSource
@@ -328,9 +333,18 @@ class App:
         roles: Collection[str] = ROLES,
         *,
         rules_dir: Path | None = None,
+        http_port: int | None = None,
     ) -> None:
-        """``rules_dir``: watched for changes, which apply without a restart (None: not watched)."""
+        """``rules_dir``: watched for changes, which apply without a restart (None: not watched).
+        ``http_port``: of /healthz and /metrics, 0 for any free one (``server.port`` tells which);
+        None takes ``settings.http_port``, where 0 turns the endpoint off."""
         self.settings = settings
+        self.http_port = (settings.http_port or None) if http_port is None else http_port
+        self.server: Server | None = None
+        self.metrics = Metrics()
+        self.metrics.configured(ok=True, rules=len(config.rules), at=time.time())
+        self.beats: dict[str, float] = {}  # role → when its loop last stepped (the loop's clock)
+        self.failing: dict[str, str] = {}  # role → why its last step failed
         self.rules_dir = rules_dir
         self.runtime = Runtime.build(config)
         self.roles = frozenset(roles)
@@ -375,15 +389,20 @@ class App:
     async def run(self, *, once: bool = False) -> None:
         async with RedisServer.from_settings(self.settings) as client:
             store = self.store = Store(client, self.settings)
-            poller = self.poller = Poller(store, self.sources, owner=self.consumer)
+            poller = self.poller = Poller(
+                store, self.sources, owner=self.consumer, metrics=self.metrics
+            )
             idle_ms = int(self.settings.reclaim_idle_s * 1000)
             processor = Processor(
                 store,
                 lambda: self.runtime,
                 story_keeper(store, self.settings),
                 reclaim_idle_ms=idle_ms,
+                metrics=self.metrics,
             )
-            dispatcher = Dispatcher(store, self.channels, reclaim_idle_ms=idle_ms)
+            dispatcher = Dispatcher(
+                store, self.channels, reclaim_idle_ms=idle_ms, metrics=self.metrics
+            )
             if "process" in self.roles:
                 await processor.start()
             if "dispatch" in self.roles:
@@ -407,7 +426,8 @@ class App:
                 ]
                 if self.rules_dir is not None:
                     loops.append(asyncio.create_task(self._watch(poller)))
-                await self.stopping.wait()
+                async with self._endpoint():
+                    await self.stopping.wait()
                 await poller.stop()
                 await asyncio.gather(*loops)
             await self._drain(processor, dispatcher)
@@ -452,6 +472,7 @@ class App:
             for problem in exc.problems:
                 logger.error("reload: %s", problem)
             logger.error("reload failed: the last good configuration stays in force")
+            self.metrics.reloaded(ok=False, rules=None, at=time.time())
             return False
         before = {spec.id: spec for spec in self.runtime.config.sources}
         changed = {spec.id for spec in config.sources if before.get(spec.id) not in (None, spec)}
@@ -476,16 +497,70 @@ class App:
             len(config.rules),
             len(channels),
         )
+        self.metrics.reloaded(ok=True, rules=len(config.rules), at=time.time())
         return True
 
+    @contextlib.asynccontextmanager
+    async def _endpoint(self) -> AsyncIterator[Server | None]:
+        """/healthz and /metrics while the daemon runs; a port that cannot be bound is logged
+        and the daemon runs on without them."""
+        if self.http_port is None:
+            yield None
+            return
+        server = Server(
+            self.metrics,
+            self.health,
+            self.refresh_metrics,
+            host=self.settings.http_host,
+            port=self.http_port,
+        )
+        try:
+            await server.start()
+        except OSError as exc:
+            logger.error(
+                "cannot serve /healthz and /metrics on %s: %s; running without them",
+                server.url,
+                exc,
+            )
+            yield None
+            return
+        self.server = server
+        try:
+            yield server
+        finally:
+            await server.stop()
+
+    async def health(self) -> Health:
+        """Redis answers a PING, every role loop woke recently, the poll scheduler runs."""
+        loops = [role for role in ("process", "dispatch") if role in self.roles]
+        return assess(
+            now=asyncio.get_running_loop().time(),
+            redis_error=await ping(self.store),
+            beats={role: self.beats.get(role) for role in loops},
+            failing=self.failing,
+            scheduler_running=(
+                self.poller is not None and self.poller.running if "poll" in self.roles else None
+            ),
+        )
+
+    async def refresh_metrics(self) -> None:
+        """Read what the metrics take from Redis (queues, dead letters, failing sources)."""
+        sources = [spec.id for spec in self.runtime.config.sources if spec.enabled]
+        snapshot = await read_gauges(self.store, sources) if self.store is not None else None
+        self.metrics.redis.update(snapshot)
+
     async def _loop(self, step: Callable[..., Awaitable[int]], role: str) -> None:
-        """Run one role until stopped; a Redis outage is waited out with backoff."""
+        """Run one role until stopped; a Redis outage is waited out with backoff. Each step
+        that works is a heartbeat, each failure a reason not to be healthy (``health``)."""
         delay = 1.0
         while not self.stopping.is_set():
             try:
                 await step(self.consumer, count=self.settings.batch_size, block_ms=1000)
+                self.beats[role] = asyncio.get_running_loop().time()
+                self.failing.pop(role, None)
                 delay = 1.0
             except Exception as exc:  # a role never dies quietly: log, wait, go on
+                self.failing[role] = str(exc) or type(exc).__name__
                 if isinstance(exc, StoreError):
                     logger.error("%s: %s; retrying in %.0f s", role, exc, delay)
                 else:

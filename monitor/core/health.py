@@ -37,6 +37,7 @@ def assess(
     redis_error: str | None,
     beats: Mapping[str, float | None],
     scheduler_running: bool | None,
+    failing: Mapping[str, str] | None = None,
     max_age_s: float = HEARTBEAT_MAX_AGE_S,
 ) -> Health:
     """The health of a daemon.
@@ -44,12 +45,16 @@ def assess(
     ``redis_error``: why Redis did not answer a PING (None: it did). ``beats``: for each role
     loop that should run, when it last beat (same clock as ``now``; None: it never did).
     ``scheduler_running``: whether the poll role's scheduler runs (None: no poll role here).
+    ``failing``: the loops whose last step failed, with the error (they wait it out and retry).
     """
     reasons = []
     if redis_error is not None:
         reasons.append(f"redis: {redis_error}")
+    failing = failing or {}
     for role, beat in sorted(beats.items()):
-        if beat is None:
+        if role in failing:
+            reasons.append(f"{role}: {failing[role]}")
+        elif beat is None:
             reasons.append(f"{role}: loop not started")
         elif now - beat > max_age_s:
             reasons.append(f"{role}: loop silent for {now - beat:.0f} s (limit {max_age_s:g} s)")
