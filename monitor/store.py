@@ -186,6 +186,11 @@ class Keys:
         source or channel; deleted by the one daemon that sends the recovery message."""
         return f"{self.prefix}problem:{_id(kind)}:{_id(target)}"
 
+    @property
+    def problems(self) -> str:
+        """Set of ``kind:id``: the operator alerts that are out (``problem`` keys)."""
+        return f"{self.prefix}problems"
+
     def failures(self, channel: str) -> str:
         """String (a counter), TTL 1 day: deliveries on ``channel`` that failed in a row."""
         return f"{self.prefix}failures:{_id(channel)}"
@@ -772,24 +777,32 @@ class Store:
             won = await self.client.set(
                 self.keys.problem(kind, target), f"{at:.3f}", nx=True, ex=self.seen_ttl
             )
+            if won:
+                await self.client.sadd(self.keys.problems, f"{kind}:{target}")
         return bool(won)
 
     async def clear_problem(self, kind: str, target: str) -> float | None:
         """When the problem was raised, for the one daemon that clears it; else None."""
         with _translated("GETDEL problem"):
-            value = await self.client.getdel(self.keys.problem(kind, target))
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.getdel(self.keys.problem(kind, target))
+                pipe.srem(self.keys.problems, f"{kind}:{target}")
+                value, _ = await pipe.execute()
         return _float(str(value)) if value is not None else None
 
     async def problems(self) -> dict[str, float]:
         """Every operator alert that is out: ``kind:target`` → when it was raised."""
-        pattern = f"{self.keys.prefix}problem:*"
-        found: dict[str, float] = {}
-        with _translated("SCAN problems"):
-            async for key in self.client.scan_iter(match=pattern, count=500):
-                value = await self.client.get(key)
-                if value is not None:
-                    found[str(key)[len(pattern) - 1 :]] = _float(str(value)) or 0.0
-        return found
+        with _translated("SMEMBERS problems"):
+            names = sorted(str(n) for n in await self.client.smembers(self.keys.problems))
+            if not names:
+                return {}
+            keys = [self.keys.problem(*name.split(":", 1)) for name in names]
+            values = await self.client.mget(keys)
+        return {
+            name: _float(str(value)) or 0.0
+            for name, value in zip(names, values, strict=True)
+            if value is not None
+        }
 
     async def count_failure(self, channel: str) -> int:
         with _translated("INCR failures"):

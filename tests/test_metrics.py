@@ -235,4 +235,8 @@ def test_health_verdicts(
     )
     assert list(health.reasons) == reasons
     assert health.ok is (not reasons)
-    assert health.to_dict() == {"status": "ok" if not reasons else "failing", "reasons": reasons}
+    assert health.to_dict() == {
+        "status": "ok" if not reasons else "failing",
+        "reasons": reasons,
+        "warnings": [],
+    }

@@ -22,13 +22,20 @@ class Health:
     """The verdict: healthy when nothing is wrong; otherwise why not, one reason per problem."""
 
     reasons: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    """Trouble outside the daemon (a feed or channel failing: operator alerts that are out);
+    shown, but not a reason to restart it."""
 
     @property
     def ok(self) -> bool:
         return not self.reasons
 
     def to_dict(self) -> dict[str, Any]:
-        return {"status": "ok" if self.ok else "failing", "reasons": list(self.reasons)}
+        return {
+            "status": "ok" if self.ok else "failing",
+            "reasons": list(self.reasons),
+            "warnings": list(self.warnings),
+        }
 
 
 def assess(

@@ -162,3 +162,12 @@ async def test_a_channel_that_keeps_failing_is_reported_on_another_channel(
     assert [a.id for a in desk.received] == ["a9"]
     assert len(fake.messages) == 2
     assert "Channel desk delivers again" in str(fake.messages[1]["blocks"])
+
+
+async def test_problems_that_are_out_are_listed_until_cleared(store: Store) -> None:
+    assert await store.raise_problem("source", "wire-x", 1_800_000_000.0)
+    assert not await store.raise_problem("source", "wire-x", 1_800_000_100.0)  # once
+    assert await store.problems() == {"source:wire-x": 1_800_000_000.0}
+    assert await store.clear_problem("source", "wire-x") == 1_800_000_000.0
+    assert await store.clear_problem("source", "wire-x") is None  # one recovery
+    assert await store.problems() == {}
