@@ -43,10 +43,12 @@ from monitor.core.rules import (
 from monitor.dispatch import Dispatcher, retry_dead
 from monitor.errors import ConfigError, Problem, StoreError
 from monitor.frequencies import background_for
+from monitor.logs import context
 from monitor.metrics import Metrics
 from monitor.models import Alert
 from monitor.pipeline import Processor, Runtime, item_payload
 from monitor.probes import ping, read_gauges
+from monitor.progress import SILENT, Progress
 from monitor.redaction import register
 from monitor.scheduler import Poller, Scheduled, due_time
 from monitor.server import Server
@@ -280,6 +282,7 @@ async def replay(
     sink: Channel,
     *,
     state: bool = False,
+    progress: Progress = SILENT,
 ) -> list[Alert]:
     """Push files through the whole pipeline and hand every alert to ``sink``.
 
@@ -292,32 +295,42 @@ async def replay(
         private = f"replay-{os.getpid()}-{uuid.uuid4().hex[:8]}:" if state else ""
         store = Store(client, settings, streams=private)
         try:
-            return await _replay(store, settings, config, paths, sink)
+            return await _replay(store, settings, config, paths, sink, progress)
         finally:
             if private:
                 await store.drop_streams()
 
 
 async def _replay(
-    store: Store, settings: Settings, config: WatchConfig, paths: Sequence[Path], sink: Channel
+    store: Store,
+    settings: Settings,
+    config: WatchConfig,
+    paths: Sequence[Path],
+    sink: Channel,
+    progress: Progress,
 ) -> list[Alert]:
     problems: list[str] = []
-    for path in paths:
-        items, skipped = await asyncio.to_thread(read_items, path, source_for(path, config))
-        problems.extend(skipped)
-        await store.items.add_many([item_payload(item) for item in items])
+    total = 0
+    with progress.task("reading", total=len(paths)) as advance:
+        for path in paths:
+            items, skipped = await asyncio.to_thread(read_items, path, source_for(path, config))
+            problems.extend(skipped)
+            total += len(await store.items.add_many([item_payload(item) for item in items]))
+            advance(1)
     for problem in problems:
         logger.warning("skipped %s", problem)
     runtime = Runtime.build(config)
     keeper = story_keeper(store, settings)
-    processor = Processor(store, lambda: runtime, keeper, channels=[sink.id])
+    processor = Processor(store, lambda: runtime, keeper, channels=[sink.id], count_alerts=False)
     dispatcher = Dispatcher(store, {sink.id: sink})
     await processor.start()
     await dispatcher.start()
     consumer = consumer_name()
     alerts: list[Alert] = []
-    while entries := await store.items.read("process", consumer, settings.batch_size, None):
-        alerts.extend((await processor.handle(entries)).alerts)
+    with progress.task("processing", total=total) as advance:
+        while entries := await store.items.read("process", consumer, settings.batch_size, None):
+            alerts.extend((await processor.handle(entries)).alerts)
+            advance(len(entries))
     while await dispatcher.step(consumer, count=settings.batch_size) > 0:
         pass
     return alerts
@@ -562,9 +575,16 @@ class App:
             except Exception as exc:  # a role never dies quietly: log, wait, go on
                 self.failing[role] = str(exc) or type(exc).__name__
                 if isinstance(exc, StoreError):
-                    logger.error("%s: %s; retrying in %.0f s", role, exc, delay)
+                    logger.error(
+                        "%s: %s; retrying in %.0f s", role, exc, delay, extra=context(role=role)
+                    )
                 else:
-                    logger.exception("%s: unexpected error; retrying in %.0f s", role, delay)
+                    logger.exception(
+                        "%s: unexpected error; retrying in %.0f s",
+                        role,
+                        delay,
+                        extra=context(role=role),
+                    )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), timeout=delay)
                 delay = min(delay * 2, 30.0)

@@ -44,6 +44,7 @@ from monitor.core.stories import term_vector
 from monitor.core.text import normalize, tokenize
 from monitor.frequencies import background_for
 from monitor.models import Item
+from monitor.progress import SILENT, Advance, Progress
 from monitor.scheduler import Poller, Scheduled
 from monitor.sources.feed import (  # the private three: parse_feed's per-entry extraction
     FeedSource,
@@ -123,34 +124,60 @@ def baseline_patterns(workload: Workload) -> list[re.Pattern[str]]:
     return patterns
 
 
-def _rate(count: int, run: Callable[[], object], repeat: int) -> tuple[float, object]:
+def _rate(
+    count: int, run: Callable[[], object], repeat: int, advance: Advance | None = None
+) -> tuple[float, object]:
     timings = []
     result: object = None
     for _ in range(repeat):
         start = time.perf_counter()
         result = run()
         timings.append(time.perf_counter() - start)
+        if advance is not None:
+            advance(1)
     return count / statistics.median(timings), result
 
 
 def run_bench(
-    rule_count: int, item_count: int, *, repeat: int = 5, seed: int = 1
+    rule_count: int,
+    item_count: int,
+    *,
+    repeat: int = 5,
+    seed: int = 1,
+    progress: Progress = SILENT,
 ) -> dict[str, Any]:
     """Items per second for normalize, match (automaton) and the regex baseline; medians."""
+    baseline_repeat = max(1, repeat // 2)
+    with progress.task(f"{rule_count} rules", total=2 + 4 * repeat + baseline_repeat) as advance:
+        return _run_bench(rule_count, item_count, repeat, baseline_repeat, seed, advance)
+
+
+def _run_bench(
+    rule_count: int,
+    item_count: int,
+    repeat: int,
+    baseline_repeat: int,
+    seed: int,
+    advance: Advance,
+) -> dict[str, Any]:
     workload = make_workload(rule_count, item_count, seed)
     config = build_config([("bench.yaml", workload.yaml)], {})
+    advance(1)
     started = time.perf_counter()
     matcher = Matcher(config.rules)
     build_s = time.perf_counter() - started
+    advance(1)
     items = workload.items
     texts = [f"{item.title}\n{item.text}" for item in items]
 
-    normalize_rate, _ = _rate(len(items), lambda: [tokenize(t) for t in texts], repeat)
+    normalize_rate, _ = _rate(len(items), lambda: [tokenize(t) for t in texts], repeat, advance)
     # Dedup works on the text without boilerplate, tokenized once (the normalize stage).
     background = background_for("en")
     cleaned = [strip_boilerplate(item.text) for item in items]
     tokens = [tokenize(text) for text in cleaned]
-    fingerprint_rate, _ = _rate(len(items), lambda: [fingerprint(t.words) for t in tokens], repeat)
+    fingerprint_rate, _ = _rate(
+        len(items), lambda: [fingerprint(t.words) for t in tokens], repeat, advance
+    )
     vector_rate, _ = _rate(
         len(items),
         lambda: [
@@ -158,9 +185,10 @@ def run_bench(
             for i, c, t in zip(items, cleaned, tokens, strict=True)
         ],
         repeat,
+        advance,
     )
     match_rate, found = _rate(
-        len(items), lambda: [{m.rule for m in matcher.match(i)} for i in items], repeat
+        len(items), lambda: [{m.rule for m in matcher.match(i)} for i in items], repeat, advance
     )
     patterns = baseline_patterns(workload)
     # The baseline is slow by design: give it fewer items at large rule counts (rates compare).
@@ -173,7 +201,7 @@ def run_bench(
             out.append({f"r{i}" for i, p in enumerate(patterns) if p.match(title) or p.match(text)})
         return out
 
-    baseline_rate, baseline_found = _rate(len(baseline_items), baseline, max(1, repeat // 2))
+    baseline_rate, baseline_found = _rate(len(baseline_items), baseline, baseline_repeat, advance)
     matched = found if isinstance(found, list) else []
     agree = matched[: len(baseline_items)] == baseline_found
     return {
@@ -267,10 +295,17 @@ def baseline_parse(data: bytes, source: str, url: str, now: datetime) -> tuple[I
 
 
 def run_parse_bench(
-    documents: int, entries: int, *, repeat: int = 5, seed: int = 1
+    documents: int, entries: int, *, repeat: int = 5, seed: int = 1, progress: Progress = SILENT
 ) -> dict[str, Any]:
     """Entries per second of ``parse_feed`` and of the feedparser-defaults baseline, medians of
     ``repeat`` runs taken alternately (so drift in the machine hits both alike)."""
+    with progress.task("parse runs", total=max(1, repeat)) as advance:
+        return _run_parse_bench(documents, entries, repeat, seed, advance)
+
+
+def _run_parse_bench(
+    documents: int, entries: int, repeat: int, seed: int, advance: Advance
+) -> dict[str, Any]:
     workload = parse_workload(documents, entries, seed)
     ours_s: list[float] = []
     baseline_s: list[float] = []
@@ -291,6 +326,7 @@ def run_parse_bench(
             for item in baseline_parse(data, PARSE_SOURCE, url, PARSE_NOW)
         ]
         baseline_s.append(time.perf_counter() - started)
+        advance(1)
     rate = len(ours) / statistics.median(ours_s)
     baseline_rate = len(theirs) / statistics.median(baseline_s)
     return {
@@ -373,10 +409,12 @@ class Cycle:
     errors: tuple[str, ...]
 
 
-async def poll_cycle(poller: Poller, in_flight: int | None = None) -> Cycle:
+async def poll_cycle(
+    poller: Poller, in_flight: int | None = None, advance: Advance | None = None
+) -> Cycle:
     """Every source polled once, now, concurrently, as ``Poller.poll_all`` does, or at most
     ``in_flight`` polls at a time; only a summary of each result is kept (holding every parsed
-    item would inflate the memory measured)."""
+    item would inflate the memory measured). ``advance(1)`` after each poll."""
     bound = asyncio.Semaphore(in_flight) if in_flight else None
 
     async def one(scheduled: Scheduled) -> tuple[str, bool, int, str | None]:
@@ -385,6 +423,8 @@ async def poll_cycle(poller: Poller, in_flight: int | None = None) -> Cycle:
         else:
             async with bound:
                 result = await poller.poll(scheduled, force=True)
+        if advance is not None:
+            advance(1)
         if result is None:
             return "not polled", False, 0, f"{scheduled.id}: not polled"
         error = f"{scheduled.id}: {result.error}" if result.error else None
@@ -410,15 +450,24 @@ def run_sources_bench(
     seed: int = 1,
     changed_share: float = 0.05,
     in_flight: int | None = None,
+    progress: Progress = SILENT,
 ) -> dict[str, Any]:
     """A warm-up cycle (every feed 200), then one measured cycle where all but
     ``changed_share`` of the feeds answer 304; the daemon's fetch limits throughout. Every
     poll starts at once, as in ``monitor run --once``, unless ``in_flight`` bounds them."""
-    return asyncio.run(_sources_bench(feeds, entries, ports, seed, changed_share, in_flight))
+    return asyncio.run(
+        _sources_bench(feeds, entries, ports, seed, changed_share, in_flight, progress)
+    )
 
 
 async def _sources_bench(
-    feeds: int, entries: int, ports: int, seed: int, changed_share: float, in_flight: int | None
+    feeds: int,
+    entries: int,
+    ports: int,
+    seed: int,
+    changed_share: float,
+    in_flight: int | None,
+    progress: Progress,
 ) -> dict[str, Any]:
     limits = FetchLimits()  # the daemon's defaults: 2 requests per host, 100 in all
     rss_before = max_rss_mib()
@@ -444,10 +493,12 @@ async def _sources_bench(
             owner="bench",
         )
         stack.enter_context(calls.active())
-        warmup = await poll_cycle(poller, in_flight)
+        with progress.task("warm-up cycle", total=feeds) as advance:
+            warmup = await poll_cycle(poller, in_flight, advance)
         warmup_calls = calls.take()
         warmup_served = await server.next_cycle()
-        cycle = await poll_cycle(poller, in_flight)
+        with progress.task("measured cycle", total=feeds) as advance:
+            cycle = await poll_cycle(poller, in_flight, advance)
         cycle_calls = calls.take()
         served = await server.next_cycle()
         changed = len(server.changed)

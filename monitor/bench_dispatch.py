@@ -18,6 +18,7 @@ from typing import Any
 from monitor.channels.webhook import WebhookChannel
 from monitor.dispatch import GROUP, Dispatcher
 from monitor.models import Alert, Item
+from monitor.progress import SILENT, Progress
 from monitor.sources.http import FetchLimits, make_client
 from monitor.store import RedisServer, Store
 
@@ -81,7 +82,7 @@ def _alert(n: int) -> Alert:
     )
 
 
-async def _run(rate: float, seconds: float) -> dict[str, Any]:
+async def _run(rate: float, seconds: float, progress: Progress) -> dict[str, Any]:
     total = max(1, int(rate * seconds))
     receiver = _Receiver()
     port = await receiver.start()
@@ -103,11 +104,13 @@ async def _run(rate: float, seconds: float) -> dict[str, Any]:
 
         worker = asyncio.create_task(deliver())
         began = time.monotonic()
-        for n in range(total):
-            await asyncio.sleep(max(0.0, began + n / rate - time.monotonic()))
-            alert = _alert(n)
-            added[alert.id] = time.monotonic()
-            await store.outbox.add_many([{"channel": "hook", "alert": alert.to_dict()}])
+        with progress.task("alerts sent into the outbox", total=total) as advance:
+            for n in range(total):
+                await asyncio.sleep(max(0.0, began + n / rate - time.monotonic()))
+                alert = _alert(n)
+                added[alert.id] = time.monotonic()
+                await store.outbox.add_many([{"channel": "hook", "alert": alert.to_dict()}])
+                advance(1)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(channel.all_started.wait(), 30)
         stop.set()
@@ -139,9 +142,11 @@ def _percentile(values: list[float], pct: float) -> float:
     return values[index]
 
 
-def run_dispatch_bench(rate: float = 100.0, seconds: float = 10.0) -> dict[str, Any]:
+def run_dispatch_bench(
+    rate: float = 100.0, seconds: float = 10.0, progress: Progress = SILENT
+) -> dict[str, Any]:
     """Send ``rate`` alerts per second for ``seconds`` through the dispatch role; latencies."""
-    return asyncio.run(_run(rate, seconds))
+    return asyncio.run(_run(rate, seconds, progress))
 
 
 def dispatch_report(result: dict[str, Any]) -> str:

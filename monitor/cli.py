@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import wraps
@@ -32,8 +33,10 @@ from monitor.config_files import load_config
 from monitor.core.matcher import Matcher
 from monitor.core.rules import WatchConfig
 from monitor.errors import ConfigError, StoreError
+from monitor.logs import configure
 from monitor.models import Item, Match
-from monitor.redaction import RedactingFormatter, redact, register
+from monitor.progress import is_terminal, progress_for
+from monitor.redaction import redact, register
 from monitor.settings import Settings
 from monitor.sources.replay import read_items
 
@@ -89,14 +92,16 @@ def echo_redacted(text: str) -> None:
     click.echo(redact(text))
 
 
-def _logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level, handlers=[handler])
-    if level != "DEBUG":  # httpx logs every request at INFO
-        for noisy in ("httpx", "httpcore"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+def _logging(settings: Settings, level: str | None = None) -> None:
+    """Log to stderr at ``level`` (default: the setting) in the format ``--log-format`` or
+    ``MONITOR_LOG_FORMAT`` asks for."""
+    root = click.get_current_context().find_root()
+    chosen = (root.obj or {}).get("log_format") or settings.log_format
+    configure(
+        level or settings.log_level,
+        "json" if chosen == "json" else "text",
+        quiet={"apscheduler": logging.WARNING},
+    )
 
 
 rules_option = click.option(
@@ -110,8 +115,17 @@ rules_option = click.option(
 
 @click.group()
 @click.version_option(__version__, prog_name="newsmonitor")
-def main() -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Log lines on stderr as key=value text or JSON objects  [default: MONITOR_LOG_FORMAT, "
+    "else text]",
+)
+@click.pass_context
+def main(ctx: click.Context, log_format: str | None) -> None:
     """newsmonitor: alerts once per story from news feeds and wire services."""
+    ctx.obj = {"log_format": log_format}
 
 
 @main.command()
@@ -128,7 +142,7 @@ def main() -> None:
 def run(roles: tuple[str, ...], once: bool, rules_dir: Path | None) -> None:
     """The daemon: poll sources, process items, deliver alerts, until SIGINT/SIGTERM."""
     settings = _settings()
-    _logging(settings.log_level)
+    _logging(settings)
     directory = rules_dir or settings.rules_dir
     config = _config(directory)
     app = App(settings, config, roles or ROLES, rules_dir=None if once else directory)
@@ -151,10 +165,11 @@ def replay_command(
 ) -> None:
     """Push files through the full pipeline and print the alerts."""
     settings = _settings()
-    _logging("WARNING" if settings.log_level == "INFO" else settings.log_level)
+    _logging(settings, "WARNING" if settings.log_level == "INFO" else settings.log_level)
     config = _config(rules_dir or settings.rules_dir)
     sink = ConsoleChannel("stdout", json_lines=json_lines)
-    asyncio.run(replay(settings, config, paths, sink, state=state))
+    progress = progress_for(prefix="replay: ")
+    asyncio.run(replay(settings, config, paths, sink, state=state, progress=progress))
 
 
 @main.command()
@@ -181,6 +196,34 @@ def stories(limit: int, as_json: bool) -> None:
         for member in story["members"]:
             mark = f"  = duplicate of {member['duplicate_of']}" if member["duplicate_of"] else ""
             click.echo(f"    {member['source']}: {member['title']}{mark}")
+
+
+@main.command()
+@rules_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
+@_fails_cleanly
+def status(rules_dir: Path | None, as_json: bool) -> None:
+    """Sources and their health, rules loaded, alerts in the last hour and day by rule, queues.
+
+    Tables on a terminal, plain lines otherwise. Exit 1 when Redis cannot be reached or the
+    rules are invalid.
+    """
+    from monitor.status import gather_status, plain_lines, tables
+
+    settings = _settings()
+    _logging(settings, "WARNING" if settings.log_level == "INFO" else settings.log_level)
+    found = asyncio.run(gather_status(settings, rules_dir or settings.rules_dir, time.time()))
+    if as_json:
+        click.echo(json.dumps(found, ensure_ascii=False))
+    elif is_terminal(sys.stdout):
+        from rich.console import Console
+
+        Console(file=sys.stdout).print(tables(found))
+    else:
+        for line in plain_lines(found):
+            click.echo(line)
+    if found["rules"]["problems"]:
+        sys.exit(1)
 
 
 @main.group()
@@ -232,7 +275,7 @@ def sources_check(rules_dir: Path | None, as_json: bool) -> None:
     """Fetch each source once now: status, entries parsed, bytes, time, error. Exit 1 if any
     source failed."""
     settings = _settings()
-    _logging(settings.log_level)
+    _logging(settings)
     config = _config(rules_dir or settings.rules_dir)
     found = asyncio.run(check_sources(settings, config))
     for row in found:
@@ -256,7 +299,7 @@ def sources_check(rules_dir: Path | None, as_json: bool) -> None:
 def sources_list(rules_dir: Path | None, as_json: bool) -> None:
     """Health the poll role keeps in Redis: last success, last error, failures, rate, next due."""
     settings = _settings()
-    _logging(settings.log_level)
+    _logging(settings)
     config = _config(rules_dir or settings.rules_dir)
     found = asyncio.run(source_health(settings, config))
     if as_json:
@@ -466,19 +509,27 @@ def bench(
         raise click.UsageError(
             "--parse, --sources, --dispatch and --dedup are separate benches: pick one"
         )
+    progress = progress_for(prefix="bench: ")
     if dispatch_mode:
         from monitor.bench_dispatch import dispatch_report, run_dispatch_bench
 
-        result = run_dispatch_bench(rate, seconds)
+        result = run_dispatch_bench(rate, seconds, progress)
         click.echo(json.dumps(result) if as_json else dispatch_report(result))
         return
     if parse_mode:
-        result = run_parse_bench(documents, entries or 100, repeat=repeat, seed=seed)
+        result = run_parse_bench(
+            documents, entries or 100, repeat=repeat, seed=seed, progress=progress
+        )
         click.echo(json.dumps(result) if as_json else parse_report(result))
         return
     if sources_mode:
         result = run_sources_bench(
-            feeds, entries=entries or 25, ports=ports, seed=seed, in_flight=in_flight
+            feeds,
+            entries=entries or 25,
+            ports=ports,
+            seed=seed,
+            in_flight=in_flight,
+            progress=progress,
         )
         click.echo(json.dumps(result) if as_json else sources_report(result))
         return
@@ -503,7 +554,9 @@ def bench(
         return
 
     counts = [int(part) for part in rule_counts.split(",") if part.strip()]
-    results = [run_bench(n, item_count, repeat=repeat, seed=seed) for n in counts]
+    results = [
+        run_bench(n, item_count, repeat=repeat, seed=seed, progress=progress) for n in counts
+    ]
     if as_json:
         for result in results:
             click.echo(json.dumps(result))

@@ -1,16 +1,18 @@
 """The process role: items → seen? → duplicate? story? → match → claim (rule, story) → outbox.
 
 Each batch costs a constant number of Redis round trips: one pipeline for the seen checks, one
-for the claims, one for the outbox, one acknowledgement. An item is acknowledged only after its
-alerts are in the outbox. Seen and claim keys hold the id of the stream entry that set them, so
-an entry redelivered after a crash (XAUTOCLAIM) finishes its own work instead of being taken
-for a duplicate of itself.
+for the claims, one for the outbox (which also counts the alerts per rule for ``monitor
+status``), one acknowledgement. An item is acknowledged only after its alerts are in the
+outbox. Seen and claim keys hold the id of the stream entry that set them, so an entry
+redelivered after a crash (XAUTOCLAIM) finishes its own work instead of being taken for a
+duplicate of itself.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,9 +22,10 @@ from monitor.core.alerts import build_alert
 from monitor.core.dedup import canonical_url
 from monitor.core.matcher import Matcher
 from monitor.core.rules import Rule, WatchConfig
+from monitor.logs import context
 from monitor.metrics import Metrics
 from monitor.models import Alert, Item, RuleMatch
-from monitor.store import Store
+from monitor.store import Store, alert_count_field
 from monitor.stories import Placement, StoryKeeper
 
 logger = logging.getLogger(__name__)
@@ -78,8 +81,10 @@ class Processor:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         reclaim_idle_ms: int = 60_000,
         metrics: Metrics | None = None,
+        count_alerts: bool = True,
     ) -> None:
-        """``channels`` overrides every rule's routing (``monitor replay`` prints everything)."""
+        """``channels`` overrides every rule's routing (``monitor replay`` prints everything).
+        ``count_alerts``: add each alert to the per-rule counts ``monitor status`` shows."""
         self.store = store
         self.metrics = metrics or Metrics()
         self.runtime = runtime
@@ -87,6 +92,7 @@ class Processor:
         self.channels = tuple(channels) if channels is not None else None
         self.clock = clock
         self.reclaim_idle_ms = reclaim_idle_ms
+        self.count_alerts = count_alerts
 
     async def start(self) -> None:
         await self.store.items.ensure_group(GROUP)
@@ -108,7 +114,9 @@ class Processor:
             try:
                 items.append((entry_id, Item.from_dict(payload["item"])))
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                logger.error("dropping malformed item entry %s: %r", entry_id, exc)
+                logger.error(
+                    "dropping malformed item entry: %r", exc, extra=context(entry=entry_id)
+                )
         new = await self._unseen(items)
         now = self.clock()
         placements = await self.stories.place([item for _, item in new], now.timestamp())
@@ -116,7 +124,9 @@ class Processor:
         for (entry_id, item), placed in zip(new, placements, strict=True):
             if placed.duplicate_of is not None:
                 logger.info(
-                    "duplicate %s of %s story=%s", item.id, placed.duplicate_of, placed.story
+                    "duplicate of %s",
+                    placed.duplicate_of,
+                    extra=context(source=item.source, item=item.id, story=placed.story),
                 )
                 continue
             started = time.perf_counter()
@@ -143,12 +153,15 @@ class Processor:
             )
             for (_, item, rule, result, placed), won in zip(found, first, strict=True)
         ]
-        await self.store.outbox.add_many(
+        counts = Counter(alert_count_field(a.rule, a.followup) for a in alerts)
+        await self.store.add_alerts(
             [
                 {"channel": channel, "alert": alert.to_dict()}
                 for alert in alerts
                 for channel in (self.channels or alert.channels)
-            ]
+            ],
+            counts if self.count_alerts else {},
+            now.timestamp(),
         )
         await self.store.items.ack(GROUP, [entry_id for entry_id, _ in entries])
         self.metrics.processed(
@@ -159,12 +172,16 @@ class Processor:
         )
         for alert in alerts:
             logger.info(
-                "%s %s rule=%s story=%s item=%s",
+                "%s: %s",
                 "follow-up" if alert.followup else "alert",
-                alert.id,
-                alert.rule,
-                alert.story,
-                alert.item.id,
+                alert.item.title,
+                extra=context(
+                    source=alert.item.source,
+                    rule=alert.rule,
+                    story=alert.story,
+                    alert=alert.id,
+                    item=alert.item.id,
+                ),
             )
         return Processed(alerts, list(zip((item for _, item in new), placements, strict=True)))
 
@@ -186,5 +203,5 @@ class Processor:
             if all([next(fresh) for _ in mine]):
                 new.append(entry)
             else:
-                logger.debug("seen before: %s (%s)", entry[1].id, entry[1].source)
+                logger.debug("seen before", extra=context(source=entry[1].source, item=entry[1].id))
         return new

@@ -24,6 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor.core.polling import FeedHealth, PollOutcome, PollSpec, next_interval
 from monitor.errors import MonitorError
+from monitor.logs import context
 from monitor.metrics import Metrics
 from monitor.pipeline import item_payload, seen_keys
 from monitor.sources.base import FetchResult, Source
@@ -81,7 +82,7 @@ class Poller:
             async with self._slots:
                 return await self._poll(scheduled, force=force)
         except MonitorError as exc:
-            logger.error("source %s: poll failed: %s", scheduled.id, exc)
+            logger.error("poll failed: %s", exc, extra=context(source=scheduled.id))
             self.metrics.poll_failed(scheduled.id)
             return None
         finally:
@@ -97,7 +98,7 @@ class Poller:
             self._reschedule(source.id, due)  # another daemon polled it: come back when due
             return None
         if not await self.store.acquire_lease(source.id, self.owner, LEASE_MS):
-            logger.debug("source %s: another process is polling it", source.id)
+            logger.debug("another process is polling it", extra=context(source=source.id))
             return None
         renew = asyncio.create_task(self._keep_lease(source.id))
         try:
@@ -159,28 +160,30 @@ class Poller:
         state: dict[str, str],
         new: int,
     ) -> None:
+        fields = context(source=source)
         for problem in result.problems:
-            logger.warning("source %s: skipped %s", source, problem)
+            logger.warning("skipped %s", problem, extra=fields)
         if result.error is not None:
             logger.error(
-                "source %s: %s (%d in a row)", source, result.error, after.consecutive_failures
+                "poll failed: %s (%d in a row)",
+                result.error,
+                after.consecutive_failures,
+                extra=fields,
             )
             return
         if result.bozo and result.bozo != before.bozo:
-            logger.warning("source %s: malformed but readable: %s", source, result.bozo)
+            logger.warning("malformed but readable: %s", result.bozo, extra=fields)
         moved = result.state.get("url")
         if moved and moved != state.get("url"):
-            logger.warning("source %s: permanently moved to %s", source, moved)
+            logger.warning("permanently moved to %s", moved, extra=fields)
         if before.consecutive_failures:
-            logger.info(
-                "source %s: works again after %d failures", source, before.consecutive_failures
-            )
+            logger.info("works again after %d failures", before.consecutive_failures, extra=fields)
         logger.info(
-            "source %s: %s, %d entries, %d new",
-            source,
+            "polled: %s, %d entries, %d new",
             "not modified" if result.not_modified else f"status {result.status or 'ok'}",
             len(result.items),
             new,
+            extra=fields,
         )
 
     async def poll_all(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -279,3 +280,88 @@ async def test_replay_with_state_leaves_the_daemons_queues_alone(tmp_path: Path)
         assert await store.dead.length() == 0
         leftovers = [k async for k in client.scan_iter(match="monitor:replay-*")]
         assert leftovers == []  # the private streams are gone
+
+
+def test_replay_prints_no_progress_bar_when_not_a_terminal(env: dict[str, str]) -> None:
+    """stdout holds the alerts and nothing else; stderr a plain line per stage, no bar."""
+    result = invoke(["replay", str(SEEDS), "--json"], env)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines and all(json.loads(line)["rule"] for line in lines)
+    assert result.stderr.splitlines() == ["replay: reading: 1/1", "replay: processing: 5/5"]
+    assert "\x1b" not in result.output and "━" not in result.output
+
+
+def test_bench_prints_no_progress_bar_when_not_a_terminal(env: dict[str, str]) -> None:
+    result = invoke(["bench", "--rules", "30,40", "--items", "4", "--repeat", "2", "--json"], env)
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["rules"] for line in result.stdout.splitlines()] == [30, 40]
+    # per rule count: workload, automaton, 4 stages x 2 runs, the baseline once
+    assert result.stderr.splitlines() == ["bench: 30 rules: 11/11", "bench: 40 rules: 11/11"]
+
+
+def test_replay_draws_a_bar_on_a_terminal_and_keeps_stdout_as_it_is(tmp_path: Path) -> None:
+    """A real terminal on stderr (a pty): the bar is drawn there; stdout, a pipe, holds the
+    same alerts as without a terminal."""
+    pty = pytest.importorskip("pty", reason="pseudo-terminals need a POSIX system")
+    env = {
+        **os.environ,
+        "MONITOR_DATA_DIR": str(tmp_path / "data"),
+        "MONITOR_RULES_DIR": str(RULES),
+        "TERM": "xterm",
+    }
+    env.pop("MONITOR_REDIS_URL", None)
+    command = [sys.executable, "-m", "monitor", "replay", str(SEEDS), "--json"]
+    plain = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, timeout=120)
+    assert plain.returncode == 0
+    assert b"\x1b" not in plain.stderr
+
+    leader, follower = pty.openpty()
+    drawn, stdout = b"", b""
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=follower)
+    os.close(follower)
+    try:
+        assert proc.stdout is not None
+        out = proc.stdout.fileno()
+        open_fds = {leader, out}
+        deadline = time.monotonic() + 120
+        # Read both as they come (either may fill up and block the child) until stdout ends.
+        while out in open_fds and time.monotonic() < deadline:
+            ready, _, _ = select.select(list(open_fds), [], [], 1.0)
+            for fd in ready:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:  # the terminal's other end is closed
+                    chunk = b""
+                if not chunk:
+                    open_fds.discard(fd)
+                elif fd == out:
+                    stdout += chunk
+                else:
+                    drawn += chunk
+        proc.stdout.close()
+        assert proc.wait(timeout=120) == 0
+        while leader in open_fds and select.select([leader], [], [], 1.0)[0]:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(leader)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert b"\x1b[" in drawn and b"replay: processing" in drawn and b"5/5" in drawn
+
+    def comparable(output: bytes) -> list[dict[str, Any]]:
+        return [
+            {k: v for k, v in json.loads(line).items() if k != "created"}
+            for line in output.decode().splitlines()
+        ]
+
+    assert comparable(stdout) == comparable(plain.stdout) != []

@@ -1,0 +1,417 @@
+"""``monitor status``: what the daemons sharing one Redis are doing, as an operator asks it.
+
+Sources with their health, the rules loaded, alerts in the last hour and day by rule, and the
+queues (items, outbox, delayed retries, dead letters). Everything in Redis is read in one
+round trip (``read_snapshot``); ``summarize`` turns that snapshot into the status object
+(``--json`` prints it), and ``plain_lines`` and ``tables`` render it. Those three are pure:
+``now`` is an argument and nothing is read but what they are given.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from monitor.app import poll_spec
+from monitor.config_files import load_config
+from monitor.core.polling import FeedHealth
+from monitor.core.rules import FeedSourceSpec, ReplaySourceSpec, WatchConfig, WireSourceSpec
+from monitor.dispatch import GROUP as DISPATCH_GROUP
+from monitor.errors import ConfigError
+from monitor.pipeline import GROUP as PROCESS_GROUP
+from monitor.redaction import redact, register
+from monitor.scheduler import due_time
+from monitor.settings import Settings
+from monitor.store import ALERT_BUCKET_S, RedisServer, Store, alert_bucket
+
+__all__ = [
+    "WINDOWS",
+    "Snapshot",
+    "gather_status",
+    "plain_lines",
+    "read_snapshot",
+    "summarize",
+    "tables",
+]
+
+SourceSpec = ReplaySourceSpec | FeedSourceSpec | WireSourceSpec
+HOUR_S = 3600
+DAY_S = 86400
+WINDOWS = {"last_hour": HOUR_S, "last_day": DAY_S}
+"""Alert counts are summed over the buckets of these windows (the current bucket included)."""
+
+
+@dataclass(frozen=True)
+class Queue:
+    """A stream and its consumer group as Redis reports them."""
+
+    length: int = 0
+    pending: int = 0
+    lag: int | None = None  # entries no consumer has read yet; Redis 7 says, 6.2 does not
+    consumers: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "length": self.length,
+            "pending": self.pending,
+            "lag": self.lag,
+            "consumers": self.consumers,
+        }
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What ``read_snapshot`` found in Redis at ``now`` (epoch seconds)."""
+
+    now: float
+    health: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    buckets: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
+    items: Queue = Queue()
+    outbox: Queue = Queue()
+    delayed: int = 0
+    dead: int = 0
+
+
+async def read_snapshot(store: Store, sources: Sequence[str], now: float) -> Snapshot:
+    """Queues, each source's health and a day of alert counts, in one round trip."""
+    keys = store.keys
+    newest = alert_bucket(now)
+    buckets = [newest - n for n in range(math.ceil(DAY_S / ALERT_BUCKET_S))]
+    async with store.pipeline() as pipe:
+        for stream in (keys.items_stream, keys.outbox_stream):
+            pipe.xlen(stream)
+            pipe.xinfo_groups(stream)
+        pipe.zcard(keys.delayed)
+        pipe.xlen(keys.dead_stream)
+        for source in sources:
+            pipe.hgetall(keys.health(source))
+        for bucket in buckets:
+            pipe.hgetall(keys.alert_counts(bucket))
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+    items_length, items_groups, outbox_length, outbox_groups, delayed, dead = replies[:6]
+    health = replies[6 : 6 + len(sources)]
+    counts = replies[6 + len(sources) :]
+    return Snapshot(
+        now=now,
+        health={s: _strings(h) for s, h in zip(sources, health, strict=True)},
+        buckets={b: _strings(c) for b, c in zip(buckets, counts, strict=True) if c},
+        items=_queue(items_length, items_groups, PROCESS_GROUP),
+        outbox=_queue(outbox_length, outbox_groups, DISPATCH_GROUP),
+        delayed=_int(delayed),
+        dead=_int(dead),
+    )
+
+
+def _strings(reply: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in reply.items()} if isinstance(reply, dict) else {}
+
+
+def _int(reply: Any) -> int:
+    """A count from a reply; 0 for an error reply (a key or group that does not exist yet)."""
+    try:
+        return int(reply)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _queue(length: Any, groups: Any, group: str) -> Queue:
+    """The stream's length and its ``group`` from ``XINFO GROUPS`` (an error when no stream)."""
+    info = (
+        next(
+            (g for g in groups if isinstance(g, dict) and g.get("name") == group),
+            None,
+        )
+        if isinstance(groups, list)
+        else None
+    )
+    if info is None:  # no consumer started yet: everything in the stream waits
+        return Queue(length=_int(length), lag=_int(length))
+    lag = info.get("lag")
+    return Queue(
+        length=_int(length),
+        pending=_int(info.get("pending")),
+        lag=None if lag is None else _int(lag),
+        consumers=_int(info.get("consumers")),
+    )
+
+
+# --------------------------------------------------------------------------- pure: summary
+
+
+def summarize(
+    snapshot: Snapshot,
+    config: WatchConfig | None,
+    *,
+    rules_dir: str,
+    problems: Sequence[str] = (),
+    redis: str = "",
+) -> dict[str, Any]:
+    """The status object: what ``monitor status --json`` prints (secrets masked)."""
+    now = datetime.fromtimestamp(snapshot.now, UTC)
+    rules = sorted(rule.id for rule in config.rules) if config is not None else []
+    return {
+        "at": _iso(now),
+        "redis": redact(redis),
+        "rules": {"dir": rules_dir, "count": len(rules), "ids": rules, "problems": list(problems)},
+        "sources": [
+            source_row(spec, snapshot.health.get(spec.id, {}), now)
+            for spec in (config.sources if config is not None else ())
+        ],
+        "alerts": alert_rows(snapshot.buckets, rules, snapshot.now),
+        "queues": {
+            "items": snapshot.items.to_dict(),
+            "outbox": snapshot.outbox.to_dict(),
+            "delayed": snapshot.delayed,
+            "dead": snapshot.dead,
+        },
+    }
+
+
+def source_row(spec: SourceSpec, stored: Mapping[str, str], now: datetime) -> dict[str, Any]:
+    """One source: where it reads, its health verdict, and the facts behind it."""
+    health = FeedHealth.from_mapping(stored)
+    bounds = poll_spec(spec)
+    due = due_time(health, bounds)
+    overdue = bool(due and due < now - timedelta(seconds=bounds.max))
+    if not spec.enabled:
+        verdict = "disabled"
+    elif health.last_poll is None:
+        verdict = "never polled"
+    elif health.consecutive_failures:
+        verdict = "failing"
+    elif overdue:
+        verdict = "overdue"
+    else:
+        verdict = "ok"
+    return {
+        "id": spec.id,
+        "type": spec.type,
+        "where": redact(str(getattr(spec, "url", None) or getattr(spec, "path", ""))),
+        "enabled": spec.enabled,
+        "health": verdict,
+        "last_poll": _iso(health.last_poll),
+        "last_success": _iso(health.last_success),
+        "error": redact(health.error) if health.consecutive_failures and health.error else None,
+        "consecutive_failures": health.consecutive_failures,
+        "last_new_item": _iso(health.last_new_item),
+        "items_per_day": round(health.items_per_day, 1),
+        "next_due": _iso(due),
+        "overdue": overdue,
+    }
+
+
+def alert_rows(
+    buckets: Mapping[int, Mapping[str, str]], rules: Sequence[str], now: float
+) -> dict[str, Any]:
+    """Alerts and follow-ups per rule over each window, configured rules first even at zero;
+    rules no longer configured still show while their counts last."""
+    newest = alert_bucket(now)
+    totals: dict[str, dict[str, int]] = {rule: {} for rule in rules}
+    for window, seconds in WINDOWS.items():
+        oldest = newest - math.ceil(seconds / ALERT_BUCKET_S) + 1
+        for bucket, counts in buckets.items():
+            if not oldest <= bucket <= newest:
+                continue
+            for name, value in counts.items():
+                kind, _, rule = name.partition(":")
+                if kind not in ("alert", "followup") or not rule:
+                    continue
+                column = window if kind == "alert" else f"followups_{window}"
+                row = totals.setdefault(rule, {})
+                row[column] = row.get(column, 0) + _int(value)
+    columns = [*WINDOWS, *(f"followups_{window}" for window in WINDOWS)]
+    configured = set(rules)
+    rows: list[dict[str, Any]] = [
+        {
+            "rule": rule,
+            **{column: counts.get(column, 0) for column in columns},
+            "configured": rule in configured,
+        }
+        for rule, counts in totals.items()
+    ]
+    rows.sort(key=lambda r: (not r["configured"], -r["last_day"], -r["last_hour"], r["rule"]))
+    return {
+        "bucket_s": ALERT_BUCKET_S,
+        **{column: sum(row[column] for row in rows) for column in columns},
+        "rules": rows,
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat(timespec="seconds") if moment else None
+
+
+# --------------------------------------------------------------------------- pure: rendering
+
+
+def _when(value: str | None) -> str:
+    return value.replace("T", " ").removesuffix("+00:00") if value else "-"
+
+
+def _source_state(row: Mapping[str, Any]) -> str:
+    if row["health"] == "failing":
+        return f"FAILING x{row['consecutive_failures']}: {row['error']}"
+    if row["health"] == "ok":
+        return f"ok at {_when(row['last_success'])}"
+    if row["health"] == "overdue":
+        return f"OVERDUE since {_when(row['next_due'])}"
+    return str(row["health"])
+
+
+def plain_lines(status: Mapping[str, Any]) -> list[str]:
+    """The status as plain lines, for a pipe or a log (no colours, no tables)."""
+    rules = status["rules"]
+    lines = [f"newsmonitor status at {_when(status['at'])} UTC, redis {status['redis']}"]
+    if rules["problems"]:
+        lines.append(f"rules in {rules['dir']}: INVALID, {len(rules['problems'])} problems")
+        lines.extend(f"  {problem}" for problem in rules["problems"])
+    else:
+        lines.append(f"rules in {rules['dir']}: {rules['count']} loaded: {', '.join(rules['ids'])}")
+    lines.append(f"sources: {len(status['sources'])}")
+    for row in status["sources"]:
+        lines.append(
+            f"  {row['id']} ({row['type']}, {row['where']}): {_source_state(row)}; "
+            f"last new item {_when(row['last_new_item'])}; {row['items_per_day']} items/day; "
+            f"next due {_when(row['next_due']) if row['next_due'] else 'now'}"
+        )
+    alerts = status["alerts"]
+    lines.append(
+        f"alerts: {alerts['last_hour']} in the last hour, {alerts['last_day']} in the last day "
+        f"(follow-ups: {alerts['followups_last_hour']}, {alerts['followups_last_day']})"
+    )
+    for row in alerts["rules"]:
+        gone = "" if row["configured"] else " (no longer configured)"
+        lines.append(
+            f"  {row['rule']}{gone}: {row['last_hour']} / {row['last_day']}, "
+            f"follow-ups {row['followups_last_hour']} / {row['followups_last_day']}"
+        )
+    queues = status["queues"]
+    lines.append(
+        f"queues: items {_queue_text(queues['items'])}; outbox {_queue_text(queues['outbox'])}; "
+        f"delayed retries {queues['delayed']}; dead letters {queues['dead']}"
+    )
+    return lines
+
+
+def _queue_text(queue: Mapping[str, Any]) -> str:
+    unread = "" if queue["lag"] is None else f", {queue['lag']} unread"
+    return f"{queue['length']} entries, {queue['pending']} pending{unread}"
+
+
+_HEALTH_STYLE = {
+    "ok": "green",
+    "failing": "bold red",
+    "overdue": "yellow",
+    "never polled": "dim",
+    "disabled": "dim",
+}
+
+
+def tables(status: Mapping[str, Any]) -> RenderableType:
+    """The status as rich tables, for a terminal."""
+    rules = status["rules"]
+    head = Text.assemble(
+        ("newsmonitor status", "bold"), f" at {_when(status['at'])} UTC, redis {status['redis']}"
+    )
+    if rules["problems"]:
+        rules_line = Text(
+            f"rules in {rules['dir']}: INVALID\n"
+            + "\n".join(f"  {problem}" for problem in rules["problems"]),
+            style="red",
+        )
+    else:
+        rules_line = Text(f"rules in {rules['dir']}: {rules['count']} loaded")
+
+    sources = Table(title="Sources", title_justify="left", expand=False)
+    for column in ("source", "type", "health", "last success", "last new item", "items/day"):
+        sources.add_column(column, justify="right" if column == "items/day" else "left")
+    sources.add_column("next due")
+    for row in status["sources"]:
+        verdict = _source_state(row) if row["health"] == "failing" else row["health"]
+        sources.add_row(
+            row["id"],
+            row["type"],
+            Text(verdict, style=_HEALTH_STYLE.get(row["health"], "")),
+            _when(row["last_success"]),
+            _when(row["last_new_item"]),
+            f"{row['items_per_day']}",
+            _when(row["next_due"]) if row["next_due"] else "now",
+        )
+
+    alerts = status["alerts"]
+    by_rule = Table(title="Alerts by rule (follow-ups)", title_justify="left")
+    by_rule.add_column("rule")
+    by_rule.add_column("last hour", justify="right")
+    by_rule.add_column("last day", justify="right")
+    for row in alerts["rules"]:
+        by_rule.add_row(
+            Text(row["rule"], style="" if row["configured"] else "dim"),
+            f"{row['last_hour']} ({row['followups_last_hour']})",
+            f"{row['last_day']} ({row['followups_last_day']})",
+        )
+    by_rule.add_section()
+    by_rule.add_row(
+        Text("all", style="bold"),
+        f"{alerts['last_hour']} ({alerts['followups_last_hour']})",
+        f"{alerts['last_day']} ({alerts['followups_last_day']})",
+    )
+
+    queues = status["queues"]
+    queue_table = Table(title="Queues", title_justify="left")
+    for column in ("queue", "entries", "pending", "unread", "consumers"):
+        queue_table.add_column(column, justify="left" if column == "queue" else "right")
+    for name in ("items", "outbox"):
+        queue = queues[name]
+        queue_table.add_row(
+            name,
+            str(queue["length"]),
+            str(queue["pending"]),
+            "-" if queue["lag"] is None else str(queue["lag"]),
+            str(queue["consumers"]),
+        )
+    queue_table.add_row("delayed retries", str(queues["delayed"]), "", "", "")
+    dead_style = "bold red" if queues["dead"] else ""
+    queue_table.add_row(Text("dead letters", style=dead_style), str(queues["dead"]), "", "", "")
+    return Group(head, rules_line, sources, by_rule, queue_table)
+
+
+# --------------------------------------------------------------------------- I/O
+
+
+def load_rules(rules_dir: Path) -> tuple[WatchConfig | None, list[str]]:
+    """The watch configuration, or None and its problems (``path:line:col: message``)."""
+    try:
+        config = load_config(rules_dir)
+    except ConfigError as exc:
+        return None, [redact(str(problem)) for problem in exc.problems]
+    register(config.secrets)
+    return config, []
+
+
+def redis_location(settings: Settings) -> str:
+    """Where the store is, for people: the URL (password masked) or the embedded database."""
+    shown = repr(RedisServer.from_settings(settings))
+    return shown.removeprefix("RedisServer(").removesuffix(")")
+
+
+async def gather_status(settings: Settings, rules_dir: Path, now: float) -> dict[str, Any]:
+    """Load the rules, read Redis once, and summarize; ``StoreError`` when Redis is away."""
+    config, problems = load_rules(rules_dir)
+    sources = [spec.id for spec in config.sources] if config is not None else []
+    async with RedisServer.from_settings(settings) as client:
+        snapshot = await read_snapshot(Store(client, settings), sources, now)
+    return summarize(
+        snapshot,
+        config,
+        rules_dir=str(rules_dir),
+        problems=problems,
+        redis=redis_location(settings),
+    )
