@@ -15,6 +15,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from monitor.frequencies import background_for
 from monitor.logs import context
 from monitor.metrics import Metrics
 from monitor.models import Alert
+from monitor.operator import Operator
 from monitor.pipeline import Processor, Runtime, item_payload
 from monitor.probes import ping, read_gauges
 from monitor.progress import SILENT, Progress
@@ -402,8 +404,14 @@ class App:
     async def run(self, *, once: bool = False) -> None:
         async with RedisServer.from_settings(self.settings) as client:
             store = self.store = Store(client, self.settings)
+            operator = Operator(
+                store,
+                lambda: self.runtime.config,
+                source_failing_after=self.settings.source_failing_after,
+                channel_failing_after=self.settings.channel_failing_after,
+            )
             poller = self.poller = Poller(
-                store, self.sources, owner=self.consumer, metrics=self.metrics
+                store, self.sources, owner=self.consumer, metrics=self.metrics, operator=operator
             )
             idle_ms = int(self.settings.reclaim_idle_s * 1000)
             processor = Processor(
@@ -414,7 +422,12 @@ class App:
                 metrics=self.metrics,
             )
             dispatcher = Dispatcher(
-                store, self.channels, reclaim_idle_ms=idle_ms, metrics=self.metrics
+                store,
+                self.channels,
+                reclaim_idle_ms=idle_ms,
+                metrics=self.metrics,
+                config=lambda: self.runtime.config,
+                operator=operator,
             )
             if "process" in self.roles:
                 await processor.start()
@@ -546,7 +559,7 @@ class App:
     async def health(self) -> Health:
         """Redis answers a PING, every role loop woke recently, the poll scheduler runs."""
         loops = [role for role in ("process", "dispatch") if role in self.roles]
-        return assess(
+        health = assess(
             now=asyncio.get_running_loop().time(),
             redis_error=await ping(self.store),
             beats={role: self.beats.get(role) for role in loops},
@@ -554,6 +567,21 @@ class App:
             scheduler_running=(
                 self.poller is not None and self.poller.running if "poll" in self.roles else None
             ),
+        )
+        return replace(health, warnings=await self._problems())
+
+    async def _problems(self) -> tuple[str, ...]:
+        """The operator alerts that are out, as ``source wire-x failing since …``."""
+        if self.store is None:
+            return ()
+        try:
+            problems = await asyncio.wait_for(self.store.problems(), timeout=1.0)
+        except (StoreError, TimeoutError):
+            return ()  # Redis trouble is a reason of its own already
+        return tuple(
+            f"{name.replace(':', ' ', 1)} failing since "
+            f"{datetime.fromtimestamp(at, UTC).isoformat(timespec='seconds')}"
+            for name, at in problems.items()
         )
 
     async def refresh_metrics(self) -> None:

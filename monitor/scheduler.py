@@ -26,6 +26,7 @@ from monitor.core.polling import FeedHealth, PollOutcome, PollSpec, next_interva
 from monitor.errors import MonitorError
 from monitor.logs import context
 from monitor.metrics import Metrics
+from monitor.operator import Operator
 from monitor.pipeline import item_payload, seen_keys
 from monitor.sources.base import FetchResult, Source
 from monitor.store import Store
@@ -62,9 +63,12 @@ class Poller:
         *,
         owner: str,
         metrics: Metrics | None = None,
+        operator: Operator | None = None,
     ) -> None:
-        """``owner`` names this process in leases (unique per process)."""
+        """``owner`` names this process in leases (unique per process); ``operator`` hears of
+        every poll's outcome (operator alerts for sources that keep failing)."""
         self.store = store
+        self.operator = operator
         self.metrics = metrics or Metrics()
         self.sources = tuple(sources)
         self.owner = owner
@@ -121,6 +125,8 @@ class Poller:
             updated = health.update(outcome)
             self._report(source.id, result, health, updated, state, new)
             await self.store.set_health(source.id, updated.to_mapping())
+            if self.operator is not None:
+                await self.operator.source_polled(source.id, health, updated)
             if result.state:
                 await self.store.set_state(
                     source.id, {k: (v or None) for k, v in result.state.items()}
