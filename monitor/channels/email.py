@@ -199,17 +199,24 @@ def html_body(alert: Alert) -> str:
     return "\n".join(parts) + "\n"
 
 
+def _envelope(
+    sender: str, to: Sequence[str], title: str, ident: str, date: datetime | None
+) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = ", ".join(to)
+    message["Subject"] = title
+    message["Date"] = format_datetime(date or datetime.now(UTC))
+    message["Message-ID"] = ident
+    return message
+
+
 def build_message(
     alert: Alert, *, sender: str, to: Sequence[str], date: datetime | None = None
 ) -> EmailMessage:
     """The whole email for ``alert``: headers, threading, text and HTML parts. ``date`` is when
     it is sent (now by default)."""
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = ", ".join(to)
-    message["Subject"] = subject(alert)
-    message["Date"] = format_datetime(date or datetime.now(UTC))
-    message["Message-ID"] = message_id(alert)
+    message = _envelope(sender, to, subject(alert), message_id(alert), date)
     if alert.followup:
         message["In-Reply-To"] = thread_id(alert)
         message["References"] = thread_id(alert)
@@ -289,12 +296,7 @@ def build_digest(
     digest: Digest, *, sender: str, to: Sequence[str], date: datetime | None = None
 ) -> EmailMessage:
     """The whole email for ``digest``, with a Message-ID of its own."""
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = ", ".join(to)
-    message["Subject"] = digest_subject(digest)
-    message["Date"] = format_datetime(date or datetime.now(UTC))
-    message["Message-ID"] = digest_message_id(digest)
+    message = _envelope(sender, to, digest_subject(digest), digest_message_id(digest), date)
     message["Auto-Submitted"] = "auto-generated"
     message["X-Newsmonitor-Digest"] = one_line(digest.id)
     message.set_content(digest_text(digest))
