@@ -78,6 +78,8 @@ class Snapshot:
     outbox: Queue = Queue()
     delayed: int = 0
     dead: int = 0
+    held: int = 0  # buckets of alerts held for a digest or quiet hours
+    problems: tuple[str, ...] = ()  # operator alerts that are out: "source:wire-x"
 
 
 async def read_snapshot(store: Store, sources: Sequence[str], now: float) -> Snapshot:
@@ -91,14 +93,18 @@ async def read_snapshot(store: Store, sources: Sequence[str], now: float) -> Sna
             pipe.xinfo_groups(stream)
         pipe.zcard(keys.delayed)
         pipe.xlen(keys.dead_stream)
+        pipe.zcard(keys.holds)
+        pipe.smembers(keys.problems)
         for source in sources:
             pipe.hgetall(keys.health(source))
         for bucket in buckets:
             pipe.hgetall(keys.alert_counts(bucket))
         replies: list[Any] = await pipe.execute(raise_on_error=False)
-    items_length, items_groups, outbox_length, outbox_groups, delayed, dead = replies[:6]
-    health = replies[6 : 6 + len(sources)]
-    counts = replies[6 + len(sources) :]
+    items_length, items_groups, outbox_length, outbox_groups, delayed, dead, held, problems = (
+        replies[:8]
+    )
+    health = replies[8 : 8 + len(sources)]
+    counts = replies[8 + len(sources) :]
     return Snapshot(
         now=now,
         health={s: _strings(h) for s, h in zip(sources, health, strict=True)},
@@ -107,6 +113,8 @@ async def read_snapshot(store: Store, sources: Sequence[str], now: float) -> Sna
         outbox=_queue(outbox_length, outbox_groups, DISPATCH_GROUP),
         delayed=_int(delayed),
         dead=_int(dead),
+        held=_int(held),
+        problems=tuple(sorted(str(p) for p in problems)) if isinstance(problems, set) else (),
     )
 
 
@@ -171,7 +179,9 @@ def summarize(
             "outbox": snapshot.outbox.to_dict(),
             "delayed": snapshot.delayed,
             "dead": snapshot.dead,
+            "held": snapshot.held,
         },
+        "problems": list(snapshot.problems),
     }
 
 
@@ -296,8 +306,11 @@ def plain_lines(status: Mapping[str, Any]) -> list[str]:
     queues = status["queues"]
     lines.append(
         f"queues: items {_queue_text(queues['items'])}; outbox {_queue_text(queues['outbox'])}; "
-        f"delayed retries {queues['delayed']}; dead letters {queues['dead']}"
+        f"delayed retries {queues['delayed']}; dead letters {queues['dead']}; "
+        f"digests waiting {queues['held']}"
     )
+    if status["problems"]:
+        lines.append(f"operator alerts out: {', '.join(status['problems'])}")
     return lines
 
 
@@ -378,9 +391,13 @@ def tables(status: Mapping[str, Any]) -> RenderableType:
             str(queue["consumers"]),
         )
     queue_table.add_row("delayed retries", str(queues["delayed"]), "", "", "")
+    queue_table.add_row("digests waiting", str(queues["held"]), "", "", "")
     dead_style = "bold red" if queues["dead"] else ""
     queue_table.add_row(Text("dead letters", style=dead_style), str(queues["dead"]), "", "", "")
-    return Group(head, rules_line, sources, by_rule, queue_table)
+    if not status["problems"]:
+        return Group(head, rules_line, sources, by_rule, queue_table)
+    problems = Text(f"operator alerts out: {', '.join(status['problems'])}", style="bold red")
+    return Group(head, rules_line, sources, by_rule, queue_table, problems)
 
 
 # --------------------------------------------------------------------------- I/O

@@ -86,6 +86,8 @@ def snapshot(**overrides: Any) -> Snapshot:
         "outbox": Queue(length=12, pending=1, lag=None, consumers=2),
         "delayed": 4,
         "dead": 1,
+        "held": 2,
+        "problems": ("source:broken",),
     }
     return Snapshot(**{**fields, **overrides})
 
@@ -142,7 +144,9 @@ def test_summary_health_alert_windows_and_queues(config: WatchConfig) -> None:
         "outbox": {"length": 12, "pending": 1, "lag": None, "consumers": 2},
         "delayed": 4,
         "dead": 1,
+        "held": 2,
     }
+    assert status["problems"] == ["source:broken"]
     json.dumps(status)  # --json prints it as it is
 
 
@@ -336,3 +340,13 @@ async def test_status_with_broken_rules_exits_1_and_still_reports(
     assert status["rules"]["count"] == 0 and status["rules"]["problems"]
     assert "missing ')'" in status["rules"]["problems"][0]
     assert status["queues"]["dead"] == 0
+
+
+async def test_held_digests_and_operator_problems_are_read_from_redis(store: Store) -> None:
+    await store.hold('{"b": 1}', NOW.timestamp() + 60, "d1", "{}", 3600, "dispatch", "0-1")
+    await store.raise_problem("source", "wire-x", NOW.timestamp())
+    found = await read_snapshot(store, [], NOW.timestamp())
+    assert (found.held, found.problems) == (1, ("source:wire-x",))
+    status = summarize(found, None, rules_dir="rules")
+    assert status["queues"]["held"] == 1
+    assert "operator alerts out: source:wire-x" in plain_lines(status)
