@@ -30,7 +30,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -125,6 +125,7 @@ class Outcome:
     reason: str | None = None
     channel: str = ""
     rule: str = ""
+    unsure: bool = False  # retried after a send that may have arrived (a timeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,17 +187,20 @@ class Dispatcher:
 
     async def release_digests(self, now: float) -> int:
         """One outbox entry per bucket of held alerts that is due; how many."""
-        due = await self.store.release_holds(now)
-        if not due:
-            return 0
-        entries = []
-        for bucket, when in due:
+
+        def entry(bucket: str, due: float, sealed: str) -> dict[str, Any]:
             meta = json.loads(bucket)
-            digest = {"bucket": bucket, "due": when, "schedule": meta.get("schedule", "")}
-            entries.append({"channel": meta["channel"], "digest": digest})
-        await self.store.outbox.add_many(entries)  # before unscheduling: a crash repeats, and
-        await self.store.unschedule([bucket for bucket, _ in due])  # the 2nd copy finds none
-        return len(due)
+            digest = {
+                "bucket": bucket,
+                "due": due,
+                "schedule": meta.get("schedule", ""),
+                "sealed": sealed,
+            }
+            return {"channel": meta["channel"], "digest": digest}
+
+        # Sealed alerts outlive the retry window and the sent marks of what they carry.
+        ttl = self.sent_ttl_s + int(self.policy.give_up_after_s) + 86400
+        return await self.store.release_holds(now, entry, ttl)
 
     async def deliver(self, entries: Sequence[tuple[str, dict[str, Any]]]) -> list[Outcome]:
         """Deliver a batch: each channel's entries in order, the channels concurrently."""
@@ -216,15 +220,23 @@ class Dispatcher:
             else:
                 delivery = delivery_id(channel, payload["alert"])
                 readable.append(_Queued(entry_id, payload, delivery, alert=alert))
-        sent = await self.store.exists_many([self.store.keys.sent(q.delivery) for q in readable])
+        keys = self.store.keys
+        found = await self.store.exists_many(
+            [key for q in readable for key in (keys.sent(q.delivery), keys.inflight(q.delivery))]
+        )
         by_channel: dict[str, list[_Queued]] = defaultdict(list)
         duplicates: list[Outcome] = []
         now = self.clock()
-        for queued, done in zip(readable, sent, strict=True):
+        for n, queued in enumerate(readable):
             channel = str(queued.payload.get("channel"))
+            done, begun = found[2 * n], found[2 * n + 1]
             if done:
                 duplicates.append(_outcome(queued, "duplicate"))
-            elif queued.alert is not None and (due := self._held_until(channel, queued.alert, now)):
+            elif (  # a send cut short is settled first (`_recover`), never held again
+                queued.alert is not None
+                and not begun
+                and (due := self._held_until(channel, queued.alert, now))
+            ):
                 outcomes.append(await self._hold(queued, channel, *due, now))
             else:
                 by_channel[channel].append(queued)
@@ -240,12 +252,10 @@ class Dispatcher:
 
     def _digest_entry(self, entry_id: str, payload: dict[str, Any], channel: str) -> _Queued:
         ref = payload["digest"]
-        if not isinstance(ref, dict) or not isinstance(ref.get("bucket"), str):
-            raise ValueError("a digest entry needs its bucket")
-        sealed = ref.get("sealed") or self.store.keys.sealed(f"{channel}:{entry_id}")
-        ref = {**ref, "sealed": sealed}
-        delivery = hashlib.sha256(f"{channel}\0digest\0{sealed}".encode()).hexdigest()[:24]
-        return _Queued(entry_id, {**payload, "digest": ref}, delivery, digest=ref)
+        if not isinstance(ref, dict) or not isinstance(ref.get("sealed"), str):
+            raise ValueError("a digest entry needs its sealed alerts")
+        delivery = hashlib.sha256(f"{channel}\0digest\0{ref['sealed']}".encode()).hexdigest()[:24]
+        return _Queued(entry_id, payload, delivery, digest=ref)
 
     # --- holding for digests and quiet hours --------------------------------------------------
 
@@ -294,11 +304,14 @@ class Dispatcher:
         )
         return _outcome(queued, "held")
 
-    async def _open_digest(self, channel: str, queued: _Queued) -> tuple[Digest, list[str]]:
-        """The alerts of a due digest, sealed, without those a channel already took."""
+    async def _open_digest(self, channel: str, queued: _Queued) -> tuple[Digest, list[str]] | None:
+        """The alerts of a released digest, without those a channel already took; None when
+        its alerts are gone from Redis."""
         assert queued.digest is not None
         ref = queued.digest
-        held = await self.store.seal(ref["bucket"], ref["sealed"])
+        held = await self.store.sealed_alerts(ref["sealed"])
+        if held is None:
+            return None
         alerts: dict[str, Alert] = {}
         for delivery, raw in held.items():
             try:
@@ -346,19 +359,31 @@ class Dispatcher:
         subject: Alert | Digest | None = q.alert
         carried: list[str] = []
         if q.digest is not None:
-            subject, carried = await self._open_digest(channel.id, q)
-            if not subject.alerts:
+            opened = await self._open_digest(channel.id, q)
+            if opened is None:
+                reason = "its held alerts are gone from Redis (expired before it could be sent)"
+                outcome = await self._dead(q.entry, q.payload, q.delivery, reason)
+                await self.store.end_send(q.delivery)
+                return outcome
+            digest, carried = opened
+            if not digest.alerts:
                 await self.store.finish_send(
                     q.delivery, self.sent_ttl_s, GROUP, q.entry, drop=q.digest["sealed"]
                 )
                 return _outcome(q, "duplicate", "every alert it held went out already")
+            # One alert held by quiet hours goes out as itself, and is looked up as itself.
+            single = digest.schedule == QUIET and len(digest.alerts) == 1
+            subject = digest.alerts[0] if single else digest
         assert subject is not None
         if begun.state == "orphaned":
             recovered = await self._recover(channel, q, subject, carried, begun.since)
             if recovered is not None:
                 return recovered
+        started = begun.since or self.clock()
         outcome = await self._attempt(channel, subject, q, limit, carried)
-        if outcome.state != "sent":
+        if outcome.unsure:  # it may have arrived: the retry asks the channel first
+            await self.store.unsure_send(q.delivery, started)
+        elif outcome.state != "sent":
             await self.store.end_send(q.delivery)
         return outcome
 
@@ -416,8 +441,6 @@ class Dispatcher:
         try:
             if isinstance(subject, Alert):
                 await channel.send(subject)
-            elif subject.schedule == QUIET and len(subject.alerts) == 1:
-                await channel.send(subject.alerts[0])  # one alert held by quiet hours: as is
             else:
                 await channel.send_digest(subject)
         except Exception as raised:
@@ -431,7 +454,8 @@ class Dispatcher:
                 await self.operator.delivery(channel.id, False, str(exc))
             if not exc.retryable:
                 return await self._dead(q.entry, q.payload, q.delivery, str(exc))
-            return await self._retry(q.entry, q.payload, q.delivery, exc)
+            outcome = await self._retry(q.entry, q.payload, q.delivery, exc)
+            return replace(outcome, unsure=exc.uncertain)
         await self._finish(q, carried)
         if self.operator is not None:
             await self.operator.delivery(channel.id, True)

@@ -60,12 +60,20 @@ class StoreError(MonitorError, ConnectionError):
 
 
 class DeliveryError(MonitorError):
-    """A channel refused an alert; ``retryable`` tells the dispatcher whether to try again, and
-    ``retry_after_s`` how long the peer asked it to wait (HTTP 429 Retry-After)."""
+    """A channel refused an alert; ``retryable`` tells the dispatcher whether to try again,
+    ``retry_after_s`` how long the peer asked it to wait (HTTP 429 Retry-After), and
+    ``uncertain`` that the request went out but no answer came (a timeout), so it may have
+    arrived: the next attempt first asks the channel (``Confirms``)."""
 
     def __init__(
-        self, message: str, *, retryable: bool, retry_after_s: float | None = None
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after_s: float | None = None,
+        uncertain: bool = False,
     ) -> None:
         self.retryable = retryable
         self.retry_after_s = retry_after_s
+        self.uncertain = uncertain
         super().__init__(message)

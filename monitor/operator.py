@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 from monitor.core.polling import FeedHealth
 from monitor.core.rules import WatchConfig
+from monitor.errors import StoreError
 from monitor.logs import context
 from monitor.models import Alert, Item
 from monitor.store import Store
@@ -143,7 +144,11 @@ class Operator:
             return  # raised already, by this daemon or another
         logger.error("operator alert: %s", title, extra=context(**{kind: target}))
         alert = operator_alert(kind, target, raised_at, title=title, text=text, recovered=False)
-        await self._send(alert, excluding=target if kind == "channel" else None)
+        try:
+            await self._send(alert, excluding=target if kind == "channel" else None)
+        except StoreError:
+            await self.store.forget_problem(kind, target)  # raised again on the next failure
+            raise
 
     async def _clear(self, kind: str, target: str, *, title: str, text: str) -> None:
         raised_at = await self.store.clear_problem(kind, target)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor.core.polling import FeedHealth, PollOutcome, PollSpec, next_interval
-from monitor.errors import MonitorError
+from monitor.errors import MonitorError, StoreError
 from monitor.logs import context
 from monitor.metrics import Metrics
 from monitor.operator import Operator
@@ -126,7 +126,12 @@ class Poller:
             self._report(source.id, result, health, updated, state, new)
             await self.store.set_health(source.id, updated.to_mapping())
             if self.operator is not None:
-                await self.operator.source_polled(source.id, health, updated)
+                try:
+                    await self.operator.source_polled(source.id, health, updated)
+                except StoreError as exc:  # the poll itself went fine: carry on
+                    logger.error(
+                        "operator alert not queued: %s", exc, extra=context(source=source.id)
+                    )
             if result.state:
                 await self.store.set_state(
                     source.id, {k: (v or None) for k, v in result.state.items()}

@@ -49,6 +49,8 @@ _STOP_TIMEOUT_S: Final = 10.0
 _START_TIMEOUT_S: Final = 10.0
 ALIVE_TTL_S: Final = 120  # longer than any channel's send timeout
 INFLIGHT_TTL_S: Final = 86400
+UNSURE: Final = "unsure"
+"""The sender named in the in-flight lock of a send that timed out: never alive."""
 MAX_CONNECTIONS: Final = 64
 """Connections per process; when all are busy, a command waits for one (up to POOL_WAIT_S)
 instead of failing: a thousand polls at once queue, they do not error."""
@@ -173,7 +175,7 @@ class Keys:
         return f"{self.prefix}held:{digest(bucket)}"
 
     def sealed(self, name: str) -> str:
-        """Hash, like ``held``: a due bucket taken over by its digest's outbox entry."""
+        """Hash, like ``held``: a due bucket, renamed when its digest entry was appended."""
         return f"{self.prefix}sealed:{_id(name)}"
 
     @property
@@ -425,6 +427,20 @@ end
 return 0
 """
 
+_RELEASE_HOLD: Final = """
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+    return 0
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+if redis.call('EXISTS', KEYS[2]) == 0 then
+    return 0
+end
+redis.call('RENAME', KEYS[2], KEYS[3])
+redis.call('EXPIRE', KEYS[3], ARGV[4])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'data', ARGV[2])
+return 1
+"""
+
 _RELEASE_LEASE: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
     return redis.call('DEL', KEYS[1])
@@ -463,6 +479,7 @@ class Store:
         self.dead = Stream(client, self.keys.dead_stream, maxlen)
         self._acquire_lease = client.register_script(_ACQUIRE_LEASE)
         self._release_lease = client.register_script(_RELEASE_LEASE)
+        self._release_hold = client.register_script(_RELEASE_HOLD)
 
     def __repr__(self) -> str:
         return f"Store(prefix={self.keys.prefix!r})"
@@ -568,12 +585,14 @@ class Store:
                 pipe.exists(self.keys.sent(delivery))
                 pipe.set(self.keys.inflight(delivery), mark, nx=True, ex=INFLIGHT_TTL_S)
                 pipe.get(self.keys.inflight(delivery))
-                _, sent, _, holder = await pipe.execute()
+                _, sent, taken, holder = await pipe.execute()
             if sent:
                 return SendState("sent")
-            holder_owner, _, since = str(holder).rpartition("@")
-            if holder_owner == owner:
+            if taken:
                 return SendState("go")
+            holder_owner, _, since = str(holder).rpartition("@")
+            if holder_owner == owner:  # left by this dispatcher: a send whose end was lost
+                return SendState("orphaned", _float(since))
             alive = await self.client.exists(self.keys.alive(holder_owner))
         return SendState("busy" if alive else "orphaned", _float(since))
 
@@ -621,6 +640,14 @@ class Store:
                     pipe.delete(drop)
                 await pipe.execute()
 
+    async def unsure_send(self, delivery: str, since: float) -> None:
+        """A send went out but got no answer: leave its lock to a sender that is never alive,
+        so the next attempt treats it as orphaned and asks the channel whether it arrived."""
+        with _translated("SET inflight unsure"):
+            await self.client.set(
+                self.keys.inflight(delivery), f"{UNSURE}@{since:.3f}", ex=INFLIGHT_TTL_S
+            )
+
     async def end_send(self, delivery: str) -> None:
         with _translated("end send"):
             await self.client.delete(self.keys.inflight(delivery), self.keys.recovering(delivery))
@@ -647,11 +674,20 @@ class Store:
                 pipe.xack(self.keys.outbox_stream, group, entry_id)
                 await pipe.execute()
 
-    async def release_holds(self, now: float, limit: int = 100) -> list[tuple[str, float]]:
-        """The held buckets that are due, each claimed by one dispatcher (a short lock) and
-        taken off the schedule; the caller puts a digest entry for each in the outbox first.
+    async def release_holds(
+        self,
+        now: float,
+        entry: Callable[[str, float, str], dict[str, Any]],
+        ttl_s: int,
+        limit: int = 100,
+    ) -> int:
+        """Turn each held bucket that is due into one outbox entry; how many.
 
-        Returns ``(bucket, due)``; ``unschedule`` must follow once the entries are appended.
+        One script per bucket, atomic in Redis: the bucket's hash is renamed to a fresh sealed
+        key (kept ``ttl_s``), the entry ``entry(bucket, due, sealed)`` is appended to the outbox
+        and the bucket leaves the schedule. An alert held a moment later starts the bucket
+        again and schedules it again; a second dispatcher releasing the same bucket finds it
+        unscheduled and does nothing. Nothing can fall between those steps.
         """
         with _translated("release holds"):
             due = cast(
@@ -660,30 +696,33 @@ class Store:
                     self.keys.holds, "-inf", now, 0, limit, withscores=True
                 ),
             )
-            if not due:
-                return []
-            async with self.client.pipeline(transaction=False) as pipe:
-                for bucket, _ in due:
-                    pipe.set(self.keys.moving(bucket), "1", nx=True, ex=60)
-                won = [d for d, ok in zip(due, await pipe.execute(), strict=True) if ok]
-        return [(str(bucket), float(score)) for bucket, score in won]
+            released = 0
+            for bucket, when in due:
+                sealed = self.keys.sealed(uuid.uuid4().hex)
+                data = json.dumps(
+                    entry(str(bucket), float(when), sealed),
+                    ensure_ascii=False,
+                    separators=(",", ":"),
+                )
+                released += int(
+                    await self._release_hold(
+                        keys=[
+                            self.keys.holds,
+                            self.keys.held(str(bucket)),
+                            sealed,
+                            self.keys.outbox_stream,
+                        ],
+                        args=[str(bucket), data, self.outbox.maxlen, ttl_s],
+                    )
+                )
+        return released
 
-    async def unschedule(self, buckets: Sequence[str]) -> None:
-        if buckets:
-            with _translated("ZREM holds"):
-                await self.client.zrem(self.keys.holds, *buckets)
-
-    async def seal(self, bucket: str, sealed: str) -> dict[str, str]:
-        """The alerts of a due bucket, moved under ``sealed`` (so alerts held from now on
-        start a new bucket); when ``sealed`` exists already (a redelivery), what it holds."""
-        with _translated("seal digest"):
-            try:
-                await self.client.renamenx(self.keys.held(bucket), sealed)
-            except ResponseError as exc:  # no such key: sealed before, or nothing held
-                if "no such key" not in str(exc).lower():
-                    raise
+    async def sealed_alerts(self, sealed: str) -> dict[str, str] | None:
+        """What a released digest holds (delivery → outbox payload); None once it is gone
+        (sent and dropped, or expired)."""
+        with _translated("HGETALL sealed"):
             held = await self.client.hgetall(sealed)
-        return {str(k): str(v) for k, v in held.items()}
+        return {str(k): str(v) for k, v in held.items()} or None
 
     async def held_count(self) -> int:
         """How many buckets of held alerts are waiting for their time."""
@@ -774,12 +813,19 @@ class Store:
     async def raise_problem(self, kind: str, target: str, at: float) -> bool:
         """True for the first daemon to report this problem since it was last cleared."""
         with _translated("SET problem"):
-            won = await self.client.set(
-                self.keys.problem(kind, target), f"{at:.3f}", nx=True, ex=self.seen_ttl
-            )
-            if won:
-                await self.client.sadd(self.keys.problems, f"{kind}:{target}")
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.set(self.keys.problem(kind, target), f"{at:.3f}", nx=True, ex=self.seen_ttl)
+                pipe.sadd(self.keys.problems, f"{kind}:{target}")
+                won, _ = await pipe.execute()
         return bool(won)
+
+    async def forget_problem(self, kind: str, target: str) -> None:
+        """Undo ``raise_problem`` when its alert could not be queued, so it is raised again."""
+        with _translated("DEL problem"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.delete(self.keys.problem(kind, target))
+                pipe.srem(self.keys.problems, f"{kind}:{target}")
+                await pipe.execute()
 
     async def clear_problem(self, kind: str, target: str) -> float | None:
         """When the problem was raised, for the one daemon that clears it; else None."""

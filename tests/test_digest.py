@@ -24,7 +24,7 @@ from monitor.channels.slack import (
     build_digest,
 )
 from monitor.core.rules import WatchConfig, build_config
-from monitor.dispatch import GROUP, Dispatcher
+from monitor.dispatch import GROUP, ORPHANED, Dispatcher, delivery_id
 from monitor.models import Alert, Digest, Item, Severity
 from monitor.store import Store
 from tests.channels.slack_server import FakeSlack
@@ -325,3 +325,95 @@ def test_a_huge_slack_digest_stays_within_every_limit_and_counts_what_it_leaves_
     assert 0 < shown < 2000
     more = blocks[-1]["elements"][0]["text"]
     assert f"{2000 - shown} more stories ({2000 - shown} alerts)" in more
+
+
+def test_a_digest_with_one_huge_story_is_packed_line_by_line_within_limits() -> None:
+    long = "x" * 250
+    alerts = tuple(
+        Alert(
+            id="big",
+            rule="desk",
+            rule_name="Desk rule " + "y" * 150,
+            severity="high",
+            item=Item(
+                id=f"i{n}",
+                source="outlet " + "z" * 100,
+                title=f"Story {n} headline " + "w" * 500,
+                text="",
+                url=f"https://news.example/{n}/{long}/{long}/{long}/{long}",
+            ),
+            story="one",
+            matches=(),
+            channels=("slack",),
+            followup=n > 0,
+        )
+        for n in range(11)
+    )
+    digest = Digest(id="d", channel="slack", alerts=alerts, due=datetime.now(UTC))
+    blocks = build_digest(digest).block_dicts()  # validates each block
+    texts = [b["text"]["text"] for b in blocks if b["type"] == "section"]
+    assert all(len(t) <= SECTION_LIMIT for t in texts)
+    assert sum(t.count("headline") for t in texts) == 11
+
+
+async def test_an_alert_held_as_its_bucket_is_released_goes_out_in_the_next_digest(
+    store: Store, fake: FakeSlack, opened: list[SlackChannel]
+) -> None:
+    watch = config(", digest: 15m")
+    clock = Clock(START)
+    one = dispatcher(store, slack(fake, store, opened), watch, clock)
+    await one.start()
+    await queue(store, [alert(1)])
+    await one.step("one")
+    boundary = START + 10 * 60  # 10:15
+    clock.now = boundary
+    assert await one.release_digests(clock.now) == 1
+    # Another dispatcher, its clock a little behind, holds an alert into the released bucket.
+    late = dispatcher(store, slack(fake, store, opened), watch, Clock(boundary - 1))
+    await queue(store, [alert(2)])
+    await late.deliver(await store.outbox.read(GROUP, "late", 10))  # the digest, then alert 2
+    assert len(fake.digests) == 1
+    assert await store.held_count() == 1  # scheduled again, not lost
+    for _ in range(3):
+        await one.step("one")
+    assert len(fake.digests) == 2
+    assert "Story 1 headline" in text_of(fake.digests[0])
+    assert "Story 2 headline" in text_of(fake.digests[1])
+
+
+async def test_a_digest_whose_alerts_expired_is_a_dead_letter_not_a_silent_success(
+    store: Store, fake: FakeSlack, opened: list[SlackChannel]
+) -> None:
+    clock = Clock(START)
+    one = dispatcher(store, slack(fake, store, opened), config(", digest: 15m"), clock)
+    await one.start()
+    await queue(store, [alert(1)])
+    await one.step("one")
+    clock.now = START + 15 * 60
+    await one.release_digests(clock.now)
+    [(_, payload)] = await store.outbox.read(GROUP, "one", 10, None) or [("", {})]
+    await store.client.delete(payload["digest"]["sealed"])  # as if its TTL ran out
+    await store.outbox.add_many([payload])
+    await one.step("one")
+    assert fake.received == []
+    [(_, letter)] = await store.dead_letters()
+    assert "gone from Redis" in letter["reason"]
+
+
+async def test_an_orphaned_send_is_settled_not_held_by_quiet_hours(
+    store: Store, fake: FakeSlack, opened: list[SlackChannel]
+) -> None:
+    watch = config(', quiet_hours: "22:00-07:00 Europe/Berlin", uncertain: dead_letter')
+    clock = Clock(datetime(2026, 11, 22, 23, 30, tzinfo=UTC).timestamp())
+    one = dispatcher(store, slack(fake, store, opened), watch, clock)
+    await one.start()
+    lost = alert(1, severity="high")
+    await queue(store, [lost])
+    # A dispatcher began sending it just before quiet hours, then died.
+    delivery = delivery_id("slack", lost.to_dict())
+    assert (await store.begin_send(delivery, "dead-one", 0.001)).state == "go"
+    await asyncio.sleep(0.01)
+    await one.step("one")
+    assert await store.held_count() == 0
+    [(_, letter)] = await store.dead_letters()
+    assert letter["reason"] == ORPHANED

@@ -182,33 +182,39 @@ def build_message(alert: Alert, *, compact: bool = False) -> SlackMessage:
 
 
 def build_digest(digest: Digest) -> SlackMessage:
-    """One message for ``digest``: a heading, then each story with its alerts, packed into
-    sections within every limit; stories that do not fit are counted at the end."""
+    """One message for ``digest``: a heading, then each story with its alerts, line by line
+    in sections within every limit; what does not fit is counted at the end."""
     summary = _clip_plain(digest.summary(), 500)
     head = _section(f":newspaper: *Digest* · {summary}", _digest_block_id(digest))
     blocks: list[Block] = [head]
-    room = MESSAGE_LIMIT - _units(summary) - 100
+    room = MESSAGE_LIMIT - _units(summary) - 200
     pending: list[str] = []
     size = 0
-    shown = 0
+    shown = 0  # stories whose first line is in the message
     stories = digest.stories()
+    full = False
     for _, alerts in stories:
         lines = [_digest_line(alerts[0], first=True)]
         lines += [_digest_line(alert, first=False) for alert in alerts[1 : _DIGEST_FOLLOWUPS + 1]]
         if len(alerts) > _DIGEST_FOLLOWUPS + 1:
             lines.append(f"    ↳ …and {len(alerts) - _DIGEST_FOLLOWUPS - 1} more updates")
-        text = "\n".join(lines)
-        if size + _units(text) + 1 > SECTION_LIMIT and pending:
-            if len(blocks) >= MAX_BLOCKS - 2:
+        for number, line in enumerate(lines):
+            cost = _units(line) + 1
+            if size + cost > SECTION_LIMIT and pending:
+                if len(blocks) >= MAX_BLOCKS - 2:
+                    full = True
+                    break
+                blocks.append(_section("\n".join(pending), f"stories-{len(blocks)}"))
+                pending, size = [], 0
+            if cost > room:
+                full = True
                 break
-            blocks.append(_section("\n".join(pending), f"stories-{len(blocks)}"))
-            pending, size = [], 0
-        if _units(text) + 1 > room:
+            pending.append(line)
+            size += cost
+            room -= cost
+            shown += number == 0
+        if full:
             break
-        pending.append(text)
-        size += _units(text) + 1
-        room -= _units(text) + 1
-        shown += 1
     if pending:
         blocks.append(_section("\n".join(pending), f"stories-{len(blocks)}"))
     if shown < len(stories):
@@ -363,12 +369,15 @@ class SlackChannel:
             except StoreError as exc:
                 raise self._error("cannot read the story's thread", True) from exc
         oldest = f"{max(since - _CONFIRM_SLACK_S, 0):.6f}"
+        # The message, if it arrived, was posted within the send's timeout after ``since``.
+        latest = f"{since + self._timeout_s + _CONFIRM_SLACK_S:.6f}" if since > 0 else None
         cursor: str | None = None
         web = self._web_client()
         for _ in range(_CONFIRM_PAGES):
             args: dict[str, Any] = {
                 "channel": self._channel,
                 "oldest": oldest,
+                "latest": latest,
                 "include_all_metadata": True,
                 "limit": 200,
                 "cursor": cursor,
@@ -461,9 +470,13 @@ class SlackChannel:
                 metadata=metadata,
             )
         except TimeoutError as exc:
-            raise self._error(f"no answer within {self._timeout_s:g}s", True) from exc
+            raise self._error(
+                f"no answer within {self._timeout_s:g}s", True, uncertain=True
+            ) from exc
         except aiohttp.ClientError as exc:
-            raise self._error(f"request failed ({type(exc).__name__})", True) from exc
+            raise self._error(
+                f"request failed ({type(exc).__name__})", True, uncertain=_maybe_sent(exc)
+            ) from exc
         except SlackApiError as exc:
             raise self._api_error(exc) from exc
         except SlackClientError as exc:
@@ -487,9 +500,13 @@ class SlackChannel:
         try:
             response = await self._webhook_client().send_dict(body)
         except TimeoutError as exc:
-            raise self._error(f"no answer within {self._timeout_s:g}s", True) from exc
+            raise self._error(
+                f"no answer within {self._timeout_s:g}s", True, uncertain=True
+            ) from exc
         except aiohttp.ClientError as exc:
-            raise self._error(f"request failed ({type(exc).__name__})", True) from exc
+            raise self._error(
+                f"request failed ({type(exc).__name__})", True, uncertain=_maybe_sent(exc)
+            ) from exc
         except SlackClientError as exc:
             raise self._error(
                 f"request refused by the client ({type(exc).__name__})", False
@@ -531,12 +548,15 @@ class SlackChannel:
                 what += f", retry after {wait:g}s"
         return self._error(what, retryable, wait)
 
-    def _error(self, what: str, retryable: bool, wait: float | None = None) -> DeliveryError:
+    def _error(
+        self, what: str, retryable: bool, wait: float | None = None, *, uncertain: bool = False
+    ) -> DeliveryError:
         kind = "webhook" if self._webhook_url is not None else "bot"
         return DeliveryError(
             f"slack {self._id} ({kind}, {self.host}): {what}",
             retryable=retryable,
             retry_after_s=wait,
+            uncertain=uncertain,
         )
 
 
@@ -643,6 +663,12 @@ def _block_id(alert: Alert) -> str:
     if len(alert.id) <= 200 and re.fullmatch(r"[\w.:-]+", alert.id):
         return f"alert-{alert.id}"
     return f"alert-{hashlib.sha256(alert.id.encode()).hexdigest()[:40]}"
+
+
+def _maybe_sent(exc: aiohttp.ClientError) -> bool:
+    """Whether a request that failed this way may have reached Slack: anything but a
+    connection that never opened."""
+    return not isinstance(exc, aiohttp.ClientConnectorError)
 
 
 def _code(value: object) -> str | None:

@@ -217,10 +217,15 @@ class WebhookChannel:
                     follow_redirects=False,
                 )
         except (TimeoutError, httpx.TimeoutException) as exc:
-            raise self._error(f"no answer within {self._timeout_s:g}s", True) from exc
+            sent = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+            what = f"no answer within {self._timeout_s:g}s"
+            raise self._error(what, True, uncertain=sent) from exc
         except httpx.HTTPError as exc:
-            what = "could not connect" if isinstance(exc, httpx.ConnectError) else "request failed"
-            raise self._error(f"{what} ({type(exc).__name__})", True) from exc
+            refused = isinstance(exc, httpx.ConnectError)
+            what = "could not connect" if refused else "request failed"
+            raise self._error(
+                f"{what} ({type(exc).__name__})", True, uncertain=not refused
+            ) from exc
         self._check(response)
         return response.status_code
 
@@ -244,9 +249,14 @@ class WebhookChannel:
             raise self._error(f"{what}: redirected to {where}; configure the exact URL", False)
         raise self._error(what, False)
 
-    def _error(self, what: str, retryable: bool, wait: float | None = None) -> DeliveryError:
+    def _error(
+        self, what: str, retryable: bool, wait: float | None = None, *, uncertain: bool = False
+    ) -> DeliveryError:
         return DeliveryError(
-            f"webhook {self._id} ({self.host}): {what}", retryable=retryable, retry_after_s=wait
+            f"webhook {self._id} ({self.host}): {what}",
+            retryable=retryable,
+            retry_after_s=wait,
+            uncertain=uncertain,
         )
 
 

@@ -206,11 +206,14 @@ class FakeSlack:
             return web.json_response({"ok": False, "error": "invalid_auth"})
         query = request.query
         oldest = float(query.get("oldest") or 0)
+        latest = float(query.get("latest") or "inf")
         metadata = query.get("include_all_metadata") in ("1", "true", "True")
         chosen = [
             m
             for m in reversed(self.messages)
-            if m.get("channel") == query.get("channel") and float(m["ts"]) > oldest and keep(m)
+            if m.get("channel") == query.get("channel")
+            and oldest < float(m["ts"]) <= latest
+            and keep(m)
         ]
         start = int(query.get("cursor") or 0)
         limit = int(query.get("limit") or 100)
