@@ -1,8 +1,9 @@
 """Redis, the only shared state: the server (embedded or at a URL), the key schema, streams, claims.
 
-Every command here is a single-key command or a non-transactional pipeline, so the same code
-runs against one embedded Redis, a server, or a Redis Cluster. The key schema is ``Keys`` below
-and is documented in ``docs/redis.md``; redis exceptions become ``StoreError`` at this boundary.
+Every command here is a single-key command or a non-transactional pipeline, except the script
+that releases a digest (``release_holds``), which must move a bucket and queue its entry at
+once. The key schema is ``Keys`` below and is documented in ``docs/redis.md``; redis exceptions
+become ``StoreError`` at this boundary.
 """
 
 from __future__ import annotations
