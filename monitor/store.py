@@ -143,6 +143,11 @@ class Keys:
         """String, TTL: which poller currently owns ``source``."""
         return f"{self.prefix}lease:{_id(source)}"
 
+    @property
+    def placement(self) -> str:
+        """String, TTL 30 s: the process worker placing a batch into stories right now."""
+        return f"{self.prefix}placement"
+
     def inflight(self, delivery: str) -> str:
         """String (the sender), TTL 1 day: a send in progress, until its outcome is recorded.
         Left behind by a dispatcher that died mid-send, it says "may have arrived"."""
@@ -896,6 +901,17 @@ class Store:
         with _translated("lease acquire"):
             won = await self._acquire_lease(keys=[self.keys.lease(source)], args=[owner, ttl_ms])
         return bool(won)
+
+    async def acquire_placement(self, owner: str, ttl_ms: int) -> bool:
+        """Own story placement for ``ttl_ms``: one process worker at a time reads, decides and
+        writes stories, so two items of one new event cannot each start a story."""
+        with _translated("placement lock"):
+            won = await self._acquire_lease(keys=[self.keys.placement], args=[owner, ttl_ms])
+        return bool(won)
+
+    async def release_placement(self, owner: str) -> None:
+        with _translated("placement unlock"):
+            await self._release_lease(keys=[self.keys.placement], args=[owner])
 
     async def release_lease(self, source: str, owner: str) -> bool:
         """Give ``source`` up, only if ``owner`` still holds it; True when it did."""

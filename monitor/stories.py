@@ -10,17 +10,22 @@ For a batch of new items, a constant number of pipelined round trips, whatever i
 4. write every decision: the item's fingerprint, its bands, its story's centroid and indexes.
 
 Decisions are made by the pure ``core.stories.decide``, item after item, each item seeing the
-ones before it in the same batch. Every key has a TTL (``dedup_ttl``; the term index the story
+ones before it in the same batch. Steps 2 to 4 run under a lock in Redis, so process workers
+place their batches one after another: two items of one new event, taken by two workers at the
+same moment, still make one story, and a story's centroid is never overwritten by a stale one. Every key has a TTL (``dedup_ttl``; the term index the story
 window), so memory stays bounded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
+import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +40,7 @@ from monitor.core.stories import (
     term_vector,
 )
 from monitor.core.text import tokenize
+from monitor.errors import StoreError
 from monitor.models import Item
 from monitor.store import Store, digest
 
@@ -45,6 +51,8 @@ REPEATED = 3  # a line seen in this many items of one source (within two weeks) 
 STORY_CANDIDATES = 8
 STORY_ITEMS = 20  # latest items of each candidate story checked for duplicates
 SHORT_TEXT = 40  # words: below this, the fingerprint covers the title as well
+PLACEMENT_LOCK_MS = 30_000  # far longer than a batch's placement; frees itself if a worker dies
+PLACEMENT_WAIT_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,11 +158,33 @@ class StoryKeeper:
                 item.title, text, self.background(item.language, tokens.words), text_tokens=tokens
             )
             prepared.append(_Prepared(item, fp, vector, fp.bands(), index_terms(vector)))
-        band_hits, term_hits = await self._candidates(prepared, now)
-        known, views, latest = await self._details(prepared, band_hits, term_hits)
-        placements, grown = self._decide(prepared, band_hits, term_hits, known, views, latest)
-        await self._write(prepared, placements, grown, now)
+        async with self._exclusive():  # read, decide and write as one step across workers
+            band_hits, term_hits = await self._candidates(prepared, now)
+            known, views, latest = await self._details(prepared, band_hits, term_hits)
+            placements, grown = self._decide(prepared, band_hits, term_hits, known, views, latest)
+            await self._write(prepared, placements, grown, now)
         return placements
+
+    @asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[None]:
+        """Hold the placement lock (Redis, with a TTL should this worker die), waiting for
+        another worker's batch to be written first. Only the Redis reads, the pure decision
+        and the write are inside; fingerprints and term vectors are computed before."""
+        owner = uuid.uuid4().hex
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PLACEMENT_WAIT_S
+        pause = 0.002
+        while not await self.store.acquire_placement(owner, PLACEMENT_LOCK_MS):
+            if loop.time() > deadline:
+                raise StoreError(
+                    f"story placement: another worker held the lock for over {PLACEMENT_WAIT_S:g} s"
+                )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+        try:
+            yield
+        finally:
+            await self.store.release_placement(owner)
 
     async def _without_boilerplate(self, items: Sequence[Item], now: float) -> list[str]:
         """Round trip 1: count lines per source; strip the recurring ones and the usual suspects."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -186,3 +188,37 @@ async def test_items_without_a_real_body_are_not_duplicates_of_each_other(store:
     )
     assert [p.duplicate_of for p in placed] == [None] * len(items)
     assert [k async for k in store.client.scan_iter(match=f"{store.keys.prefix}band:*")] == []
+
+
+class Paused(StoryKeeper):
+    """A worker that stops right after reading its candidates, until told to go on: the
+    moment another worker's batch would slip in between reading and writing."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store, background_for)
+        self.reading_done = asyncio.Event()
+        self.go_on = asyncio.Event()
+
+    async def _candidates(self, *args: Any, **kwargs: Any) -> Any:
+        found = await super()._candidates(*args, **kwargs)
+        self.reading_done.set()
+        await self.go_on.wait()
+        return found
+
+
+async def test_two_workers_placing_one_new_event_at_once_make_one_story(
+    store: Store, seeds: list[Item]
+) -> None:
+    """Seeds 000 and 002 are two outlets' reports of one event, taken by two workers (each its
+    own StoryKeeper, one Redis) at the same moment."""
+    first, other = (next(i for i in seeds if seed(i) == n) for n in ("000", "002"))
+    slow, fast = Paused(store), StoryKeeper(store, background_for)
+    now = time.time()
+    placing = asyncio.create_task(slow.place([first], now))
+    await slow.reading_done.wait()
+    racing = asyncio.create_task(fast.place([other], now))
+    await asyncio.sleep(0.3)  # enough for the other worker to finish, were it not kept out
+    slow.go_on.set()
+    [a], [b] = await asyncio.gather(placing, racing)
+    assert a.story == b.story
+    assert (a.new_story, b.new_story) == (True, False)
