@@ -39,6 +39,7 @@ from monitor.core.retry import RetryPolicy, gives_up, retry_delay
 from monitor.core.rules import Rule, WatchConfig
 from monitor.core.schedule import DigestSchedule, QuietHours, hold_until
 from monitor.errors import DeliveryError
+from monitor.logs import context
 from monitor.metrics import Metrics
 from monitor.models import Alert, Digest
 from monitor.operator import Operator
@@ -55,6 +56,22 @@ ORPHANED = (
 
 QUIET = "quiet hours"
 _EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+def _fields(payload: Mapping[str, Any], delivery: str = "") -> dict[str, object]:
+    """The log fields of an outbox entry: channel, delivery, and its alert's ids."""
+    found = payload.get("alert")
+    alert: Mapping[str, Any] = found if isinstance(found, dict) else {}
+    inner = alert.get("item")
+    item: Mapping[str, Any] = inner if isinstance(inner, dict) else {}
+    return context(
+        channel=payload.get("channel"),
+        delivery=delivery or None,
+        alert=alert.get("id"),
+        rule=alert.get("rule"),
+        story=alert.get("story"),
+        item=item.get("id"),
+    )
 
 
 def _outcome(q: _Queued, state: str, reason: str | None = None) -> Outcome:
@@ -301,6 +318,7 @@ class Dispatcher:
             channel,
             datetime.fromtimestamp(due, UTC).isoformat(timespec="seconds"),
             schedule,
+            extra=_fields(queued.payload, queued.delivery),
         )
         return _outcome(queued, "held")
 
@@ -318,7 +336,11 @@ class Dispatcher:
                 alerts[delivery] = Alert.from_dict(json.loads(raw)["alert"])
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 logger.error(
-                    "digest %s on %s: dropped a malformed alert: %s", queued.delivery, channel, exc
+                    "digest %s on %s: dropped a malformed alert: %s",
+                    queued.delivery,
+                    channel,
+                    exc,
+                    extra=_fields(queued.payload, queued.delivery),
                 )
         done = await self.store.exists_many([self.store.keys.sent(d) for d in alerts])
         fresh = {d: a for (d, a), sent in zip(alerts.items(), done, strict=True) if not sent}
@@ -413,6 +435,7 @@ class Dispatcher:
                 "%s on %s arrived before its dispatcher died: not sent again",
                 q.delivery,
                 channel.id,
+                extra=_fields(q.payload, q.delivery),
             )
             return _outcome(q, "sent", "confirmed by the channel")
         if arrived is None and not getattr(channel, "idempotent", False):
@@ -426,6 +449,7 @@ class Dispatcher:
                 "whether it arrived; sending it again (it may arrive twice)",
                 q.delivery,
                 channel.id,
+                extra=_fields(q.payload, q.delivery),
             )
         await self.store.take_over(q.delivery, self.owner)
         return None
@@ -446,7 +470,12 @@ class Dispatcher:
         except Exception as raised:
             exc = raised if isinstance(raised, DeliveryError) else None
             if exc is None:  # a bug in a channel must not jam the outbox: retry it
-                logger.exception("channel %s raised unexpectedly on %s", channel.id, q.delivery)
+                logger.exception(
+                    "channel %s raised unexpectedly on %s",
+                    channel.id,
+                    q.delivery,
+                    extra=_fields(q.payload, q.delivery),
+                )
                 exc = DeliveryError(f"unexpected {type(raised).__name__}", retryable=True)
             if exc.retry_after_s:
                 limit.pause(exc.retry_after_s)
@@ -466,6 +495,7 @@ class Dispatcher:
                 channel.id,
                 subject.id,
                 subject.item.id,
+                extra=_fields(q.payload, q.delivery),
             )
         else:
             logger.info(
@@ -474,6 +504,7 @@ class Dispatcher:
                 channel.id,
                 len(subject.alerts),
                 len(subject.stories()),
+                extra=_fields(q.payload, q.delivery),
             )
         return _outcome(q, "sent")
 
@@ -508,6 +539,7 @@ class Dispatcher:
             attempt,
             delay,
             exc,
+            extra=_fields(payload, delivery),
         )
         return Outcome(entry_id, delivery, "retry", str(exc))
 
@@ -517,7 +549,13 @@ class Dispatcher:
         record = {**payload, "reason": reason, "delivery": delivery, "failed_at": self.clock()}
         await self.store.dead.add_many([record])
         await self.store.outbox.ack(GROUP, [entry_id])
-        logger.error("dead letter %s on %s: %s", delivery, payload.get("channel"), reason)
+        logger.error(
+            "dead letter %s on %s: %s",
+            delivery,
+            payload.get("channel"),
+            reason,
+            extra=_fields(payload, delivery),
+        )
         return Outcome(entry_id, delivery, "dead", reason)
 
     def _limit(self, channel: Channel) -> RateLimit:

@@ -12,8 +12,8 @@ For a batch of new items, a constant number of pipelined round trips, whatever i
 Decisions are made by the pure ``core.stories.decide``, item after item, each item seeing the
 ones before it in the same batch. Steps 2 to 4 run under a lock in Redis, so process workers
 place their batches one after another: two items of one new event, taken by two workers at the
-same moment, still make one story, and a story's centroid is never overwritten by a stale one. Every key has a TTL (``dedup_ttl``; the term index the story
-window), so memory stays bounded.
+same moment, still make one story, and a story's centroid is never overwritten by a stale one.
+Every key has a TTL (``dedup_ttl``; the term index the story window), so memory stays bounded.
 """
 
 from __future__ import annotations

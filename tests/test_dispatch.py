@@ -234,3 +234,23 @@ async def test_two_dispatchers_never_send_one_delivery_twice(store: Store) -> No
     ids = [x.id for x in channel.received]
     assert sorted(ids) == sorted(set(ids)) == [f"alert-{n}" for n in range(10)]
     assert await store.outbox.pending_count(GROUP) == 0
+
+
+async def test_delivery_log_lines_carry_the_alert_s_ids(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = io.StringIO()
+    dispatcher = Dispatcher(store, {"desk": ConsoleChannel("desk", stream=out)})
+    await dispatcher.start()
+    await queue(store, "desk", [alert(7)])
+    with caplog.at_level("INFO", logger="monitor.dispatch"):
+        await dispatcher.step("c")
+    [record] = [r for r in caplog.records if r.getMessage().startswith("sent ")]
+    fields = {k: getattr(record, k, None) for k in ("alert", "rule", "story", "item", "channel")}
+    assert fields == {
+        "alert": "alert-7",
+        "rule": "r",
+        "story": "s7",
+        "item": "src:7",
+        "channel": "desk",
+    }
