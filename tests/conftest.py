@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 
 from monitor.store import RedisServer, Store
+from tests.channels.slack_server import FakeSlack
 
 TEST_REDIS_URL = os.environ.get("MONITOR_TEST_REDIS_URL") or None
 REDIS_KINDS = ["embedded", "server"] if TEST_REDIS_URL else ["embedded"]
@@ -64,3 +65,12 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> RoundTrips:
 
     monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
     return counter
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeSlack]:
+    """A local Slack on a free loopback port (``tests/channels/slack_server.py``); the test
+    fails if the fake itself broke while serving it."""
+    async with FakeSlack() as server:
+        yield server
+    assert server.errors == []

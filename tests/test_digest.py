@@ -79,13 +79,6 @@ async def queue(store: Store, alerts: list[Alert], channel: str = "slack") -> No
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack() as server:
-        yield server
-    assert server.errors == []
-
-
-@pytest.fixture
 async def opened() -> AsyncIterator[list[SlackChannel]]:
     """Slack channels a test opened, closed after it."""
     channels: list[SlackChannel] = []

@@ -21,13 +21,6 @@ FAST = RetryPolicy(first_s=0.05, factor=2.0, max_delay_s=0.2, give_up_after_s=60
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack() as server:
-        yield server
-    assert server.errors == []
-
-
-@pytest.fixture
 async def bot(fake: FakeSlack, store: Store) -> AsyncIterator[SlackChannel]:
     channel = SlackChannel(
         "bot",

@@ -16,7 +16,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -29,13 +29,6 @@ from tests.channels.slack_server import FakeSlack, Reply
 ROOT = Path(__file__).resolve().parents[2]
 CHANNELS = 20  # Slack allows 1 message per second per channel: spread the 200 over 20
 ALERTS = 200
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack() as server:
-        yield server
-    assert server.errors == []
 
 
 def alert(n: int) -> Alert:

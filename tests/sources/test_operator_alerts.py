@@ -36,13 +36,6 @@ channels:
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack() as server:
-        yield server
-    assert server.errors == []
-
-
-@pytest.fixture
 async def ops(fake: FakeSlack, store: Store) -> AsyncIterator[SlackChannel]:
     channel = SlackChannel(
         "ops", webhook_url=None, token=fake.token, channel="C0", api_url=fake.api_url, threads=store
