@@ -31,7 +31,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -458,35 +459,24 @@ class SlackChannel:
         """``chat.postMessage``; returns the new message's ``ts``."""
         assert self._channel is not None
         blocks = self._blocks(message)
-        try:
-            response = await self._web_client().chat_postMessage(
-                channel=self._channel,
-                text=message.text,
-                blocks=blocks,
-                thread_ts=thread_ts,
-                unfurl_links=False,
-                unfurl_media=False,
-                link_names=False,
-                metadata=metadata,
-            )
-        except TimeoutError as exc:
-            raise self._error(
-                f"no answer within {self._timeout_s:g}s", True, uncertain=True
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise self._error(
-                f"request failed ({type(exc).__name__})", True, uncertain=_maybe_sent(exc)
-            ) from exc
-        except SlackApiError as exc:
-            raise self._api_error(exc) from exc
-        except SlackClientError as exc:
-            raise self._error(
-                f"request refused by the client ({type(exc).__name__})", False
-            ) from exc
-        except AttributeError as exc:  # slack-sdk reads a 200 text/plain answer as a dict
-            raise self._error(
-                "chat.postMessage failed: answer is not JSON (HTTP 200)", False
-            ) from exc
+        with self._posting():
+            try:
+                response = await self._web_client().chat_postMessage(
+                    channel=self._channel,
+                    text=message.text,
+                    blocks=blocks,
+                    thread_ts=thread_ts,
+                    unfurl_links=False,
+                    unfurl_media=False,
+                    link_names=False,
+                    metadata=metadata,
+                )
+            except SlackApiError as exc:
+                raise self._api_error(exc) from exc
+            except AttributeError as exc:  # slack-sdk reads a 200 text/plain answer as a dict
+                raise self._error(
+                    "chat.postMessage failed: answer is not JSON (HTTP 200)", False
+                ) from exc
         ts = response.get("ts")
         return ts if isinstance(ts, str) and ts else None
 
@@ -497,25 +487,34 @@ class SlackChannel:
             "unfurl_links": False,
             "unfurl_media": False,
         }
-        try:
+        with self._posting():
             response = await self._webhook_client().send_dict(body)
-        except TimeoutError as exc:
-            raise self._error(
-                f"no answer within {self._timeout_s:g}s", True, uncertain=True
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise self._error(
-                f"request failed ({type(exc).__name__})", True, uncertain=_maybe_sent(exc)
-            ) from exc
-        except SlackClientError as exc:
-            raise self._error(
-                f"request refused by the client ({type(exc).__name__})", False
-            ) from exc
         status = response.status_code
         if 200 <= status < 300:
             return
         what = f"HTTP {status} {_code(response.body) or 'error'}"
         raise self._failure(what, status, None, response.headers)
+
+    @contextmanager
+    def _posting(self) -> Iterator[None]:
+        """How a post fails on the way: retryable for a timeout or a connection error (and
+        ``uncertain`` unless the connection never opened: it may have arrived), permanent for
+        a request the SDK itself refused."""
+        try:
+            yield
+        except TimeoutError as exc:
+            raise self._error(
+                f"no answer within {self._timeout_s:g}s", True, uncertain=True
+            ) from exc
+        except aiohttp.ClientError as exc:
+            maybe_sent = not isinstance(exc, aiohttp.ClientConnectorError)
+            raise self._error(
+                f"request failed ({type(exc).__name__})", True, uncertain=maybe_sent
+            ) from exc
+        except SlackClientError as exc:
+            raise self._error(
+                f"request refused by the client ({type(exc).__name__})", False
+            ) from exc
 
     def _blocks(self, message: SlackMessage) -> list[dict[str, Any]]:
         try:
@@ -663,12 +662,6 @@ def _block_id(alert: Alert) -> str:
     if len(alert.id) <= 200 and re.fullmatch(r"[\w.:-]+", alert.id):
         return f"alert-{alert.id}"
     return f"alert-{hashlib.sha256(alert.id.encode()).hexdigest()[:40]}"
-
-
-def _maybe_sent(exc: aiohttp.ClientError) -> bool:
-    """Whether a request that failed this way may have reached Slack: anything but a
-    connection that never opened."""
-    return not isinstance(exc, aiohttp.ClientConnectorError)
 
 
 def _code(value: object) -> str | None:
