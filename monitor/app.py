@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from monitor.channels.slack import SlackChannel
 from monitor.channels.webhook import WebhookChannel
 from monitor.config_files import SUFFIXES, load_config, rule_files
 from monitor.core.health import Health, assess
-from monitor.core.polling import FeedHealth, PollSpec
+from monitor.core.polling import PollSpec
 from monitor.core.rules import (
     ConsoleChannelSpec,
     EmailChannelSpec,
@@ -52,7 +52,7 @@ from monitor.pipeline import Processor, Runtime, item_payload
 from monitor.probes import ping, read_gauges
 from monitor.progress import SILENT, Progress
 from monitor.redaction import register
-from monitor.scheduler import Poller, Scheduled, due_time
+from monitor.scheduler import Poller, Scheduled
 from monitor.server import Server
 from monitor.settings import Settings
 from monitor.sources.base import Source
@@ -232,40 +232,6 @@ async def check_sources(settings: Settings, config: WatchConfig) -> list[dict[st
         }
         for scheduled, result in zip(sources, results, strict=True)
     ]
-
-
-async def source_health(settings: Settings, config: WatchConfig) -> list[dict[str, Any]]:
-    """Each configured source with the health the poll role keeps in Redis."""
-    now = datetime.now(UTC)
-    out = []
-    async with RedisServer.from_settings(settings) as client:
-        store = Store(client, settings)
-        for spec in config.sources:
-            health = FeedHealth.from_mapping(await store.get_health(spec.id))
-            bounds = poll_spec(spec)
-            due = due_time(health, bounds)
-            out.append(
-                {
-                    "id": spec.id,
-                    "type": spec.type,
-                    "where": getattr(spec, "url", None) or getattr(spec, "path", ""),
-                    "enabled": spec.enabled,
-                    "last_poll": _iso(health.last_poll),
-                    "last_success": _iso(health.last_success),
-                    "last_error": _iso(health.last_error),
-                    "error": health.error if health.consecutive_failures else None,
-                    "consecutive_failures": health.consecutive_failures,
-                    "last_new_item": _iso(health.last_new_item),
-                    "items_per_day": round(health.items_per_day, 1),
-                    "next_due": _iso(due),
-                    "overdue": bool(due and due < now - timedelta(seconds=bounds.max)),
-                }
-            )
-    return out
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat(timespec="seconds") if moment else None
 
 
 def source_for(path: Path, config: WatchConfig) -> str:

@@ -26,7 +26,6 @@ from monitor.app import (
     replay,
     retry_dead_letters,
     source_for,
-    source_health,
 )
 from monitor.channels.console import ConsoleChannel
 from monitor.config_files import load_config
@@ -298,6 +297,8 @@ def sources_check(rules_dir: Path | None, as_json: bool) -> None:
 @_fails_cleanly
 def sources_list(rules_dir: Path | None, as_json: bool) -> None:
     """Health the poll role keeps in Redis: last success, last error, failures, rate, next due."""
+    from monitor.status import source_health
+
     settings = _settings()
     _logging(settings)
     config = _config(rules_dir or settings.rules_dir)

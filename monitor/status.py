@@ -209,6 +209,7 @@ def source_row(spec: SourceSpec, stored: Mapping[str, str], now: datetime) -> di
         "health": verdict,
         "last_poll": _iso(health.last_poll),
         "last_success": _iso(health.last_success),
+        "last_error": _iso(health.last_error),
         "error": redact(health.error) if health.consecutive_failures and health.error else None,
         "consecutive_failures": health.consecutive_failures,
         "last_new_item": _iso(health.last_new_item),
@@ -216,6 +217,22 @@ def source_row(spec: SourceSpec, stored: Mapping[str, str], now: datetime) -> di
         "next_due": _iso(due),
         "overdue": overdue,
     }
+
+
+async def source_health(settings: Settings, config: WatchConfig) -> list[dict[str, Any]]:
+    """Each configured source with the health the poll role keeps in Redis (``sources list``):
+    the same rows as ``monitor status``, read in one round trip."""
+    async with RedisServer.from_settings(settings) as client:
+        store = Store(client, settings)
+        async with store.pipeline() as pipe:
+            for spec in config.sources:
+                pipe.hgetall(store.keys.health(spec.id))
+            stored = await pipe.execute()
+    now = datetime.now(UTC)
+    return [
+        source_row(spec, _strings(health), now)
+        for spec, health in zip(config.sources, stored, strict=True)
+    ]
 
 
 def alert_rows(
