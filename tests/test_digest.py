@@ -105,6 +105,13 @@ def dispatcher(store: Store, channel: object, watch: WatchConfig, clock: Clock) 
     )
 
 
+async def run_at(dispatcher: Dispatcher, clock: Clock, when: float) -> None:
+    """Move the clock to ``when``, then let the dispatcher work until its outbox is empty."""
+    clock.now = when
+    while await dispatcher.step("one", count=100):
+        pass
+
+
 def text_of(payload: dict[str, object]) -> str:
     return json.dumps(payload.get("blocks"), ensure_ascii=False)
 
@@ -183,14 +190,10 @@ async def test_alerts_held_after_a_digest_went_out_start_the_next_one(
     await one.start()
     await queue(store, [alert(1)])
     await one.step("one")
-    clock.now = START + 15 * 60
-    await one.step("one")
-    await one.step("one")
+    await run_at(one, clock, START + 15 * 60)
     await queue(store, [alert(2)])
     await one.step("one")
-    clock.now = START + 30 * 60
-    await one.step("one")
-    await one.step("one")
+    await run_at(one, clock, START + 30 * 60)
     assert len(fake.digests) == 2
     assert "Story 1 headline" in text_of(fake.digests[0])
     assert "Story 2 headline" in text_of(fake.digests[1])
@@ -213,9 +216,7 @@ async def test_quiet_hours_hold_all_but_critical_until_they_end(
     clock.now = morning - 1
     await one.step("one")
     assert len(fake.received) == 1
-    clock.now = morning
-    await one.step("one")
-    await one.step("one")
+    await run_at(one, clock, morning)
     assert len(fake.digests) == 1  # two held alerts: one digest
     text = text_of(fake.digests[0])
     assert "Story 1 headline" in text and "Story 3 headline" in text
@@ -232,9 +233,7 @@ async def test_one_alert_held_by_quiet_hours_goes_out_as_itself(
     await queue(store, [alert(1)])
     await one.step("one")
     assert fake.received == []
-    clock.now = datetime(2026, 11, 23, 6, 0, tzinfo=UTC).timestamp()
-    await one.step("one")
-    await one.step("one")
+    await run_at(one, clock, datetime(2026, 11, 23, 6, 0, tzinfo=UTC).timestamp())
     assert dict(fake.delivered) == {"a001": 1} and fake.digests == []
 
 
@@ -271,9 +270,7 @@ async def test_an_email_digest_lists_every_alert_in_both_parts(store: Store) -> 
         await one.start()
         await queue(store, [alert(1), alert(2), alert(3, story="s2")])
         await one.step("one")
-        clock.now = START + 15 * 60
-        await one.step("one")
-        await one.step("one")
+        await run_at(one, clock, START + 15 * 60)
         await asyncio.sleep(0)
         assert len(server.handler.received) == 1
         message = server.handler.received[0].message()
@@ -295,9 +292,7 @@ async def test_a_console_digest_groups_by_story(store: Store) -> None:
     await queue(store, [alert(1), alert(2, story="s1")])
     await one.step("one")
     assert out.getvalue() == ""
-    clock.now = START + 15 * 60
-    await one.step("one")
-    await one.step("one")
+    await run_at(one, clock, START + 15 * 60)
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("[digest] 2 alerts in 1 story (15m")
     assert len(lines) == 3
