@@ -63,8 +63,7 @@ Duration = Annotated[int, BeforeValidator(parse_duration)]
 
 
 def _check_digest(value: str) -> str:
-    if value.strip().lower() not in OFF:
-        parse_digest(value)
+    _digest_setting(value)
     return value
 
 
@@ -146,9 +145,8 @@ class _ChannelSpec(_Spec):
 
     @property
     def digest_schedule(self) -> DigestSchedule | None:
-        if self.digest is None or self.digest.strip().lower() in OFF:
-            return None
-        return parse_digest(self.digest)
+        setting = _digest_setting(self.digest)
+        return None if setting == "off" else setting
 
     @property
     def quiet(self) -> QuietHours | None:
@@ -631,7 +629,7 @@ class _Builder:
             cooldown=spec.cooldown,
             sources=frozenset(spec.sources) if spec.sources else None,
             origin=f"{doc.path}:{line}",
-            digest=_rule_digest(spec.digest),
+            digest=_digest_setting(spec.digest),
         )
 
     def compile_query(self, doc: _Doc, loc: Path_, text: str) -> q.Node | None:
@@ -725,7 +723,8 @@ _LEAF_KEYS = {
 _LEAVES = ", ".join(_LEAF_KEYS)
 
 
-def _rule_digest(text: str | None) -> DigestSchedule | Literal["off"] | None:
+def _digest_setting(text: str | None) -> DigestSchedule | Literal["off"] | None:
+    """A ``digest:`` value: its schedule, "off" (send at once), or None when not set."""
     if text is None:
         return None
     return "off" if text.strip().lower() in OFF else parse_digest(text)
