@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 import click
 
 from monitor import __version__
-from monitor.app import (
+from monitor.app.config_files import load_config
+from monitor.app.daemon import (
     ROLES,
     App,
     check_sources,
@@ -27,16 +28,15 @@ from monitor.app import (
     retry_dead_letters,
     source_for,
 )
+from monitor.app.settings import Settings
 from monitor.channels.console import ConsoleChannel
-from monitor.config_files import load_config
 from monitor.core.matcher import Matcher
 from monitor.core.rules import WatchConfig
 from monitor.errors import ConfigError, StoreError
-from monitor.logs import configure
 from monitor.models import Item, Match
-from monitor.progress import is_terminal, progress_for
-from monitor.redaction import redact, register
-from monitor.settings import Settings
+from monitor.ops.logs import configure
+from monitor.ops.progress import is_terminal, progress_for
+from monitor.ops.redaction import redact, register
 from monitor.sources.replay import read_items
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -207,7 +207,7 @@ def status(rules_dir: Path | None, as_json: bool) -> None:
     Tables on a terminal, plain lines otherwise. Exit 1 when Redis cannot be reached or the
     rules are invalid.
     """
-    from monitor.status import gather_status, plain_lines, tables
+    from monitor.ops.status import gather_status, plain_lines, tables
 
     settings = _settings()
     _logging(settings, "WARNING" if settings.log_level == "INFO" else settings.log_level)
@@ -297,7 +297,7 @@ def sources_check(rules_dir: Path | None, as_json: bool) -> None:
 @_fails_cleanly
 def sources_list(rules_dir: Path | None, as_json: bool) -> None:
     """Health the poll role keeps in Redis: last success, last error, failures, rate, next due."""
-    from monitor.status import source_health
+    from monitor.ops.status import source_health
 
     settings = _settings()
     _logging(settings)
@@ -497,7 +497,7 @@ def bench(
     --parse measures feed parsing instead, --sources a poll cycle of the daemon, --dedup the
     quality of duplicate and story detection; each prints one JSON object with --json.
     """
-    from monitor.bench import (
+    from monitor.bench.match import (
         parse_report,
         report,
         run_bench,
@@ -512,7 +512,7 @@ def bench(
         )
     progress = progress_for(prefix="bench: ")
     if dispatch_mode:
-        from monitor.bench_dispatch import dispatch_report, run_dispatch_bench
+        from monitor.bench.dispatch import dispatch_report, run_dispatch_bench
 
         result = run_dispatch_bench(rate, seconds, progress)
         click.echo(json.dumps(result) if as_json else dispatch_report(result))
@@ -535,7 +535,7 @@ def bench(
         click.echo(json.dumps(result) if as_json else sources_report(result))
         return
     if pairs_file is not None:
-        from monitor.evaluation import evaluate, load_pairs, measure, sweep
+        from monitor.bench.dedup import evaluate, load_pairs, measure, sweep
 
         measured = measure(load_pairs(pairs_file))
         result = evaluate(measured)

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from click.testing import CliRunner
 
-from monitor.bench_sources import (
+from monitor.bench.feeds import (
     NEW_PER_VERSION,
     FeedServer,
     FeedServerProcess,

@@ -254,7 +254,7 @@ async def test_replay_with_state_leaves_the_daemons_queues_alone(tmp_path: Path)
     import asyncio
 
     from monitor.models import Alert, Item
-    from monitor.pipeline import item_payload
+    from monitor.roles.process import item_payload
     from monitor.store import RedisServer, Store
 
     env = {"MONITOR_DATA_DIR": str(tmp_path / "data"), "MONITOR_RULES_DIR": str(RULES)}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.evaluation import Measured, evaluate, load_pairs, measure
+from monitor.bench.dedup import Measured, evaluate, load_pairs, measure
 
 PAIRS = Path(__file__).resolve().parent / "data" / "dedup" / "pairs.jsonl"
 

@@ -24,10 +24,10 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from monitor.app import DRAIN_S, ROLES, App
-from monitor.config_files import load_config
+from monitor.app.config_files import load_config
+from monitor.app.daemon import DRAIN_S, ROLES, App
+from monitor.app.settings import Settings
 from monitor.errors import ConfigError
-from monitor.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -766,7 +766,7 @@ def rule_ids(app: App) -> list[str]:
 async def test_a_configmap_update_reaches_the_running_daemon(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="monitor.app")
+    caplog.set_level(logging.INFO, logger="monitor.app.daemon")
     rules = tmp_path / "rules"
     rules.mkdir()
     volume = ConfigMapVolume(rules)

@@ -24,8 +24,8 @@ from monitor.channels.slack import (
     build_digest,
 )
 from monitor.core.rules import WatchConfig, build_config
-from monitor.dispatch import GROUP, ORPHANED, Dispatcher, delivery_id
 from monitor.models import Alert, Digest, Item, Severity
+from monitor.roles.dispatch import GROUP, ORPHANED, Dispatcher, delivery_id
 from monitor.store import Store
 from tests.channels.slack_server import FakeSlack
 from tests.channels.smtp_server import smtp_server

@@ -10,9 +10,9 @@ import pytest
 
 from monitor.channels.console import ConsoleChannel
 from monitor.core.retry import RetryPolicy
-from monitor.dispatch import GROUP, Dispatcher, RateLimit, delivery_id, retry_dead
 from monitor.errors import DeliveryError
 from monitor.models import Alert, Item
+from monitor.roles.dispatch import GROUP, Dispatcher, RateLimit, delivery_id, retry_dead
 from monitor.store import Store
 
 FAST = RetryPolicy(first_s=0.05, factor=2.0, max_delay_s=0.2, give_up_after_s=60)
@@ -243,7 +243,7 @@ async def test_delivery_log_lines_carry_the_alert_s_ids(
     dispatcher = Dispatcher(store, {"desk": ConsoleChannel("desk", stream=out)})
     await dispatcher.start()
     await queue(store, "desk", [alert(7)])
-    with caplog.at_level("INFO", logger="monitor.dispatch"):
+    with caplog.at_level("INFO", logger="monitor.roles.dispatch"):
         await dispatcher.step("c")
     [record] = [r for r in caplog.records if r.getMessage().startswith("sent ")]
     fields = {k: getattr(record, k, None) for k in ("alert", "rule", "story", "item", "channel")}

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from monitor.cli import main
-from monitor.logs import JsonFormatter, TextFormatter, configure, context, text_value
-from monitor.redaction import MASK, register
+from monitor.ops.logs import JsonFormatter, TextFormatter, configure, context, text_value
+from monitor.ops.redaction import MASK, register
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "logs-s3cr3t-5b1e77"
@@ -208,7 +208,7 @@ def test_run_logs_json_lines_with_ids(tmp_path: Path) -> None:
     result = invoke(["--log-format", "json", "run", "--once"], tmp_path)
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in result.stderr.splitlines()]
-    polled = [r for r in records if r["logger"] == "monitor.scheduler"]
+    polled = [r for r in records if r["logger"] == "monitor.roles.poll"]
     assert polled and all(r["source"] == "seeds" for r in polled)
     alerts = [r for r in records if r["msg"].startswith("alert: ")]
     assert alerts

@@ -7,17 +7,17 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.channels.console import ConsoleChannel
+from monitor.core.frequencies import background_for
 from monitor.core.health import HEARTBEAT_MAX_AGE_S, assess
 from monitor.core.rules import build_config
-from monitor.dispatch import Dispatcher
-from monitor.frequencies import background_for
-from monitor.metrics import Metrics, RedisGauges, error_kind, poll_result
 from monitor.models import Alert, Item
-from monitor.pipeline import Processor, Runtime, item_payload
-from monitor.probes import ping, read_gauges
+from monitor.ops.metrics import Metrics, RedisGauges, error_kind, poll_result
+from monitor.roles.dispatch import Dispatcher
+from monitor.roles.process import Processor, Runtime, item_payload
 from monitor.sources.base import FetchResult
 from monitor.store import Store
-from monitor.stories import StoryKeeper
+from monitor.store.snapshot import ping, read_gauges
+from monitor.store.stories import StoryKeeper
 
 
 def value(metrics: Metrics, name: str, **labels: str) -> float:

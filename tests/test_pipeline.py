@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from monitor.core.frequencies import background_for
 from monitor.core.rules import build_config
-from monitor.frequencies import background_for
 from monitor.models import Item
-from monitor.pipeline import GROUP as PROCESS
-from monitor.pipeline import Processor, Runtime, item_payload, seen_key
+from monitor.roles.process import GROUP as PROCESS
+from monitor.roles.process import Processor, Runtime, item_payload, seen_key
 from monitor.sources.replay import read_items
 from monitor.store import Store
-from monitor.stories import StoryKeeper
+from monitor.store.stories import StoryKeeper
 from tests.conftest import RoundTrips
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"

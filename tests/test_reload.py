@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.app import App
-from monitor.config_files import load_config
-from monitor.settings import Settings
+from monitor.app.config_files import load_config
+from monitor.app.daemon import App
+from monitor.app.settings import Settings
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 
@@ -63,7 +63,7 @@ async def test_an_invalid_change_keeps_the_last_good_configuration(
     daemon: tuple[App, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
     app, rules = daemon
-    caplog.set_level(logging.ERROR, logger="monitor.app")
+    caplog.set_level(logging.ERROR, logger="monitor.app.daemon")
     (rules / "rules.yaml").write_text("rules:\n  - {id: first, query: 'maduro AND (x'}\n")
     await until(lambda: "the last good configuration stays in force" in caplog.text)
     assert f"{rules / 'rules.yaml'}:2:" in caplog.text  # where the problem is

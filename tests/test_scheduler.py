@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 from monitor.core.polling import FeedHealth, PollSpec, next_interval
 from monitor.models import Item
-from monitor.pipeline import seen_key
-from monitor.scheduler import Poller, Scheduled
+from monitor.roles.poll import Poller, Scheduled
+from monitor.roles.process import seen_key
 from monitor.sources.base import FetchResult
 from monitor.store import Store
 

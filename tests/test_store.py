@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from monitor.app.settings import Settings
 from monitor.errors import ConfigError, StoreError
-from monitor.settings import Settings
 from monitor.store import DB_FILE, Keys, RedisServer, Store, digest
 from tests.conftest import RoundTrips
 

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
+from monitor.core.frequencies import background_for
 from monitor.core.rules import build_config
-from monitor.frequencies import background_for
 from monitor.models import Item
-from monitor.pipeline import Processed, Processor, Runtime, item_payload
+from monitor.roles.process import Processed, Processor, Runtime, item_payload
 from monitor.sources.replay import read_items
 from monitor.store import Store
-from monitor.stories import StoryKeeper
+from monitor.store.stories import StoryKeeper
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 RULES = """

@@ -52,8 +52,8 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from monitor.channels.base import Threads
 from monitor.core.text import highlight_runs, snippets
 from monitor.errors import ConfigError, DeliveryError, StoreError
+from monitor.http import parse_retry_after
 from monitor.models import Alert, Digest, Severity
-from monitor.sources.http import parse_retry_after
 
 __all__ = [
     "FALLBACK_LIMIT",

@@ -25,8 +25,8 @@ import httpx
 
 from monitor.core.text import snippets
 from monitor.errors import ConfigError, DeliveryError
+from monitor.http import USER_AGENT, parse_retry_after
 from monitor.models import FIELDS, Alert, Digest
-from monitor.sources.http import USER_AGENT, parse_retry_after
 
 __all__ = [
     "DIGEST_EVENT",

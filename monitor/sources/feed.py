@@ -33,9 +33,7 @@ import httpx
 
 from monitor.core.html import html_to_text, tidy_whitespace
 from monitor.errors import SourceError
-from monitor.models import Item
-from monitor.sources.base import FetchResult
-from monitor.sources.http import (
+from monitor.http import (
     DEFAULT_LIMITS,
     FetchLimits,
     download_fields,
@@ -44,6 +42,8 @@ from monitor.sources.http import (
     resume_state,
     unparsed_result,
 )
+from monitor.models import Item
+from monitor.sources.base import FetchResult
 
 __all__ = [
     "FeedSource",

@@ -36,10 +36,7 @@ import jmespath.exceptions  # type: ignore[import-untyped]
 
 from monitor.core.html import html_to_text, tidy_whitespace
 from monitor.errors import ConfigError, SourceError
-from monitor.models import Item
-from monitor.sources.base import FetchResult
-from monitor.sources.feed import item_id, parse_iso_datetime
-from monitor.sources.http import (
+from monitor.http import (
     DEFAULT_LIMITS,
     Download,
     FetchLimits,
@@ -49,6 +46,9 @@ from monitor.sources.http import (
     resume_state,
     unparsed_result,
 )
+from monitor.models import Item
+from monitor.sources.base import FetchResult
+from monitor.sources.feed import item_id, parse_iso_datetime
 
 __all__ = ["MAPPING_FIELDS", "ParsedWire", "WireMapping", "WireSource", "parse_wire"]
 

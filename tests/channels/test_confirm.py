@@ -12,8 +12,8 @@ import pytest
 from monitor.channels.slack import SlackChannel
 from monitor.core.retry import RetryPolicy
 from monitor.core.rules import WatchConfig, build_config
-from monitor.dispatch import GROUP, Dispatcher, delivery_id
 from monitor.models import Alert, Item
+from monitor.roles.dispatch import GROUP, Dispatcher, delivery_id
 from monitor.store import Store
 from tests.channels.slack_server import FakeSlack, Reply
 

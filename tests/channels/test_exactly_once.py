@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.dispatch import ORPHANED
 from monitor.models import Alert, Item
+from monitor.roles.dispatch import ORPHANED
 from monitor.store import RedisServer, Store
 from tests.channels.slack_server import FakeSlack, Reply
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from monitor.sources.http import FetchLimits, make_client
+from monitor.http import FetchLimits, make_client
 from tests.sources.http_server import Server
 
 # Small enough that every hostile case ends within a few seconds; the body cap is the real one.

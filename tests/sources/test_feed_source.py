@@ -12,9 +12,9 @@ import feedparser
 import httpx
 import pytest
 
+from monitor.http import FetchLimits, make_client
 from monitor.sources.base import FetchResult
 from monitor.sources.feed import FeedSource
-from monitor.sources.http import FetchLimits, make_client
 from tests.sources import http_server as hs
 from tests.sources.http_server import Request, Server
 

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from monitor import __version__
-from monitor.sources.http import (
+from monitor.http import (
     USER_AGENT,
     Download,
     FetchLimits,

@@ -12,13 +12,13 @@ import pytest
 from monitor.channels.slack import SlackChannel
 from monitor.core.polling import PollSpec
 from monitor.core.rules import WatchConfig, build_config
-from monitor.dispatch import Dispatcher
 from monitor.errors import DeliveryError
+from monitor.http import FetchLimits
 from monitor.models import Alert, Item
-from monitor.operator import Operator
-from monitor.scheduler import Poller, Scheduled
+from monitor.ops.watchdog import Operator
+from monitor.roles.dispatch import Dispatcher
+from monitor.roles.poll import Poller, Scheduled
 from monitor.sources.feed import FeedSource
-from monitor.sources.http import FetchLimits
 from monitor.store import Store
 from tests.channels.slack_server import FakeSlack
 from tests.sources import http_server as hs

@@ -6,15 +6,15 @@ import asyncio
 
 import httpx
 
+from monitor.core.frequencies import background_for
 from monitor.core.polling import PollSpec
 from monitor.core.rules import build_config
-from monitor.frequencies import background_for
-from monitor.pipeline import Processor, Runtime
-from monitor.scheduler import Poller, Scheduled
+from monitor.http import FetchLimits
+from monitor.roles.poll import Poller, Scheduled
+from monitor.roles.process import Processor, Runtime
 from monitor.sources.feed import FeedSource
-from monitor.sources.http import FetchLimits
 from monitor.store import Store
-from monitor.stories import StoryKeeper
+from monitor.store.stories import StoryKeeper
 from tests.sources import http_server as hs
 
 

@@ -23,9 +23,9 @@ from monitor.core.dedup import (
     is_duplicate,
     strip_boilerplate,
 )
+from monitor.core.frequencies import background_for
 from monitor.core.stories import STORY_SIMILARITY, cosine, index_terms, term_vector
 from monitor.core.text import tokenize
-from monitor.frequencies import background_for
 
 WINDOW_S = 48 * 3600
 

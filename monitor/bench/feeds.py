@@ -393,7 +393,7 @@ class FeedServerProcess:
         self._process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "monitor.bench_sources",
+            "monitor.bench.feeds",
             *self.args,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,

@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from monitor.core.polling import FeedHealth
 from monitor.core.rules import WatchConfig
 from monitor.errors import StoreError
-from monitor.logs import context
 from monitor.models import Alert, Item
+from monitor.ops.logs import context
 from monitor.store import Store
 
 __all__ = ["RULE", "Operator", "operator_alert"]

@@ -22,11 +22,11 @@ from monitor.core.alerts import build_alert
 from monitor.core.dedup import canonical_url
 from monitor.core.matcher import Matcher
 from monitor.core.rules import Rule, WatchConfig
-from monitor.logs import context
-from monitor.metrics import Metrics
 from monitor.models import Alert, Item, RuleMatch
+from monitor.ops.logs import context
+from monitor.ops.metrics import Metrics
 from monitor.store import Store, alert_count_field
-from monitor.stories import Placement, StoryKeeper
+from monitor.store.stories import Placement, StoryKeeper
 
 logger = logging.getLogger(__name__)
 

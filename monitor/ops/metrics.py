@@ -19,10 +19,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from monitor.dispatch import Outcome
     from monitor.models import Alert
+    from monitor.roles.dispatch import Outcome
     from monitor.sources.base import FetchResult
-    from monitor.stories import Placement
+    from monitor.store.stories import Placement
 
 __all__ = ["ITEM_RESULTS", "Metrics", "RedisGauges", "error_kind", "poll_result"]
 

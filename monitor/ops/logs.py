@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
-from monitor.redaction import redact
+from monitor.ops.redaction import redact
 
 __all__ = ["JsonFormatter", "TextFormatter", "configure", "context", "record_fields"]
 

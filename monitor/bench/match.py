@@ -35,17 +35,18 @@ from typing import Any
 
 import feedparser
 
-from monitor.bench_sources import FeedServerProcess, feed_document
+from monitor.bench.feeds import FeedServerProcess, feed_document
 from monitor.core.dedup import fingerprint, strip_boilerplate
+from monitor.core.frequencies import background_for
 from monitor.core.matcher import Matcher
 from monitor.core.polling import PollSpec
 from monitor.core.rules import build_config
 from monitor.core.stories import term_vector
 from monitor.core.text import normalize, tokenize
-from monitor.frequencies import background_for
+from monitor.http import FetchLimits, make_client
 from monitor.models import Item
-from monitor.progress import SILENT, Advance, Progress
-from monitor.scheduler import Poller, Scheduled
+from monitor.ops.progress import SILENT, Advance, Progress
+from monitor.roles.poll import Poller, Scheduled
 from monitor.sources.feed import (  # the private three: parse_feed's per-entry extraction
     FeedSource,
     _detail_language,
@@ -53,7 +54,6 @@ from monitor.sources.feed import (  # the private three: parse_feed's per-entry 
     _str,
     parse_feed,
 )
-from monitor.sources.http import FetchLimits, make_client
 from monitor.store import RedisServer, Store
 
 WORDS_PER_ITEM = 600

@@ -20,16 +20,16 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from monitor.app import poll_spec
-from monitor.config_files import load_config
+from monitor.app.config_files import load_config
+from monitor.app.daemon import poll_spec
+from monitor.app.settings import Settings
 from monitor.core.polling import FeedHealth
 from monitor.core.rules import FeedSourceSpec, ReplaySourceSpec, WatchConfig, WireSourceSpec
-from monitor.dispatch import GROUP as DISPATCH_GROUP
 from monitor.errors import ConfigError
-from monitor.pipeline import GROUP as PROCESS_GROUP
-from monitor.redaction import redact, register
-from monitor.scheduler import due_time
-from monitor.settings import Settings
+from monitor.ops.redaction import redact, register
+from monitor.roles.dispatch import GROUP as DISPATCH_GROUP
+from monitor.roles.poll import due_time
+from monitor.roles.process import GROUP as PROCESS_GROUP
 from monitor.store import ALERT_BUCKET_S, RedisServer, Store, alert_bucket
 
 __all__ = [

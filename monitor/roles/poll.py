@@ -24,10 +24,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor.core.polling import FeedHealth, PollOutcome, PollSpec, next_interval
 from monitor.errors import MonitorError, StoreError
-from monitor.logs import context
-from monitor.metrics import Metrics
-from monitor.operator import Operator
-from monitor.pipeline import item_payload, seen_keys
+from monitor.ops.logs import context
+from monitor.ops.metrics import Metrics
+from monitor.ops.watchdog import Operator
+from monitor.roles.process import item_payload, seen_keys
 from monitor.sources.base import FetchResult, Source
 from monitor.store import Store
 

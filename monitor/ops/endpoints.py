@@ -16,7 +16,7 @@ from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from monitor.core.health import Health
-from monitor.metrics import Metrics
+from monitor.ops.metrics import Metrics
 
 __all__ = ["REQUEST_TIMEOUT_S", "Server"]
 

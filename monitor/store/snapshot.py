@@ -10,10 +10,10 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from monitor.dispatch import GROUP as DISPATCH_GROUP
 from monitor.errors import StoreError
-from monitor.metrics import RedisGauges
-from monitor.pipeline import GROUP as PROCESS_GROUP
+from monitor.ops.metrics import RedisGauges
+from monitor.roles.dispatch import GROUP as DISPATCH_GROUP
+from monitor.roles.process import GROUP as PROCESS_GROUP
 from monitor.store import Store
 
 __all__ = ["PROBE_TIMEOUT_S", "ping", "read_gauges"]

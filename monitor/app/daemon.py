@@ -23,12 +23,14 @@ from typing import Any
 import httpx
 import watchfiles
 
+from monitor.app.config_files import SUFFIXES, load_config, rule_files
+from monitor.app.settings import Settings
 from monitor.channels.base import Channel, Threads
 from monitor.channels.console import ConsoleChannel
 from monitor.channels.email import EmailChannel
 from monitor.channels.slack import SlackChannel
 from monitor.channels.webhook import WebhookChannel
-from monitor.config_files import SUFFIXES, load_config, rule_files
+from monitor.core.frequencies import background_for
 from monitor.core.health import Health, assess
 from monitor.core.polling import PollSpec
 from monitor.core.rules import (
@@ -41,27 +43,25 @@ from monitor.core.rules import (
     WebhookChannelSpec,
     WireSourceSpec,
 )
-from monitor.dispatch import Dispatcher, retry_dead
 from monitor.errors import ConfigError, Problem, StoreError
-from monitor.frequencies import background_for
-from monitor.logs import context
-from monitor.metrics import Metrics
+from monitor.http import FetchLimits, make_client
 from monitor.models import Alert
-from monitor.operator import Operator
-from monitor.pipeline import Processor, Runtime, item_payload
-from monitor.probes import ping, read_gauges
-from monitor.progress import SILENT, Progress
-from monitor.redaction import register
-from monitor.scheduler import Poller, Scheduled
-from monitor.server import Server
-from monitor.settings import Settings
+from monitor.ops.endpoints import Server
+from monitor.ops.logs import context
+from monitor.ops.metrics import Metrics
+from monitor.ops.progress import SILENT, Progress
+from monitor.ops.redaction import register
+from monitor.ops.watchdog import Operator
+from monitor.roles.dispatch import Dispatcher, retry_dead
+from monitor.roles.poll import Poller, Scheduled
+from monitor.roles.process import Processor, Runtime, item_payload
 from monitor.sources.base import Source
 from monitor.sources.feed import FeedSource
-from monitor.sources.http import FetchLimits, make_client
 from monitor.sources.replay import ReplaySource, read_items
 from monitor.sources.wire import WireMapping, WireSource
 from monitor.store import RedisServer, Store
-from monitor.stories import StoryKeeper
+from monitor.store.snapshot import ping, read_gauges
+from monitor.store.stories import StoryKeeper
 
 logger = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ import time
 from typing import Any
 
 from monitor.channels.webhook import WebhookChannel
-from monitor.dispatch import GROUP, Dispatcher
+from monitor.http import FetchLimits, make_client
 from monitor.models import Alert, Item
-from monitor.progress import SILENT, Progress
-from monitor.sources.http import FetchLimits, make_client
+from monitor.ops.progress import SILENT, Progress
+from monitor.roles.dispatch import GROUP, Dispatcher
 from monitor.store import RedisServer, Store
 
 

@@ -39,10 +39,10 @@ from monitor.core.retry import RetryPolicy, gives_up, retry_delay
 from monitor.core.rules import Rule, WatchConfig
 from monitor.core.schedule import DigestSchedule, QuietHours, hold_until
 from monitor.errors import DeliveryError
-from monitor.logs import context
-from monitor.metrics import Metrics
 from monitor.models import Alert, Digest
-from monitor.operator import Operator
+from monitor.ops.logs import context
+from monitor.ops.metrics import Metrics
+from monitor.ops.watchdog import Operator
 from monitor.store import Store
 
 logger = logging.getLogger(__name__)

@@ -34,8 +34,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry as SyncRetry
 
+from monitor.app.settings import Settings
 from monitor.errors import ConfigError, StoreError
-from monitor.settings import Settings
 
 __all__ = ["DB_FILE", "Keys", "RedisServer", "SendState", "Store", "Stream", "digest"]
 
