@@ -18,18 +18,13 @@ import click
 
 from monitor import __version__
 from monitor.app.config_files import load_config
-from monitor.app.daemon import (
-    ROLES,
-    App,
-    check_sources,
-    dead_letters,
-    recent_stories,
-    replay,
-    retry_dead_letters,
-    source_for,
-)
+from monitor.app.daemon import ROLES, App
 from monitor.app.settings import Settings
 from monitor.channels.console import ConsoleChannel
+from monitor.commands.alerts import dead_letters, retry_dead_letters
+from monitor.commands.replay import replay, source_for
+from monitor.commands.sources import check_sources
+from monitor.commands.stories import recent_stories
 from monitor.core.matcher import Matcher
 from monitor.core.rules import WatchConfig
 from monitor.errors import ConfigError, StoreError
@@ -207,7 +202,8 @@ def status(rules_dir: Path | None, as_json: bool) -> None:
     Tables on a terminal, plain lines otherwise. Exit 1 when Redis cannot be reached or the
     rules are invalid.
     """
-    from monitor.ops.status import gather_status, plain_lines, tables
+    from monitor.commands.status import gather_status
+    from monitor.ops.status import plain_lines, tables
 
     settings = _settings()
     _logging(settings, "WARNING" if settings.log_level == "INFO" else settings.log_level)
@@ -297,7 +293,7 @@ def sources_check(rules_dir: Path | None, as_json: bool) -> None:
 @_fails_cleanly
 def sources_list(rules_dir: Path | None, as_json: bool) -> None:
     """Health the poll role keeps in Redis: last success, last error, failures, rate, next due."""
-    from monitor.ops.status import source_health
+    from monitor.commands.sources import source_health
 
     settings = _settings()
     _logging(settings)

@@ -12,7 +12,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 
-from monitor.store import RedisServer, Store
+from monitor.store import Store
+from monitor.store.server import RedisServer
 from tests.channels.slack_server import FakeSlack
 
 TEST_REDIS_URL = os.environ.get("MONITOR_TEST_REDIS_URL") or None

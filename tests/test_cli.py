@@ -215,7 +215,8 @@ async def test_alerts_dead_lists_and_retry_requeues(tmp_path: Path) -> None:
     import asyncio
 
     from monitor.models import Alert, Item
-    from monitor.store import RedisServer, Store
+    from monitor.store import Store
+    from monitor.store.server import RedisServer
 
     env = {"MONITOR_DATA_DIR": str(tmp_path / "data"), "MONITOR_RULES_DIR": str(RULES)}
     item = Item(id="x:1", source="x", title="A headline", text="t")
@@ -254,8 +255,9 @@ async def test_replay_with_state_leaves_the_daemons_queues_alone(tmp_path: Path)
     import asyncio
 
     from monitor.models import Alert, Item
-    from monitor.roles.process import item_payload
-    from monitor.store import RedisServer, Store
+    from monitor.store import Store
+    from monitor.store.server import RedisServer
+    from monitor.store.streams import item_entry
 
     env = {"MONITOR_DATA_DIR": str(tmp_path / "data"), "MONITOR_RULES_DIR": str(RULES)}
     waiting = Item(id="daemon:1", source="wire", title="Waiting item", text="Maduro released.")
@@ -271,7 +273,7 @@ async def test_replay_with_state_leaves_the_daemons_queues_alone(tmp_path: Path)
     )
     async with RedisServer.embedded(tmp_path / "data") as client:
         store = Store(client)
-        await store.items.add_many([item_payload(waiting)])
+        await store.items.add_many([item_entry(waiting)])
         await store.outbox.add_many([{"channel": "newsroom", "alert": alert.to_dict()}])
         result = await asyncio.to_thread(invoke, ["replay", str(SEEDS), "--json", "--state"], env)
         assert result.exit_code == 0 and json_lines(result.stdout)

@@ -25,8 +25,9 @@ from monitor.channels.slack import (
 )
 from monitor.core.rules import WatchConfig, build_config
 from monitor.models import Alert, Digest, Item, Severity
-from monitor.roles.dispatch import GROUP, ORPHANED, Dispatcher, delivery_id
+from monitor.roles.dispatch import ORPHANED, Dispatcher, delivery_id
 from monitor.store import Store
+from monitor.store.streams import DISPATCH_GROUP as GROUP
 from tests.channels.slack_server import FakeSlack
 from tests.channels.smtp_server import smtp_server
 

@@ -9,11 +9,13 @@ import json
 import pytest
 
 from monitor.channels.console import ConsoleChannel
+from monitor.commands.alerts import retry_dead
 from monitor.core.retry import RetryPolicy
 from monitor.errors import DeliveryError
 from monitor.models import Alert, Item
-from monitor.roles.dispatch import GROUP, Dispatcher, RateLimit, delivery_id, retry_dead
+from monitor.roles.dispatch import Dispatcher, RateLimit, delivery_id
 from monitor.store import Store
+from monitor.store.streams import DISPATCH_GROUP as GROUP
 
 FAST = RetryPolicy(first_s=0.05, factor=2.0, max_delay_s=0.2, give_up_after_s=60)
 

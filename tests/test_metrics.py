@@ -11,13 +11,14 @@ from monitor.core.frequencies import background_for
 from monitor.core.health import HEARTBEAT_MAX_AGE_S, assess
 from monitor.core.rules import build_config
 from monitor.models import Alert, Item
-from monitor.ops.metrics import Metrics, RedisGauges, error_kind, poll_result
+from monitor.ops.metrics import Metrics, error_kind, poll_result
 from monitor.roles.dispatch import Dispatcher
-from monitor.roles.process import Processor, Runtime, item_payload
+from monitor.roles.process import Processor, Runtime
 from monitor.sources.base import FetchResult
 from monitor.store import Store
-from monitor.store.snapshot import ping, read_gauges
+from monitor.store.snapshot import RedisGauges, ping, read_gauges
 from monitor.store.stories import StoryKeeper
+from monitor.store.streams import item_entry
 
 
 def value(metrics: Metrics, name: str, **labels: str) -> float:
@@ -132,7 +133,7 @@ async def test_the_process_and_dispatch_roles_count_what_they_do(store: Store) -
         Item(id="a:1", source="a", title="The council votes on the harbour plan", text="Vote."),
         Item(id="a:2", source="a", title="Rain expected in the north tomorrow", text="Rain."),
     ]
-    await store.items.add_many([item_payload(i) for i in [*items, items[0]]])
+    await store.items.add_many([item_entry(i) for i in [*items, items[0]]])
     await store.items.add_many([{"not": "an item"}])
     while await processor.step("worker"):
         pass

@@ -12,11 +12,13 @@ import pytest
 from monitor.core.frequencies import background_for
 from monitor.core.rules import build_config
 from monitor.models import Item
-from monitor.roles.process import GROUP as PROCESS
-from monitor.roles.process import Processor, Runtime, item_payload, seen_key
+from monitor.roles.process import Processor, Runtime
 from monitor.sources.replay import read_items
 from monitor.store import Store
+from monitor.store.seen import seen_key
 from monitor.store.stories import StoryKeeper
+from monitor.store.streams import PROCESS_GROUP as PROCESS
+from monitor.store.streams import item_entry
 from tests.conftest import RoundTrips
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
@@ -54,7 +56,7 @@ async def queued(store: Store, runtime: Runtime, seeds: list[Item], **options: i
     """A started processor with the seeds waiting in the items stream."""
     processor = Processor(store, lambda: runtime, StoryKeeper(store, background_for), **options)
     await processor.start()
-    await store.items.add_many([item_payload(item) for item in seeds])
+    await store.items.add_many([item_entry(item) for item in seeds])
     return processor
 
 
@@ -75,7 +77,7 @@ async def test_items_seen_before_do_not_alert_again(
 ) -> None:
     processor = await queued(store, runtime, seeds)
     await processor.step("worker")
-    await store.items.add_many([item_payload(item) for item in seeds])
+    await store.items.add_many([item_entry(item) for item in seeds])
     assert await processor.step("worker") == 5
     assert len(await outbox(store)) == 6
 
@@ -92,7 +94,7 @@ async def test_a_batch_costs_the_same_round_trips_whatever_its_size(
             for n in range(copies)
             for item in seeds
         ]
-        await store.items.add_many([item_payload(item) for item in batch])
+        await store.items.add_many([item_entry(item) for item in batch])
         round_trips.count = 0
         assert await processor.step("worker", count=1000) == len(batch)
         costs.append(round_trips.count)
@@ -124,7 +126,7 @@ async def test_a_crash_between_seen_check_and_outbox_loses_no_alert(
     taken = await store.items.read(PROCESS, "dies", 100)
     by_entry = {entry_id: Item.from_dict(payload["item"]) for entry_id, payload in taken}
     marked = await store.set_once(
-        [(seen_key(store, item), entry_id, 60) for entry_id, item in by_entry.items()],
+        [(seen_key(store.keys, item), entry_id, 60) for entry_id, item in by_entry.items()],
         reentrant=True,
     )
     assert all(marked)
@@ -132,7 +134,7 @@ async def test_a_crash_between_seen_check_and_outbox_loses_no_alert(
     assert await processor.step("survivor") == 5
     assert len(await outbox(store)) == 6
     # A copy of an item under a new stream entry is still a duplicate.
-    await store.items.add_many([item_payload(seeds[0])])
+    await store.items.add_many([item_entry(seeds[0])])
     assert await processor.step("survivor") == 1
     assert len(await outbox(store)) == 6
 

@@ -33,11 +33,10 @@ from monitor.core.alerts import alert_id
 from monitor.core.matcher import Matcher
 from monitor.core.rules import build_config
 from monitor.models import Item
-from monitor.roles.dispatch import GROUP as DISPATCH_GROUP
-from monitor.roles.process import GROUP as PROCESS_GROUP
 from monitor.sources.replay import item_from_json, read_items
 from monitor.store import Store
 from monitor.store.stories import story_id
+from monitor.store.streams import DISPATCH_GROUP, PROCESS_GROUP
 from tests import scale_corpus
 from tests.scale_corpus import Article
 from tests.webhook_receiver import WebhookReceiver

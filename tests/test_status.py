@@ -22,11 +22,14 @@ from monitor.cli import main
 from monitor.core.frequencies import background_for
 from monitor.core.polling import FeedHealth, PollOutcome
 from monitor.core.rules import WatchConfig, build_config
-from monitor.ops.status import Queue, Snapshot, plain_lines, read_snapshot, summarize, tables
-from monitor.roles.process import Processor, Runtime, item_payload
+from monitor.ops.status import plain_lines, summarize, tables
+from monitor.roles.process import Processor, Runtime
 from monitor.sources.replay import read_items
-from monitor.store import ALERT_BUCKET_S, Store, alert_bucket
+from monitor.store import Store
+from monitor.store.keys import ALERT_BUCKET_S, alert_bucket
+from monitor.store.snapshot import Queue, Snapshot, read_snapshot
 from monitor.store.stories import StoryKeeper
+from monitor.store.streams import item_entry
 from tests.conftest import TEST_REDIS_URL, RoundTrips
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,7 +194,7 @@ async def test_the_processor_counts_alerts_in_the_outbox_round_trip(
     )
     await processor.start()
     items, _ = read_items(SEEDS, "seeds")
-    await store.items.add_many([item_payload(item) for item in items])
+    await store.items.add_many([item_entry(item) for item in items])
     # Redis loads a Lua script the first time it runs; load the placement lock's now, so the
     # two processors below are measured alike.
     assert await store.acquire_placement("warm-up", 1000)
@@ -225,7 +228,7 @@ async def test_the_processor_counts_alerts_in_the_outbox_round_trip(
         count_alerts=False,
     )
     await uncounted.start()
-    await uncounted.store.items.add_many([item_payload(item) for item in items])
+    await uncounted.store.items.add_many([item_entry(item) for item in items])
     round_trips.count = 0
     assert await uncounted.step("worker") == 5
     assert round_trips.count == with_counts

@@ -11,8 +11,11 @@ import pytest
 from redis.asyncio import Redis
 
 from monitor.app.settings import Settings
+from monitor.app.wiring import open_store, redis_server
 from monitor.errors import ConfigError, StoreError
-from monitor.store import DB_FILE, Keys, RedisServer, Store, digest
+from monitor.store import Store
+from monitor.store.keys import Keys, digest
+from monitor.store.server import DB_FILE, RedisServer
 from tests.conftest import RoundTrips
 
 GROUP = "workers"
@@ -241,7 +244,7 @@ async def test_every_key_starts_with_the_prefix(store: Store, key_prefix: str) -
 
 
 async def test_settings_give_the_defaults(redis_client: Redis) -> None:
-    store = Store(redis_client, Settings(key_prefix="x:", seen_ttl=5, stream_maxlen=7))
+    store = open_store(redis_client, Settings(key_prefix="x:", seen_ttl=5, stream_maxlen=7))
     assert (store.keys.prefix, store.seen_ttl, store.items.maxlen) == ("x:", 5, 7)
     store = Store(redis_client)
     assert (store.keys.prefix, store.seen_ttl) == ("monitor:", 30 * 86400)
@@ -285,7 +288,7 @@ async def test_embedded_server_keeps_its_data(tmp_path: Path) -> None:
 
 
 async def test_settings_without_url_run_embedded_in_data_dir(tmp_path: Path) -> None:
-    server = RedisServer.from_settings(Settings(redis_url=None, data_dir=tmp_path / "d"))
+    server = redis_server(Settings(redis_url=None, data_dir=tmp_path / "d"))
     async with server as client:
         assert await client.ping()
     assert (tmp_path / "d" / DB_FILE).is_file()

@@ -13,10 +13,11 @@ import pytest
 from monitor.core.frequencies import background_for
 from monitor.core.rules import build_config
 from monitor.models import Item
-from monitor.roles.process import Processed, Processor, Runtime, item_payload
+from monitor.roles.process import Processed, Processor, Runtime
 from monitor.sources.replay import read_items
 from monitor.store import Store
 from monitor.store.stories import StoryKeeper
+from monitor.store.streams import item_entry
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 RULES = """
@@ -42,7 +43,7 @@ async def processor(store: Store) -> Processor:
 
 
 async def process(store: Store, processor: Processor, items: list[Item]) -> Processed:
-    await store.items.add_many([item_payload(item) for item in items])
+    await store.items.add_many([item_entry(item) for item in items])
     return await processor.handle(await store.items.read("process", "worker", 1000))
 
 

@@ -1,7 +1,7 @@
-"""The one place that builds everything from Settings and the watch configuration.
+"""The daemon: the chosen roles against one Redis, until SIGINT or SIGTERM.
 
-Adapters get their clients here; the roles (poll, process, dispatch) run here; SIGINT and SIGTERM
-stop new polls, let the queues drain, and return cleanly.
+Stopping stops new polls, lets the queues drain, and returns cleanly. The rules directory is
+watched and reloaded without a restart; ``/healthz`` and ``/metrics`` are served meanwhile.
 """
 
 from __future__ import annotations
@@ -9,161 +9,50 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import socket
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import httpx
 import watchfiles
 
 from monitor.app.config_files import SUFFIXES, load_config, rule_files
 from monitor.app.settings import Settings
-from monitor.channels.base import Channel, Threads
-from monitor.channels.console import ConsoleChannel
-from monitor.channels.email import EmailChannel
-from monitor.channels.slack import SlackChannel
-from monitor.channels.webhook import WebhookChannel
-from monitor.core.frequencies import background_for
-from monitor.core.health import Health, assess
-from monitor.core.polling import PollSpec
-from monitor.core.rules import (
-    ConsoleChannelSpec,
-    EmailChannelSpec,
-    FeedSourceSpec,
-    ReplaySourceSpec,
-    SlackChannelSpec,
-    WatchConfig,
-    WebhookChannelSpec,
-    WireSourceSpec,
+from monitor.app.wiring import (
+    ThreadStore,
+    build_channels,
+    build_sources,
+    consumer_name,
+    fetch_limits,
+    open_store,
+    redis_server,
+    story_keeper,
 )
-from monitor.errors import ConfigError, Problem, StoreError
-from monitor.http import FetchLimits, make_client
-from monitor.models import Alert
+from monitor.channels.base import Channel
+from monitor.core.health import Health, assess
+from monitor.core.rules import WatchConfig
+from monitor.errors import ConfigError, StoreError
+from monitor.http import make_client
 from monitor.ops.endpoints import Server
 from monitor.ops.logs import context
 from monitor.ops.metrics import Metrics
-from monitor.ops.progress import SILENT, Progress
 from monitor.ops.redaction import register
 from monitor.ops.watchdog import Operator
-from monitor.roles.dispatch import Dispatcher, retry_dead
-from monitor.roles.poll import Poller, Scheduled
-from monitor.roles.process import Processor, Runtime, item_payload
-from monitor.sources.base import Source
-from monitor.sources.feed import FeedSource
-from monitor.sources.replay import ReplaySource, read_items
-from monitor.sources.wire import WireMapping, WireSource
-from monitor.store import RedisServer, Store
+from monitor.roles.dispatch import Dispatcher
+from monitor.roles.poll import Poller
+from monitor.roles.process import Processor, Runtime
+from monitor.store import Store
 from monitor.store.snapshot import ping, read_gauges
-from monitor.store.stories import StoryKeeper
+
+__all__ = ["DRAIN_S", "ROLES", "App", "rules_snapshot"]
 
 logger = logging.getLogger(__name__)
 
 ROLES = ("poll", "process", "dispatch")
 DRAIN_S = 30.0  # at shutdown, queued work is finished for at most this long
 RELOAD_DEBOUNCE_MS = 300  # a save is applied well within 2 s
-REPLAY_SOURCE = "replay"
-
-
-def consumer_name() -> str:
-    """Unique per process, readable in ``XINFO CONSUMERS``."""
-    return f"{socket.gethostname()}-{os.getpid()}"
-
-
-def fetch_limits(settings: Settings) -> FetchLimits:
-    return FetchLimits(
-        connect_s=settings.fetch_connect_s,
-        read_s=settings.fetch_read_s,
-        total_s=settings.fetch_total_s,
-        max_bytes=settings.fetch_max_bytes,
-        per_host=settings.fetch_per_host,
-    )
-
-
-def build_sources(
-    config: WatchConfig, client: httpx.AsyncClient, limits: FetchLimits
-) -> list[Scheduled]:
-    """The enabled sources, each with its polling bounds; HTTP sources share ``client``."""
-    sources: list[Scheduled] = []
-    for spec in config.sources:
-        if not spec.enabled:
-            continue
-        source: Source
-        if isinstance(spec, ReplaySourceSpec):
-            sources.append(Scheduled(ReplaySource(spec.id, Path(spec.path)), poll_spec(spec)))
-            continue
-        headers = {name: value.get_secret_value() for name, value in spec.headers.items()}
-        if isinstance(spec, FeedSourceSpec):
-            source = FeedSource(spec.id, spec.url, client, limits, headers)
-        else:
-            try:
-                WireMapping.compile(spec.mapping, require_title=spec.format == "mapping")
-            except ConfigError as exc:
-                raise ConfigError(
-                    [Problem(spec.id, 0, 0, f"source {spec.id}: {p}") for p in exc.problems]
-                ) from None
-            source = WireSource(
-                spec.id,
-                spec.url,
-                client,
-                limits,
-                format=spec.format,
-                mapping=spec.mapping or None,
-                headers=headers,
-            )
-        sources.append(Scheduled(source, poll_spec(spec)))
-    return sources
-
-
-def poll_spec(spec: ReplaySourceSpec | FeedSourceSpec | WireSourceSpec) -> PollSpec:
-    """How often a source is polled: a replayed directory at a fixed pace, others adaptively."""
-    if isinstance(spec, ReplaySourceSpec):
-        return PollSpec(float(spec.every), float(spec.every), float(spec.every))
-    return PollSpec(float(spec.every), float(spec.min), float(spec.max))
-
-
-def build_channels(
-    config: WatchConfig, *, client: httpx.AsyncClient, threads: Threads
-) -> dict[str, Channel]:
-    """Every configured channel; HTTP channels share ``client``, threaded ones ``threads``."""
-    channels: dict[str, Channel] = {}
-    for spec in config.channels:
-        if isinstance(spec, ConsoleChannelSpec):
-            channels[spec.id] = ConsoleChannel(spec.id, json_lines=spec.json_lines)
-        elif isinstance(spec, SlackChannelSpec):
-            channels[spec.id] = SlackChannel(
-                spec.id,
-                webhook_url=spec.webhook_url.get_secret_value() if spec.webhook_url else None,
-                token=spec.token.get_secret_value() if spec.token else None,
-                channel=spec.channel,
-                api_url=spec.api_url,
-                threads=threads,
-            )
-        elif isinstance(spec, EmailChannelSpec):
-            channels[spec.id] = EmailChannel(
-                spec.id,
-                host=spec.host,
-                port=spec.port,
-                tls=spec.tls,
-                username=spec.username.get_secret_value() if spec.username else None,
-                password=spec.password.get_secret_value() if spec.password else None,
-                sender=spec.sender,
-                to=list(spec.to),
-            )
-        elif isinstance(spec, WebhookChannelSpec):
-            channels[spec.id] = WebhookChannel(
-                spec.id,
-                url=spec.url.get_secret_value(),
-                secret=spec.secret.get_secret_value() if spec.secret else None,
-                client=client,
-            )
-    return channels
 
 
 def rules_snapshot(directory: Path) -> tuple[tuple[str, int, int], ...]:
@@ -174,134 +63,6 @@ def rules_snapshot(directory: Path) -> tuple[tuple[str, int, int], ...]:
             stat = path.stat()
             found.append((str(path), stat.st_mtime_ns, stat.st_size))
     return tuple(found)
-
-
-def story_keeper(store: Store, settings: Settings) -> StoryKeeper:
-    return StoryKeeper(
-        store, background_for, window_s=settings.story_window, ttl_s=settings.dedup_ttl
-    )
-
-
-async def recent_stories(settings: Settings, limit: int) -> list[dict[str, Any]]:
-    """The stories in the configured store that grew most recently."""
-    async with RedisServer.from_settings(settings) as client:
-        return await story_keeper(Store(client, settings), settings).recent(limit)
-
-
-async def dead_letters(settings: Settings) -> list[dict[str, Any]]:
-    """The dead-letter stream, oldest first: what was not delivered, where, and why."""
-    async with RedisServer.from_settings(settings) as client:
-        letters = await Store(client, settings).dead_letters()
-    return [
-        {
-            "id": entry_id,
-            "channel": payload.get("channel"),
-            "rule": (payload.get("alert") or {}).get("rule"),
-            "title": ((payload.get("alert") or {}).get("item") or {}).get("title"),
-            "reason": payload.get("reason"),
-            "failed_at": payload.get("failed_at"),
-        }
-        for entry_id, payload in letters
-    ]
-
-
-async def retry_dead_letters(settings: Settings, ids: Sequence[str] | None) -> int:
-    """Send dead letters again (all when ``ids`` is None): back into the outbox, fresh."""
-    async with RedisServer.from_settings(settings) as client:
-        return await retry_dead(Store(client, settings), ids)
-
-
-async def check_sources(settings: Settings, config: WatchConfig) -> list[dict[str, Any]]:
-    """Fetch every enabled source once, concurrently, without state: what each one gives now."""
-    limits = fetch_limits(settings)
-    async with make_client(limits) as client:
-        sources = build_sources(config, client, limits)
-        results = await asyncio.gather(*(s.source.fetch({}) for s in sources))
-    return [
-        {
-            "id": scheduled.id,
-            "url": getattr(scheduled.source, "url", None)
-            or str(getattr(scheduled.source, "path", "")),
-            "status": result.status,
-            "entries": len(result.items),
-            "bytes": result.bytes_read,
-            "seconds": round(result.elapsed_s, 3),
-            "error": result.error,
-            "bozo": result.bozo,
-            "skipped": list(result.problems),
-        }
-        for scheduled, result in zip(sources, results, strict=True)
-    ]
-
-
-def source_for(path: Path, config: WatchConfig) -> str:
-    """The id of the configured replay source reading ``path``, else ``replay``."""
-    target = path.resolve()
-    for spec in config.sources:
-        if isinstance(spec, ReplaySourceSpec) and Path(spec.path).resolve() == target:
-            return spec.id
-    return REPLAY_SOURCE
-
-
-async def replay(
-    settings: Settings,
-    config: WatchConfig,
-    paths: Sequence[Path],
-    sink: Channel,
-    *,
-    state: bool = False,
-    progress: Progress = SILENT,
-) -> list[Alert]:
-    """Push files through the whole pipeline and hand every alert to ``sink``.
-
-    Without ``state`` a throwaway embedded Redis is used, so the same files give the same alerts
-    every time; with it, the configured store (items already seen there stay seen), through
-    private streams: a daemon running against the same store keeps its own work.
-    """
-    server = RedisServer.from_settings(settings) if state else RedisServer.embedded()
-    async with server as client:
-        private = f"replay-{os.getpid()}-{uuid.uuid4().hex[:8]}:" if state else ""
-        store = Store(client, settings, streams=private)
-        try:
-            return await _replay(store, settings, config, paths, sink, progress)
-        finally:
-            if private:
-                await store.drop_streams()
-
-
-async def _replay(
-    store: Store,
-    settings: Settings,
-    config: WatchConfig,
-    paths: Sequence[Path],
-    sink: Channel,
-    progress: Progress,
-) -> list[Alert]:
-    problems: list[str] = []
-    total = 0
-    with progress.task("reading", total=len(paths)) as advance:
-        for path in paths:
-            items, skipped = await asyncio.to_thread(read_items, path, source_for(path, config))
-            problems.extend(skipped)
-            total += len(await store.items.add_many([item_payload(item) for item in items]))
-            advance(1)
-    for problem in problems:
-        logger.warning("skipped %s", problem)
-    runtime = Runtime.build(config)
-    keeper = story_keeper(store, settings)
-    processor = Processor(store, lambda: runtime, keeper, channels=[sink.id], count_alerts=False)
-    dispatcher = Dispatcher(store, {sink.id: sink})
-    await processor.start()
-    await dispatcher.start()
-    consumer = consumer_name()
-    alerts: list[Alert] = []
-    with progress.task("processing", total=total) as advance:
-        while entries := await store.items.read("process", consumer, settings.batch_size, None):
-            alerts.extend((await processor.handle(entries)).alerts)
-            advance(len(entries))
-    while await dispatcher.step(consumer, count=settings.batch_size) > 0:
-        pass
-    return alerts
 
 
 class App:
@@ -333,6 +94,7 @@ class App:
         self.http = make_client(self.limits)  # one client, shared by every HTTP source
         self.sources = build_sources(config, self.http, self.limits) if "poll" in self.roles else []
         self.store: Store | None = None
+        self.threads = ThreadStore()
         self.channels = self._channels(config)
         self.runtime_channels = list(config.channels)
         self._closing: set[asyncio.Future[None]] = set()
@@ -343,17 +105,7 @@ class App:
     def _channels(self, config: WatchConfig) -> dict[str, Channel]:
         if "dispatch" not in self.roles:
             return {}
-        return build_channels(config, client=self.http, threads=self)
-
-    async def get_thread(self, channel: str, story: str) -> str | None:
-        """Channels' thread references live in the store (``Threads``)."""
-        if self.store is None:
-            return None
-        return await self.store.get_thread(channel, story)
-
-    async def set_thread(self, channel: str, story: str, ref: str) -> None:
-        if self.store is not None:
-            await self.store.set_thread(channel, story, ref)
+        return build_channels(config, client=self.http, threads=self.threads)
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -368,8 +120,8 @@ class App:
         self.stopping.set()
 
     async def run(self, *, once: bool = False) -> None:
-        async with RedisServer.from_settings(self.settings) as client:
-            store = self.store = Store(client, self.settings)
+        async with redis_server(self.settings) as client:
+            store = self.store = self.threads.store = open_store(client, self.settings)
             operator = Operator(
                 store,
                 lambda: self.runtime.config,

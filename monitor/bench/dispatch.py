@@ -19,8 +19,10 @@ from monitor.channels.webhook import WebhookChannel
 from monitor.http import FetchLimits, make_client
 from monitor.models import Alert, Item
 from monitor.ops.progress import SILENT, Progress
-from monitor.roles.dispatch import GROUP, Dispatcher
-from monitor.store import RedisServer, Store
+from monitor.roles.dispatch import Dispatcher
+from monitor.store import Store
+from monitor.store.server import RedisServer
+from monitor.store.streams import DISPATCH_GROUP
 
 
 class _Receiver:
@@ -99,7 +101,7 @@ async def _run(rate: float, seconds: float, progress: Progress) -> dict[str, Any
         stop = asyncio.Event()
 
         async def deliver() -> None:
-            while not stop.is_set() or await store.outbox.pending_count(GROUP):
+            while not stop.is_set() or await store.outbox.pending_count(DISPATCH_GROUP):
                 await dispatcher.step("bench", count=100, block_ms=50)
 
         worker = asyncio.create_task(deliver())

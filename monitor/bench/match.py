@@ -54,7 +54,8 @@ from monitor.sources.feed import (  # the private three: parse_feed's per-entry 
     _str,
     parse_feed,
 )
-from monitor.store import RedisServer, Store
+from monitor.store import Store
+from monitor.store.server import RedisServer
 
 WORDS_PER_ITEM = 600
 NAMES_PER_ITEM = 6

@@ -26,6 +26,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from monitor.core.rules import FeedSourceSpec, ReplaySourceSpec, WireSourceSpec
+
 __all__ = [
     "HALF_LIFE_S",
     "POLLS_PER_GAP",
@@ -35,7 +37,9 @@ __all__ = [
     "IntervalBounds",
     "PollOutcome",
     "PollSpec",
+    "due_time",
     "next_interval",
+    "poll_spec",
 ]
 
 DAY_S = 86_400.0
@@ -253,3 +257,17 @@ def _number(value: str | None) -> float | None:
     except ValueError:
         return None
     return number if math.isfinite(number) else None
+
+
+def due_time(health: FeedHealth, spec: PollSpec) -> datetime | None:
+    """When the source is next due, from its shared health (None: never polled)."""
+    if health.last_poll is None:
+        return None
+    return health.last_poll + timedelta(seconds=next_interval(health, spec, health.last_poll))
+
+
+def poll_spec(spec: ReplaySourceSpec | FeedSourceSpec | WireSourceSpec) -> PollSpec:
+    """How often a source is polled: a replayed directory at a fixed pace, others adaptively."""
+    if isinstance(spec, ReplaySourceSpec):
+        return PollSpec(float(spec.every), float(spec.every), float(spec.every))
+    return PollSpec(float(spec.every), float(spec.min), float(spec.max))

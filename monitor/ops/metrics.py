@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from monitor.store.snapshot import RedisGauges
 
 if TYPE_CHECKING:
     from monitor.models import Alert
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from monitor.sources.base import FetchResult
     from monitor.store.stories import Placement
 
-__all__ = ["ITEM_RESULTS", "Metrics", "RedisGauges", "error_kind", "poll_result"]
+__all__ = ["ITEM_RESULTS", "Metrics", "error_kind", "poll_result"]
 
 PREFIX = "newsmonitor_"
 POLL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
@@ -61,20 +62,6 @@ def error_kind(error: str, status: int | None) -> str:
     if status is not None and 200 <= status < 300:
         return "parse"
     return "other"
-
-
-@dataclass(frozen=True, slots=True)
-class RedisGauges:
-    """What Redis holds now, read at scrape time (``monitor.probes.read_gauges``)."""
-
-    items_length: int = 0
-    items_pending: int = 0
-    outbox_length: int = 0
-    outbox_pending: int = 0
-    outbox_delayed: int = 0
-    dead_letters: int = 0
-    stories: int = 0
-    failures: Mapping[str, int] = field(default_factory=dict)  # source → failed polls in a row
 
 
 class RedisCollector(Collector):

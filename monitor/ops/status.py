@@ -1,154 +1,37 @@
-"""``monitor status``: what the daemons sharing one Redis are doing, as an operator asks it.
+"""``monitor status``, pure: the status object and its renderings from one Redis snapshot.
 
 Sources with their health, the rules loaded, alerts in the last hour and day by rule, and the
-queues (items, outbox, delayed retries, dead letters). Everything in Redis is read in one
-round trip (``read_snapshot``); ``summarize`` turns that snapshot into the status object
-(``--json`` prints it), and ``plain_lines`` and ``tables`` render it. Those three are pure:
-``now`` is an argument and nothing is read but what they are given.
+queues (items, outbox, delayed retries, dead letters). Redis is read in one round trip
+(``monitor/store/snapshot.py``); ``summarize`` turns that snapshot into the status object
+(``--json`` prints it), and ``plain_lines`` and ``tables`` render it. ``now`` is an argument
+and nothing is read but what they are given.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from monitor.app.config_files import load_config
-from monitor.app.daemon import poll_spec
-from monitor.app.settings import Settings
-from monitor.core.polling import FeedHealth
+from monitor.core.polling import FeedHealth, due_time, poll_spec
 from monitor.core.rules import FeedSourceSpec, ReplaySourceSpec, WatchConfig, WireSourceSpec
-from monitor.errors import ConfigError
-from monitor.ops.redaction import redact, register
-from monitor.roles.dispatch import GROUP as DISPATCH_GROUP
-from monitor.roles.poll import due_time
-from monitor.roles.process import GROUP as PROCESS_GROUP
-from monitor.store import ALERT_BUCKET_S, RedisServer, Store, alert_bucket
+from monitor.ops.redaction import redact
+from monitor.store.commands import as_int
+from monitor.store.keys import ALERT_BUCKET_S, alert_bucket
+from monitor.store.snapshot import Snapshot
 
-__all__ = [
-    "WINDOWS",
-    "Snapshot",
-    "gather_status",
-    "plain_lines",
-    "read_snapshot",
-    "summarize",
-    "tables",
-]
+__all__ = ["WINDOWS", "SourceRow", "alert_rows", "plain_lines", "source_row", "summarize", "tables"]
 
 SourceSpec = ReplaySourceSpec | FeedSourceSpec | WireSourceSpec
 HOUR_S = 3600
 DAY_S = 86400
 WINDOWS = {"last_hour": HOUR_S, "last_day": DAY_S}
 """Alert counts are summed over the buckets of these windows (the current bucket included)."""
-
-
-@dataclass(frozen=True)
-class Queue:
-    """A stream and its consumer group as Redis reports them."""
-
-    length: int = 0
-    pending: int = 0
-    lag: int | None = None  # entries no consumer has read yet; Redis 7 says, 6.2 does not
-    consumers: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "length": self.length,
-            "pending": self.pending,
-            "lag": self.lag,
-            "consumers": self.consumers,
-        }
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What ``read_snapshot`` found in Redis at ``now`` (epoch seconds)."""
-
-    now: float
-    health: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    buckets: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
-    items: Queue = Queue()
-    outbox: Queue = Queue()
-    delayed: int = 0
-    dead: int = 0
-    held: int = 0  # buckets of alerts held for a digest or quiet hours
-    problems: tuple[str, ...] = ()  # operator alerts that are out: "source:wire-x"
-
-
-async def read_snapshot(store: Store, sources: Sequence[str], now: float) -> Snapshot:
-    """Queues, each source's health and a day of alert counts, in one round trip."""
-    keys = store.keys
-    newest = alert_bucket(now)
-    buckets = [newest - n for n in range(math.ceil(DAY_S / ALERT_BUCKET_S))]
-    async with store.pipeline() as pipe:
-        for stream in (keys.items_stream, keys.outbox_stream):
-            pipe.xlen(stream)
-            pipe.xinfo_groups(stream)
-        pipe.zcard(keys.delayed)
-        pipe.xlen(keys.dead_stream)
-        pipe.zcard(keys.holds)
-        pipe.smembers(keys.problems)
-        for source in sources:
-            pipe.hgetall(keys.health(source))
-        for bucket in buckets:
-            pipe.hgetall(keys.alert_counts(bucket))
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
-    items_length, items_groups, outbox_length, outbox_groups, delayed, dead, held, problems = (
-        replies[:8]
-    )
-    health = replies[8 : 8 + len(sources)]
-    counts = replies[8 + len(sources) :]
-    return Snapshot(
-        now=now,
-        health={s: _strings(h) for s, h in zip(sources, health, strict=True)},
-        buckets={b: _strings(c) for b, c in zip(buckets, counts, strict=True) if c},
-        items=_queue(items_length, items_groups, PROCESS_GROUP),
-        outbox=_queue(outbox_length, outbox_groups, DISPATCH_GROUP),
-        delayed=_int(delayed),
-        dead=_int(dead),
-        held=_int(held),
-        problems=tuple(sorted(str(p) for p in problems)) if isinstance(problems, set) else (),
-    )
-
-
-def _strings(reply: Any) -> dict[str, str]:
-    return {str(k): str(v) for k, v in reply.items()} if isinstance(reply, dict) else {}
-
-
-def _int(reply: Any) -> int:
-    """A count from a reply; 0 for an error reply (a key or group that does not exist yet)."""
-    try:
-        return int(reply)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _queue(length: Any, groups: Any, group: str) -> Queue:
-    """The stream's length and its ``group`` from ``XINFO GROUPS`` (an error when no stream)."""
-    info = (
-        next(
-            (g for g in groups if isinstance(g, dict) and g.get("name") == group),
-            None,
-        )
-        if isinstance(groups, list)
-        else None
-    )
-    if info is None:  # no consumer started yet: everything in the stream waits
-        return Queue(length=_int(length), lag=_int(length))
-    lag = info.get("lag")
-    return Queue(
-        length=_int(length),
-        pending=_int(info.get("pending")),
-        lag=None if lag is None else _int(lag),
-        consumers=_int(info.get("consumers")),
-    )
 
 
 # --------------------------------------------------------------------------- pure: summary
@@ -185,7 +68,26 @@ def summarize(
     }
 
 
-def source_row(spec: SourceSpec, stored: Mapping[str, str], now: datetime) -> dict[str, Any]:
+class SourceRow(TypedDict):
+    """One source in ``monitor status`` and ``monitor sources list``."""
+
+    id: str
+    type: str
+    where: str
+    enabled: bool
+    health: str
+    last_poll: str | None
+    last_success: str | None
+    last_error: str | None
+    error: str | None
+    consecutive_failures: int
+    last_new_item: str | None
+    items_per_day: float
+    next_due: str | None
+    overdue: bool
+
+
+def source_row(spec: SourceSpec, stored: Mapping[str, str], now: datetime) -> SourceRow:
     """One source: where it reads, its health verdict, and the facts behind it."""
     health = FeedHealth.from_mapping(stored)
     bounds = poll_spec(spec)
@@ -219,22 +121,6 @@ def source_row(spec: SourceSpec, stored: Mapping[str, str], now: datetime) -> di
     }
 
 
-async def source_health(settings: Settings, config: WatchConfig) -> list[dict[str, Any]]:
-    """Each configured source with the health the poll role keeps in Redis (``sources list``):
-    the same rows as ``monitor status``, read in one round trip."""
-    async with RedisServer.from_settings(settings) as client:
-        store = Store(client, settings)
-        async with store.pipeline() as pipe:
-            for spec in config.sources:
-                pipe.hgetall(store.keys.health(spec.id))
-            stored = await pipe.execute()
-    now = datetime.now(UTC)
-    return [
-        source_row(spec, _strings(health), now)
-        for spec, health in zip(config.sources, stored, strict=True)
-    ]
-
-
 def alert_rows(
     buckets: Mapping[int, Mapping[str, str]], rules: Sequence[str], now: float
 ) -> dict[str, Any]:
@@ -253,7 +139,7 @@ def alert_rows(
                     continue
                 column = window if kind == "alert" else f"followups_{window}"
                 row = totals.setdefault(rule, {})
-                row[column] = row.get(column, 0) + _int(value)
+                row[column] = row.get(column, 0) + as_int(value)
     columns = [*WINDOWS, *(f"followups_{window}" for window in WINDOWS)]
     configured = set(rules)
     rows: list[dict[str, Any]] = [
@@ -415,37 +301,3 @@ def tables(status: Mapping[str, Any]) -> RenderableType:
         return Group(head, rules_line, sources, by_rule, queue_table)
     problems = Text(f"operator alerts out: {', '.join(status['problems'])}", style="bold red")
     return Group(head, rules_line, sources, by_rule, queue_table, problems)
-
-
-# --------------------------------------------------------------------------- I/O
-
-
-def load_rules(rules_dir: Path) -> tuple[WatchConfig | None, list[str]]:
-    """The watch configuration, or None and its problems (``path:line:col: message``)."""
-    try:
-        config = load_config(rules_dir)
-    except ConfigError as exc:
-        return None, [redact(str(problem)) for problem in exc.problems]
-    register(config.secrets)
-    return config, []
-
-
-def redis_location(settings: Settings) -> str:
-    """Where the store is, for people: the URL (password masked) or the embedded database."""
-    shown = repr(RedisServer.from_settings(settings))
-    return shown.removeprefix("RedisServer(").removesuffix(")")
-
-
-async def gather_status(settings: Settings, rules_dir: Path, now: float) -> dict[str, Any]:
-    """Load the rules, read Redis once, and summarize; ``StoreError`` when Redis is away."""
-    config, problems = load_rules(rules_dir)
-    sources = [spec.id for spec in config.sources] if config is not None else []
-    async with RedisServer.from_settings(settings) as client:
-        snapshot = await read_snapshot(Store(client, settings), sources, now)
-    return summarize(
-        snapshot,
-        config,
-        rules_dir=str(rules_dir),
-        problems=problems,
-        redis=redis_location(settings),
-    )

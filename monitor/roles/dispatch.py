@@ -44,10 +44,10 @@ from monitor.ops.logs import context
 from monitor.ops.metrics import Metrics
 from monitor.ops.watchdog import Operator
 from monitor.store import Store
+from monitor.store.streams import DISPATCH_GROUP
 
 logger = logging.getLogger(__name__)
 
-GROUP = "dispatch"
 ORPHANED = (
     "its dispatcher died while sending it and the channel cannot say whether it arrived; "
     "`monitor alerts retry` sends it again"
@@ -188,7 +188,7 @@ class Dispatcher:
         self._routes: tuple[WatchConfig | None, dict[str, _Route], dict[str, Rule]] = (None, {}, {})
 
     async def start(self) -> None:
-        await self.store.outbox.ensure_group(GROUP)
+        await self.store.outbox.ensure_group(DISPATCH_GROUP)
 
     async def step(self, consumer: str, *, count: int = 100, block_ms: int | None = None) -> int:
         """Move due retries and digests to the outbox, then deliver one batch; how many
@@ -196,9 +196,11 @@ class Dispatcher:
         now = self.clock()
         await self.store.release_delayed(now)
         await self.release_digests(now)
-        entries = await self.store.outbox.autoclaim(GROUP, consumer, self.reclaim_idle_ms, count)
+        entries = await self.store.outbox.autoclaim(
+            DISPATCH_GROUP, consumer, self.reclaim_idle_ms, count
+        )
         if not entries:
-            entries = await self.store.outbox.read(GROUP, consumer, count, block_ms)
+            entries = await self.store.outbox.read(DISPATCH_GROUP, consumer, count, block_ms)
         await self.deliver(entries)
         return len(entries)
 
@@ -258,7 +260,7 @@ class Dispatcher:
             else:
                 by_channel[channel].append(queued)
         if duplicates:
-            await self.store.outbox.ack(GROUP, [o.entry for o in duplicates])
+            await self.store.outbox.ack(DISPATCH_GROUP, [o.entry for o in duplicates])
         outcomes.extend(duplicates)
         results = await asyncio.gather(
             *(self._serve(channel, queued) for channel, queued in by_channel.items())
@@ -311,7 +313,9 @@ class Dispatcher:
         )
         payload = json.dumps({"channel": channel, "alert": queued.payload["alert"]}, sort_keys=True)
         ttl = int(due - now) + self.sent_ttl_s
-        await self.store.hold(bucket, due, queued.delivery, payload, ttl, GROUP, queued.entry)
+        await self.store.hold(
+            bucket, due, queued.delivery, payload, ttl, DISPATCH_GROUP, queued.entry
+        )
         logger.info(
             "held %s on %s until %s (%s)",
             queued.delivery,
@@ -374,7 +378,7 @@ class Dispatcher:
         # Another dispatcher may have taken the entry over while it waited for the rate limit.
         begun = await self.store.begin_send(q.delivery, self.owner, self.reclaim_idle_ms / 1000)
         if begun.state == "sent":
-            await self.store.outbox.ack(GROUP, [q.entry])
+            await self.store.outbox.ack(DISPATCH_GROUP, [q.entry])
             return _outcome(q, "duplicate")
         if begun.state == "busy":
             return _outcome(q, "busy")  # its holder acknowledges it
@@ -390,7 +394,7 @@ class Dispatcher:
             digest, carried = opened
             if not digest.alerts:
                 await self.store.finish_send(
-                    q.delivery, self.sent_ttl_s, GROUP, q.entry, drop=q.digest["sealed"]
+                    q.delivery, self.sent_ttl_s, DISPATCH_GROUP, q.entry, drop=q.digest["sealed"]
                 )
                 return _outcome(q, "duplicate", "every alert it held went out already")
             # One alert held by quiet hours goes out as itself, and is looked up as itself.
@@ -511,7 +515,7 @@ class Dispatcher:
     async def _finish(self, q: _Queued, carried: list[str]) -> None:
         sealed = q.digest["sealed"] if q.digest is not None else None
         await self.store.finish_send(
-            q.delivery, self.sent_ttl_s, GROUP, q.entry, also_sent=carried, drop=sealed
+            q.delivery, self.sent_ttl_s, DISPATCH_GROUP, q.entry, also_sent=carried, drop=sealed
         )
 
     async def _retry(
@@ -531,7 +535,7 @@ class Dispatcher:
             return await self._dead(entry_id, payload, delivery, reason)
         again = {**payload, "attempt": attempt + 1, "first_attempt": first, "last_error": str(exc)}
         await self.store.delay(json.dumps(again, sort_keys=True), now + delay)
-        await self.store.outbox.ack(GROUP, [entry_id])
+        await self.store.outbox.ack(DISPATCH_GROUP, [entry_id])
         logger.warning(
             "channel %s failed %s (attempt %d), retrying in %.1f s: %s",
             payload.get("channel"),
@@ -548,7 +552,7 @@ class Dispatcher:
     ) -> Outcome:
         record = {**payload, "reason": reason, "delivery": delivery, "failed_at": self.clock()}
         await self.store.dead.add_many([record])
-        await self.store.outbox.ack(GROUP, [entry_id])
+        await self.store.outbox.ack(DISPATCH_GROUP, [entry_id])
         logger.error(
             "dead letter %s on %s: %s",
             delivery,
@@ -565,21 +569,3 @@ class Dispatcher:
             burst = int(getattr(channel, "burst", 1))
             limit = self._limits[channel.id] = RateLimit(rate, burst, self.clock)
         return limit
-
-
-async def retry_dead(store: Store, ids: Sequence[str] | None) -> int:
-    """Put dead letters (all, or those with these stream ids) back in the outbox, fresh."""
-    letters = await store.dead_letters()
-    chosen = [(i, p) for i, p in letters if ids is None or i in ids]
-    fresh = [
-        {
-            k: v
-            for k, v in p.items()
-            if k
-            not in ("reason", "delivery", "failed_at", "attempt", "first_attempt", "last_error")
-        }
-        for _, p in chosen
-    ]
-    await store.outbox.add_many(fresh)
-    await store.remove_dead([i for i, _ in chosen])
-    return len(chosen)

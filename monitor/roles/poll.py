@@ -22,14 +22,15 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from monitor.core.polling import FeedHealth, PollOutcome, PollSpec, next_interval
+from monitor.core.polling import FeedHealth, PollOutcome, PollSpec, due_time, next_interval
 from monitor.errors import MonitorError, StoreError
 from monitor.ops.logs import context
 from monitor.ops.metrics import Metrics
 from monitor.ops.watchdog import Operator
-from monitor.roles.process import item_payload, seen_keys
 from monitor.sources.base import FetchResult, Source
 from monitor.store import Store
+from monitor.store.seen import seen_keys
+from monitor.store.streams import item_entry
 
 logger = logging.getLogger(__name__)
 
@@ -155,11 +156,11 @@ class Poller:
         that only gained a tracking parameter is not new); how many there were."""
         if not result.items:
             return 0
-        keys = [seen_keys(self.store, item) for item in result.items]
+        keys = [seen_keys(self.store.keys, item) for item in result.items]
         found = iter(await self.store.exists_many([key for mine in keys for key in mine]))
         seen = [any([next(found) for _ in mine]) for mine in keys]
         new = [item for item, known in zip(result.items, seen, strict=True) if not known]
-        await self.store.items.add_many([item_payload(item) for item in new])
+        await self.store.items.add_many([item_entry(item) for item in new])
         return len(new)
 
     def _report(
@@ -258,13 +259,6 @@ class Poller:
             self._scheduler = None
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=timeout_s)
-
-
-def due_time(health: FeedHealth, spec: PollSpec) -> datetime | None:
-    """When the source is next due, from its shared health (None: never polled)."""
-    if health.last_poll is None:
-        return None
-    return health.last_poll + timedelta(seconds=next_interval(health, spec, health.last_poll))
 
 
 def _jittered(interval: float) -> float:

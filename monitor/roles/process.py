@@ -19,18 +19,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from monitor.core.alerts import build_alert
-from monitor.core.dedup import canonical_url
 from monitor.core.matcher import Matcher
 from monitor.core.rules import Rule, WatchConfig
 from monitor.models import Alert, Item, RuleMatch
 from monitor.ops.logs import context
 from monitor.ops.metrics import Metrics
-from monitor.store import Store, alert_count_field
+from monitor.store import Store
+from monitor.store.keys import alert_count_field
+from monitor.store.seen import seen_keys
 from monitor.store.stories import Placement, StoryKeeper
+from monitor.store.streams import PROCESS_GROUP
 
 logger = logging.getLogger(__name__)
-
-GROUP = "process"
 
 
 @dataclass(frozen=True)
@@ -52,20 +52,6 @@ class Runtime:
     @classmethod
     def build(cls, config: WatchConfig) -> Runtime:
         return cls(config, Matcher(config.rules), {rule.id: rule for rule in config.rules})
-
-
-def item_payload(item: Item) -> dict[str, Any]:
-    return {"item": item.to_dict()}
-
-
-def seen_key(store: Store, item: Item) -> str:
-    return store.keys.seen(item.source, item.guid or item.id)
-
-
-def seen_keys(store: Store, item: Item) -> list[str]:
-    """The level-1 keys of an item: source + GUID, and its canonical URL when it has one."""
-    url = canonical_url(item.url) if item.url else None
-    return [seen_key(store, item), *([store.keys.seen_url(url)] if url else [])]
 
 
 class Processor:
@@ -95,13 +81,15 @@ class Processor:
         self.count_alerts = count_alerts
 
     async def start(self) -> None:
-        await self.store.items.ensure_group(GROUP)
+        await self.store.items.ensure_group(PROCESS_GROUP)
 
     async def step(self, consumer: str, *, count: int = 100, block_ms: int | None = None) -> int:
         """Process one batch: entries a dead consumer left pending first, then new ones."""
-        entries = await self.store.items.autoclaim(GROUP, consumer, self.reclaim_idle_ms, count)
+        entries = await self.store.items.autoclaim(
+            PROCESS_GROUP, consumer, self.reclaim_idle_ms, count
+        )
         if not entries:
-            entries = await self.store.items.read(GROUP, consumer, count, block_ms)
+            entries = await self.store.items.read(PROCESS_GROUP, consumer, count, block_ms)
         if entries:
             await self.handle(entries)
         return len(entries)
@@ -163,7 +151,7 @@ class Processor:
             counts if self.count_alerts else {},
             now.timestamp(),
         )
-        await self.store.items.ack(GROUP, [entry_id for entry_id, _ in entries])
+        await self.store.items.ack(PROCESS_GROUP, [entry_id for entry_id, _ in entries])
         self.metrics.processed(
             malformed=len(entries) - len(items),
             seen=len(items) - len(new),
@@ -187,7 +175,7 @@ class Processor:
 
     async def _unseen(self, items: Sequence[tuple[str, Item]]) -> list[tuple[str, Item]]:
         """Level 1: drop entries seen before, by source + GUID or by canonical URL."""
-        keys = [seen_keys(self.store, item) for _, item in items]
+        keys = [seen_keys(self.store.keys, item) for _, item in items]
         fresh = iter(
             await self.store.set_once(
                 [

@@ -27,7 +27,7 @@ from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
 
 from monitor.core.dedup import Fingerprint, fingerprint, keyed_lines, strip_boilerplate
 from monitor.core.stories import (
@@ -42,7 +42,8 @@ from monitor.core.stories import (
 from monitor.core.text import tokenize
 from monitor.errors import StoreError
 from monitor.models import Item
-from monitor.store import Store, digest
+from monitor.store import Store
+from monitor.store.keys import digest
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,30 @@ STORY_ITEMS = 20  # latest items of each candidate story checked for duplicates
 SHORT_TEXT = 40  # words: below this, the fingerprint covers the title as well
 PLACEMENT_LOCK_MS = 30_000  # far longer than a batch's placement; frees itself if a worker dies
 PLACEMENT_WAIT_S = 60.0
+
+
+class StoryMember(TypedDict):
+    """One item of a story, as ``monitor stories`` lists it."""
+
+    id: str
+    title: str
+    source: str
+    url: str | None
+    duplicate_of: str | None
+
+
+class StorySummary(TypedDict):
+    """One story, as ``monitor stories`` (and ``--json``) shows it."""
+
+    id: str
+    title: str
+    url: str | None
+    items: int
+    duplicates: int
+    sources: list[str]
+    first_seen: float
+    last_seen: float
+    members: list[StoryMember]
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,7 +419,7 @@ class StoryKeeper:
             pipe.zremrangebyscore(keys.stories, "-inf", now - ttl)
             await pipe.execute()
 
-    async def recent(self, limit: int = 20) -> list[dict[str, Any]]:
+    async def recent(self, limit: int = 20) -> list[StorySummary]:
         """The stories that grew most recently, newest first, with their items."""
         keys = self.store.keys
         async with self.store.pipeline() as pipe:
@@ -411,7 +436,7 @@ class StoryKeeper:
             for item in item_ids:
                 pipe.hmget(keys.doc(item), ["title", "source", "url", "duplicate_of"])
             docs = dict(zip(item_ids, await pipe.execute(), strict=True))
-        out = []
+        out: list[StorySummary] = []
         for index, story in enumerate(ids):
             info, sources, members = found[3 * index : 3 * index + 3]
             if not info:

@@ -13,8 +13,9 @@ from monitor.channels.slack import SlackChannel
 from monitor.core.retry import RetryPolicy
 from monitor.core.rules import WatchConfig, build_config
 from monitor.models import Alert, Item
-from monitor.roles.dispatch import GROUP, Dispatcher, delivery_id
+from monitor.roles.dispatch import Dispatcher, delivery_id
 from monitor.store import Store
+from monitor.store.streams import DISPATCH_GROUP as GROUP
 from tests.channels.slack_server import FakeSlack, Reply
 
 FAST = RetryPolicy(first_s=0.05, factor=2.0, max_delay_s=0.2, give_up_after_s=60)

@@ -23,7 +23,8 @@ import pytest
 
 from monitor.models import Alert, Item
 from monitor.roles.dispatch import ORPHANED
-from monitor.store import RedisServer, Store
+from monitor.store import Store
+from monitor.store.server import RedisServer
 from tests.channels.slack_server import FakeSlack, Reply
 
 ROOT = Path(__file__).resolve().parents[2]

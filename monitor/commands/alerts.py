@@ -1,0 +1,59 @@
+"""``monitor alerts``: the dead letters, and sending them again."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypedDict
+
+from monitor.app.settings import Settings
+from monitor.app.wiring import open_store, redis_server
+from monitor.store import Store
+from monitor.store.streams import alert_ref, fresh_entry
+
+__all__ = ["DeadLetterRow", "dead_letters", "retry_dead", "retry_dead_letters"]
+
+
+class DeadLetterRow(TypedDict):
+    """One dead letter: what was not delivered, where, and why."""
+
+    id: str
+    channel: str | None
+    rule: str | None
+    title: str | None
+    reason: Any
+    failed_at: Any
+
+
+async def dead_letters(settings: Settings) -> list[DeadLetterRow]:
+    """The dead-letter stream, oldest first."""
+    async with redis_server(settings) as client:
+        letters = await open_store(client, settings).dead_letters()
+    rows: list[DeadLetterRow] = []
+    for entry_id, payload in letters:
+        ref = alert_ref(payload)
+        rows.append(
+            {
+                "id": entry_id,
+                "channel": ref.channel,
+                "rule": ref.rule,
+                "title": ref.title,
+                "reason": payload.get("reason"),
+                "failed_at": payload.get("failed_at"),
+            }
+        )
+    return rows
+
+
+async def retry_dead(store: Store, ids: Sequence[str] | None) -> int:
+    """Put dead letters (all, or those with these stream ids) back in the outbox, fresh."""
+    letters = await store.dead_letters()
+    chosen = [(i, p) for i, p in letters if ids is None or i in ids]
+    await store.outbox.add_many([fresh_entry(p) for _, p in chosen])
+    await store.remove_dead([i for i, _ in chosen])
+    return len(chosen)
+
+
+async def retry_dead_letters(settings: Settings, ids: Sequence[str] | None) -> int:
+    """Send dead letters again (all when ``ids`` is None): back into the outbox, fresh."""
+    async with redis_server(settings) as client:
+        return await retry_dead(open_store(client, settings), ids)
