@@ -28,7 +28,7 @@ format: $(STAMP)
 	$(BIN)/ruff format monitor tests
 
 bench: $(STAMP)
-	$(BIN)/monitor bench $(or $(BENCH_ARGS),--rules 100,1000,10000)
+	$(BIN)/monitor bench $(or $(BENCH_ARGS),match --rules 100,1000,10000)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -394,7 +394,26 @@ def _explain(item: Item, matches: Sequence[Match]) -> str:
     return ", ".join(parts) or "(matched by absence: NOT terms only)"
 
 
-@main.command()
+@main.group()
+def bench() -> None:
+    """Measured throughput and quality, each beside a baseline in the same run (medians).
+
+    Each bench prints one JSON object per result with --json.
+    """
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="One JSON object per result.")
+repeat_option = click.option(
+    "--repeat", default=5, show_default=True, help="Runs per measure; medians shown."
+)
+seed_option = click.option("--seed", default=1, show_default=True, help="Seed of the workload.")
+
+
+def _bench_progress() -> Any:
+    return progress_for(prefix="bench: ")
+
+
+@bench.command(name="match")
 @click.option(
     "--rules",
     "rule_counts",
@@ -403,154 +422,15 @@ def _explain(item: Item, matches: Sequence[Match]) -> str:
     help="Comma-separated rule counts to measure.",
 )
 @click.option("--items", "item_count", default=200, show_default=True, help="Articles per run.")
-@click.option("--repeat", default=5, show_default=True, help="Runs per measure; medians shown.")
-@click.option("--seed", default=1, show_default=True, help="Seed of the synthetic workload.")
-@click.option(
-    "--json", "as_json", is_flag=True, help="JSON: one object per rule count, or per bench."
-)
-@click.option(
-    "--dedup",
-    "pairs_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Instead: precision and recall of duplicates and stories on labelled pairs (JSONL).",
-)
-@click.option(
-    "--parse",
-    "parse_mode",
-    is_flag=True,
-    help="Instead: feed parsing in entries/s, parse_feed beside feedparser's defaults.",
-)
-@click.option(
-    "--documents",
-    default=20,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="With --parse: feed documents (RSS and Atom alternately).",
-)
-@click.option(
-    "--entries",
-    default=None,
-    type=click.IntRange(min=1),
-    help="Entries per feed document  [default: 100 with --parse, 25 with --sources]",
-)
-@click.option(
-    "--sources",
-    "sources_mode",
-    is_flag=True,
-    help="Instead: one poll cycle of --feeds feeds on a local server, 95% answering 304.",
-)
-@click.option(
-    "--feeds",
-    default=1000,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="With --sources: feeds served and polled.",
-)
-@click.option(
-    "--ports",
-    default=50,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="With --sources: ports of 127.0.0.1 the feeds are spread over (hosts, to the client).",
-)
-@click.option(
-    "--in-flight",
-    default=None,
-    type=click.IntRange(min=1),
-    help="With --sources: at most this many polls at once  [default: all, as run --once]",
-)
-@click.option(
-    "--dispatch",
-    "dispatch_mode",
-    is_flag=True,
-    help="Instead: latency from outbox entry to send call, alerts at --rate per second.",
-)
-@click.option(
-    "--rate", default=100.0, show_default=True, help="With --dispatch: alerts per second."
-)
-@click.option("--seconds", default=10.0, show_default=True, help="With --dispatch: how long.")
-def bench(
-    rule_counts: str,
-    item_count: int,
-    repeat: int,
-    seed: int,
-    as_json: bool,
-    pairs_file: Path | None,
-    parse_mode: bool,
-    documents: int,
-    entries: int | None,
-    sources_mode: bool,
-    feeds: int,
-    ports: int,
-    in_flight: int | None,
-    dispatch_mode: bool,
-    rate: float,
-    seconds: float,
-) -> None:
-    """Synthetic throughput: normalize, fingerprint, match, against a regex-per-rule baseline.
-
-    --parse measures feed parsing instead, --sources a poll cycle of the daemon, --dedup the
-    quality of duplicate and story detection; each prints one JSON object with --json.
-    """
-    from monitor.bench.match import (
-        parse_report,
-        report,
-        run_bench,
-        run_parse_bench,
-        run_sources_bench,
-        sources_report,
-    )
-
-    if parse_mode + sources_mode + dispatch_mode + (pairs_file is not None) > 1:
-        raise click.UsageError(
-            "--parse, --sources, --dispatch and --dedup are separate benches: pick one"
-        )
-    progress = progress_for(prefix="bench: ")
-    if dispatch_mode:
-        from monitor.bench.dispatch import dispatch_report, run_dispatch_bench
-
-        result = run_dispatch_bench(rate, seconds, progress)
-        click.echo(json.dumps(result) if as_json else dispatch_report(result))
-        return
-    if parse_mode:
-        result = run_parse_bench(
-            documents, entries or 100, repeat=repeat, seed=seed, progress=progress
-        )
-        click.echo(json.dumps(result) if as_json else parse_report(result))
-        return
-    if sources_mode:
-        result = run_sources_bench(
-            feeds,
-            entries=entries or 25,
-            ports=ports,
-            seed=seed,
-            in_flight=in_flight,
-            progress=progress,
-        )
-        click.echo(json.dumps(result) if as_json else sources_report(result))
-        return
-    if pairs_file is not None:
-        from monitor.bench.dedup import evaluate, load_pairs, measure, sweep
-
-        measured = measure(load_pairs(pairs_file))
-        result = evaluate(measured)
-        if as_json:
-            click.echo(json.dumps(result))
-            return
-        for name in ("level2_minhash", "level2_simhash", "level3"):
-            scores = result[name]
-            click.echo(
-                f"{name:15} precision {scores['precision']:.3f}  recall {scores['recall']:.3f}"
-                f"  (tp {scores['true_positives']}, fp {scores['false_positives']},"
-                f" fn {scores['false_negatives']})"
-            )
-        for wrong in result["wrong"]:
-            click.echo(f"  wrong at level {wrong['level']}: {wrong['id']} ({wrong['kind']})")
-        click.echo("\n".join(sweep(measured)))
-        return
+@repeat_option
+@seed_option
+@json_option
+def bench_match(rule_counts: str, item_count: int, repeat: int, seed: int, as_json: bool) -> None:
+    """Normalize, fingerprint, match: the automaton against a regex-per-rule baseline."""
+    from monitor.bench.match import report, run_bench
 
     counts = [int(part) for part in rule_counts.split(",") if part.strip()]
+    progress = _bench_progress()
     results = [
         run_bench(n, item_count, repeat=repeat, seed=seed, progress=progress) for n in counts
     ]
@@ -559,6 +439,93 @@ def bench(
             click.echo(json.dumps(result))
     else:
         click.echo(report(results))
+
+
+@bench.command(name="parse")
+@click.option(
+    "--documents",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Feed documents (RSS and Atom alternately).",
+)
+@click.option(
+    "--entries", default=100, show_default=True, type=click.IntRange(min=1), help="Per document."
+)
+@repeat_option
+@seed_option
+@json_option
+def bench_parse(documents: int, entries: int, repeat: int, seed: int, as_json: bool) -> None:
+    """Feed parsing in entries/s: parse_feed beside feedparser's defaults."""
+    from monitor.bench.parse import parse_report, run_parse_bench
+
+    result = run_parse_bench(
+        documents, entries, repeat=repeat, seed=seed, progress=_bench_progress()
+    )
+    click.echo(json.dumps(result) if as_json else parse_report(result))
+
+
+@bench.command(name="poll")
+@click.option(
+    "--feeds", default=1000, show_default=True, type=click.IntRange(min=1), help="Feeds polled."
+)
+@click.option(
+    "--entries", default=25, show_default=True, type=click.IntRange(min=1), help="Per feed."
+)
+@click.option(
+    "--ports",
+    default=50,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Ports of 127.0.0.1 the feeds are spread over (hosts, to the client).",
+)
+@click.option(
+    "--in-flight",
+    default=None,
+    type=click.IntRange(min=1),
+    help="At most this many polls at once  [default: all, as run --once]",
+)
+@seed_option
+@json_option
+def bench_poll(
+    feeds: int, entries: int, ports: int, in_flight: int | None, seed: int, as_json: bool
+) -> None:
+    """One poll cycle of the daemon on a local feed server, 95% of feeds answering 304."""
+    from monitor.bench.poll import run_sources_bench, sources_report
+
+    result = run_sources_bench(
+        feeds,
+        entries=entries,
+        ports=ports,
+        seed=seed,
+        in_flight=in_flight,
+        progress=_bench_progress(),
+    )
+    click.echo(json.dumps(result) if as_json else sources_report(result))
+
+
+@bench.command(name="dispatch")
+@click.option("--rate", default=100.0, show_default=True, help="Alerts per second.")
+@click.option("--seconds", default=10.0, show_default=True, help="How long.")
+@json_option
+def bench_dispatch(rate: float, seconds: float, as_json: bool) -> None:
+    """Latency from outbox entry to send call, alerts at --rate per second."""
+    from monitor.bench.dispatch import dispatch_report, run_dispatch_bench
+
+    result = run_dispatch_bench(rate, seconds, _bench_progress())
+    click.echo(json.dumps(result) if as_json else dispatch_report(result))
+
+
+@bench.command(name="dedup")
+@click.argument("pairs_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@json_option
+def bench_dedup(pairs_file: Path, as_json: bool) -> None:
+    """Precision and recall of duplicates and stories on labelled pairs (JSONL)."""
+    from monitor.bench.dedup import dedup_report, evaluate, load_pairs, measure
+
+    measured = measure(load_pairs(pairs_file))
+    result = evaluate(measured)
+    click.echo(json.dumps(result) if as_json else dedup_report(result, measured))
 
 
 if __name__ == "__main__":

@@ -172,3 +172,16 @@ class Digest:
         what = f"{count} alert{'s' if count != 1 else ''} in {stories} stor"
         what += "ies" if stories != 1 else "y"
         return f"{what} ({self.schedule}, until {until})" if self.schedule else f"{what}"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one outbox entry in the dispatch role."""
+
+    entry: str
+    delivery: str
+    state: str  # sent | duplicate | busy (another dispatcher has it) | held | retry | dead
+    reason: str | None = None
+    channel: str = ""
+    rule: str = ""
+    unsure: bool = False  # retried after a send that may have arrived (a timeout)

@@ -1,4 +1,4 @@
-"""``monitor bench --parse`` and ``--sources`` at tiny sizes: what they report, not how fast."""
+"""``monitor bench parse`` and ``poll`` at tiny sizes: what they report, not how fast."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def bench_json(*args: str) -> dict[str, Any]:
 
 
 def test_parse_reports_both_rates_on_the_same_entries() -> None:
-    report = bench_json("--parse", "--documents", "2", "--entries", "5", "--repeat", "1")
+    report = bench_json("parse", "--documents", "2", "--entries", "5", "--repeat", "1")
     assert report.keys() >= PARSE_KEYS | COMMON_KEYS
     assert report["parse_entries_per_s"] > 0 and report["baseline_parse_entries_per_s"] > 0
     assert report["ratio"] > 0
@@ -53,7 +53,7 @@ def test_parse_reports_both_rates_on_the_same_entries() -> None:
 
 
 def test_sources_cycle_answers_304_for_unchanged_feeds_and_never_parses_them() -> None:
-    report = bench_json("--sources", "--feeds", "40", "--ports", "4")
+    report = bench_json("poll", "--feeds", "40", "--ports", "4")
     assert report.keys() >= SOURCES_KEYS | COMMON_KEYS
     assert report["errors"] == 0, report["error_examples"]
     assert report["warmup_statuses"] == {"200": 40}
@@ -67,10 +67,13 @@ def test_sources_cycle_answers_304_for_unchanged_feeds_and_never_parses_them() -
     assert report["cycle_s"] > 0 and report["feeds_per_s"] > 0 and report["max_rss_mib"] > 0
 
 
-def test_parse_and_sources_are_separate_benches() -> None:
-    result = CliRunner().invoke(main, ["bench", "--parse", "--sources"])
-    assert result.exit_code == 2
-    assert "pick one" in result.output
+def test_each_bench_is_a_subcommand_of_its_own() -> None:
+    result = CliRunner().invoke(main, ["bench", "--help"])
+    assert result.exit_code == 0
+    listed = {line.split()[0] for line in result.output.split("Commands:")[1].splitlines() if line}
+    assert listed == {"match", "parse", "poll", "dispatch", "dedup"}
+    mixed = CliRunner().invoke(main, ["bench", "parse", "--feeds", "4"])
+    assert mixed.exit_code == 2 and "No such option" in mixed.output
 
 
 def test_synthetic_feeds_are_deterministic_and_parse_to_clean_text() -> None:
@@ -125,7 +128,7 @@ async def test_server_process_serves_and_exits_when_closed() -> None:
 
 def test_dispatch_bench_delivers_every_alert_and_reports_percentiles() -> None:
     result = CliRunner().invoke(
-        main, ["bench", "--dispatch", "--rate", "50", "--seconds", "0.5", "--json"]
+        main, ["bench", "dispatch", "--rate", "50", "--seconds", "0.5", "--json"]
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)

@@ -185,3 +185,19 @@ def sweep(measured: Sequence[Measured]) -> list[str]:
         scores = evaluate(measured, simhash_bits=bits)["level2_simhash"]
         lines.append(f"  {bits:>2}: {scores['precision']:.3f} / {scores['recall']:.3f}")
     return lines
+
+
+def dedup_report(result: dict[str, Any], measured: Sequence[Measured]) -> str:
+    """The scores of each level, the pairs it got wrong, and the threshold sweep."""
+    lines = []
+    for name in ("level2_minhash", "level2_simhash", "level3"):
+        scores = result[name]
+        lines.append(
+            f"{name:15} precision {scores['precision']:.3f}  recall {scores['recall']:.3f}"
+            f"  (tp {scores['true_positives']}, fp {scores['false_positives']},"
+            f" fn {scores['false_negatives']})"
+        )
+    for wrong in result["wrong"]:
+        lines.append(f"  wrong at level {wrong['level']}: {wrong['id']} ({wrong['kind']})")
+    lines.extend(sweep(measured))
+    return "\n".join(lines)

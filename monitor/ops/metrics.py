@@ -18,10 +18,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from monitor.store.snapshot import RedisGauges
+from monitor.store.streams import alert_ref
 
 if TYPE_CHECKING:
-    from monitor.models import Alert
-    from monitor.roles.dispatch import Outcome
+    from monitor.models import Alert, Outcome
     from monitor.sources.base import FetchResult
     from monitor.store.stories import Placement
 
@@ -232,12 +232,9 @@ class Metrics:
         payloads = dict(entries)
         tally: Tally[tuple[str, str, str]] = Tally()
         for outcome in outcomes:
-            payload = payloads.get(outcome.entry) or {}
-            alert = payload.get("alert")
-            rule = getattr(outcome, "rule", "") or (
-                alert.get("rule") if isinstance(alert, Mapping) else None
-            )
-            channel = getattr(outcome, "channel", "") or payload.get("channel")
+            ref = alert_ref(payloads.get(outcome.entry) or {})
+            rule = getattr(outcome, "rule", "") or ref.rule
+            channel = getattr(outcome, "channel", "") or ref.channel
             tally[(str(rule or ""), str(channel or ""), outcome.state)] += 1
         for labels, count in tally.items():
             self.deliveries.labels(*labels).inc(count)

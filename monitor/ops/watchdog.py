@@ -26,6 +26,7 @@ from monitor.errors import StoreError
 from monitor.models import Alert, Item
 from monitor.ops.logs import context
 from monitor.store import Store
+from monitor.store.streams import outbox_entry
 
 __all__ = ["RULE", "Operator", "operator_alert"]
 
@@ -163,6 +164,4 @@ class Operator:
         if not channels:
             logger.warning("no channel has `operator: true`: the operator alert is only logged")
             return
-        await self.store.outbox.add_many(
-            [{"channel": channel, "alert": alert.to_dict()} for channel in channels]
-        )
+        await self.store.outbox.add_many([outbox_entry(channel, alert) for channel in channels])

@@ -39,12 +39,22 @@ from monitor.core.retry import RetryPolicy, gives_up, retry_delay
 from monitor.core.rules import Rule, WatchConfig
 from monitor.core.schedule import DigestSchedule, QuietHours, hold_until
 from monitor.errors import DeliveryError
-from monitor.models import Alert, Digest
+from monitor.models import Alert, Digest, Outcome
 from monitor.ops.logs import context
 from monitor.ops.metrics import Metrics
 from monitor.ops.watchdog import Operator
 from monitor.store import Store
-from monitor.store.streams import DISPATCH_GROUP
+from monitor.store.streams import (
+    DISPATCH_GROUP,
+    alert_ref,
+    dead_entry,
+    decode,
+    digest_entry,
+    encode,
+    entry_alert,
+    outbox_entry,
+    retried_entry,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,17 +70,14 @@ _EPOCH = datetime.fromtimestamp(0, UTC)
 
 def _fields(payload: Mapping[str, Any], delivery: str = "") -> dict[str, object]:
     """The log fields of an outbox entry: channel, delivery, and its alert's ids."""
-    found = payload.get("alert")
-    alert: Mapping[str, Any] = found if isinstance(found, dict) else {}
-    inner = alert.get("item")
-    item: Mapping[str, Any] = inner if isinstance(inner, dict) else {}
+    ref = alert_ref(payload)
     return context(
-        channel=payload.get("channel"),
+        channel=ref.channel,
         delivery=delivery or None,
-        alert=alert.get("id"),
-        rule=alert.get("rule"),
-        story=alert.get("story"),
-        item=item.get("id"),
+        alert=ref.alert,
+        rule=ref.rule,
+        story=ref.story,
+        item=ref.item,
     )
 
 
@@ -130,19 +137,6 @@ class _Queued:
     delivery: str
     alert: Alert | None = None
     digest: dict[str, Any] | None = None  # {"bucket", "due", "schedule"[, "sealed"]}
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What became of one entry."""
-
-    entry: str
-    delivery: str
-    state: str  # sent | duplicate | busy (another dispatcher has it) | held | retry | dead
-    reason: str | None = None
-    channel: str = ""
-    rule: str = ""
-    unsure: bool = False  # retried after a send that may have arrived (a timeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +209,7 @@ class Dispatcher:
                 "schedule": meta.get("schedule", ""),
                 "sealed": sealed,
             }
-            return {"channel": meta["channel"], "digest": digest}
+            return digest_entry(meta["channel"], digest)
 
         # Sealed alerts outlive the retry window and the sent marks of what they carry.
         ttl = self.sent_ttl_s + int(self.policy.give_up_after_s) + 86400
@@ -233,7 +227,7 @@ class Dispatcher:
                 if "digest" in payload:
                     readable.append(self._digest_entry(entry_id, payload, channel))
                     continue
-                alert = Alert.from_dict(payload["alert"])
+                alert = entry_alert(payload)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 outcomes.append(await self._dead(entry_id, payload, "", f"malformed entry: {exc}"))
             else:
@@ -311,7 +305,7 @@ class Dispatcher:
             {"channel": channel, "scope": scope, "due": int(due), "schedule": schedule},
             sort_keys=True,
         )
-        payload = json.dumps({"channel": channel, "alert": queued.payload["alert"]}, sort_keys=True)
+        payload = encode(outbox_entry(channel, queued.payload["alert"]))
         ttl = int(due - now) + self.sent_ttl_s
         await self.store.hold(
             bucket, due, queued.delivery, payload, ttl, DISPATCH_GROUP, queued.entry
@@ -337,7 +331,7 @@ class Dispatcher:
         alerts: dict[str, Alert] = {}
         for delivery, raw in held.items():
             try:
-                alerts[delivery] = Alert.from_dict(json.loads(raw)["alert"])
+                alerts[delivery] = entry_alert(decode(raw))
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 logger.error(
                     "digest %s on %s: dropped a malformed alert: %s",
@@ -533,8 +527,8 @@ class Dispatcher:
         if gives_up(self.policy, first, now, delay):
             reason = f"gave up after {attempt} attempts over {now - first:.0f} s: {exc}"
             return await self._dead(entry_id, payload, delivery, reason)
-        again = {**payload, "attempt": attempt + 1, "first_attempt": first, "last_error": str(exc)}
-        await self.store.delay(json.dumps(again, sort_keys=True), now + delay)
+        again = retried_entry(payload, attempt + 1, first, str(exc))
+        await self.store.delay(encode(again, sort_keys=True), now + delay)
         await self.store.outbox.ack(DISPATCH_GROUP, [entry_id])
         logger.warning(
             "channel %s failed %s (attempt %d), retrying in %.1f s: %s",
@@ -550,8 +544,7 @@ class Dispatcher:
     async def _dead(
         self, entry_id: str, payload: dict[str, Any], delivery: str, reason: str
     ) -> Outcome:
-        record = {**payload, "reason": reason, "delivery": delivery, "failed_at": self.clock()}
-        await self.store.dead.add_many([record])
+        await self.store.dead.add_many([dead_entry(payload, reason, delivery, self.clock())])
         await self.store.outbox.ack(DISPATCH_GROUP, [entry_id])
         logger.error(
             "dead letter %s on %s: %s",

@@ -28,7 +28,7 @@ from monitor.store import Store
 from monitor.store.keys import alert_count_field
 from monitor.store.seen import seen_keys
 from monitor.store.stories import Placement, StoryKeeper
-from monitor.store.streams import PROCESS_GROUP
+from monitor.store.streams import PROCESS_GROUP, entry_item, outbox_entry
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class Processor:
         items: list[tuple[str, Item]] = []
         for entry_id, payload in entries:
             try:
-                items.append((entry_id, Item.from_dict(payload["item"])))
+                items.append((entry_id, entry_item(payload)))
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 logger.error(
                     "dropping malformed item entry: %r", exc, extra=context(entry=entry_id)
@@ -144,7 +144,7 @@ class Processor:
         counts = Counter(alert_count_field(a.rule, a.followup) for a in alerts)
         await self.store.add_alerts(
             [
-                {"channel": channel, "alert": alert.to_dict()}
+                outbox_entry(channel, alert)
                 for alert in alerts
                 for channel in (self.channels or alert.channels)
             ],

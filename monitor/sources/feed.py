@@ -48,6 +48,7 @@ from monitor.sources.base import FetchResult
 __all__ = [
     "FeedSource",
     "ParsedFeed",
+    "feed_items",
     "is_json_feed",
     "item_id",
     "parse_feed",
@@ -103,11 +104,16 @@ def parse_feed(
         raise SourceError(f"not a readable feed: {bozo}")
     if not parsed.entries and not parsed.get("version"):
         raise SourceError("not a feed: no RSS, Atom or RDF document element")
-    feed_language = _str(parsed.feed.get("language")) or _detail_language(parsed.feed, "title")
     base = url or _str(parsed.feed.get("link"))
+    return _unique(feed_items(parsed, source, base, now), bozo)
+
+
+def feed_items(parsed: Any, source: str, url: str | None, now: datetime | None) -> list[Item]:
+    """The items of a feedparser result, entry by entry (what ``parse_feed`` does after
+    parsing); ``url`` resolves relative links."""
+    language = _str(parsed.feed.get("language")) or _detail_language(parsed.feed, "title")
     rss = not str(parsed.get("version") or "").startswith("atom")
-    items = [_entry_item(entry, source, base, feed_language, now, rss) for entry in parsed.entries]
-    return _unique(items, bozo)
+    return [_entry_item(entry, source, url, language, now, rss) for entry in parsed.entries]
 
 
 def _unique(items: Iterable[Item], bozo: str | None) -> ParsedFeed:

@@ -47,9 +47,10 @@ DISPATCH_GROUP: Final = "dispatch"
 """The consumer group of the dispatch role on the outbox stream."""
 
 
-def encode(payload: dict[str, Any]) -> str:
-    """A payload as the compact JSON an entry's ``data`` field holds."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+def encode(payload: Mapping[str, Any], *, sort_keys: bool = False) -> str:
+    """A payload as the compact JSON an entry's ``data`` field holds; ``sort_keys`` where the
+    text itself is an identity (a member of a sorted set: the same retry twice is one)."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys)
 
 
 def item_entry(item: Item) -> dict[str, Any]:
