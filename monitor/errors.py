@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 
 class MonitorError(Exception):
@@ -51,8 +52,39 @@ class SourceError(MonitorError):
     """A source could not be read or parsed."""
 
 
+class FetchErrorKind(StrEnum):
+    """Why a fetch failed, in a few kinds: the ``result`` label of the poll metrics and what an
+    operator sorts failures by. Set where the failure happens, never guessed from its text."""
+
+    HTTP_429 = "http-429"
+    HTTP_4XX = "http-4xx"
+    HTTP_5XX = "http-5xx"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    REDIRECT = "redirect"
+    INVALID_URL = "invalid-url"
+    TOO_LARGE = "too-large"
+    PARSE = "parse"  # a body came but gave nothing usable
+    OTHER = "other"
+
+    @classmethod
+    def of_status(cls, status: int) -> FetchErrorKind:
+        """The kind of an HTTP error status."""
+        if status == 429:
+            return cls.HTTP_429
+        if 400 <= status < 500:
+            return cls.HTTP_4XX
+        if 500 <= status < 600:
+            return cls.HTTP_5XX
+        return cls.OTHER
+
+
 class FetchError(SourceError):
-    """A source could not be fetched."""
+    """A source could not be fetched; ``kind`` says why in one word (``FetchErrorKind``)."""
+
+    def __init__(self, kind: FetchErrorKind, message: str) -> None:
+        self.kind = kind
+        super().__init__(message)
 
 
 class StoreError(MonitorError, ConnectionError):

@@ -28,13 +28,13 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import brotli  # type: ignore[import-untyped]
 import httpx
 
 from monitor import __version__
-from monitor.sources.base import FetchResult
+from monitor.errors import FetchError, FetchErrorKind
 
 __all__ = [
     "ACCEPT_ENCODING",
@@ -45,7 +45,6 @@ __all__ = [
     "make_client",
     "parse_max_age",
     "parse_retry_after",
-    "resume_state",
 ]
 
 USER_AGENT = f"newsmonitor/{__version__} (+https://github.com/newsmonitor/newsmonitor)"
@@ -119,6 +118,7 @@ class Download:
     retry_after_s: float | None = None
     max_age_s: float | None = None
     error: str | None = None
+    error_kind: FetchErrorKind | None = None
     elapsed_s: float = 0.0
 
     @property
@@ -131,76 +131,6 @@ class Download:
             if name.strip().lower() == "charset" and value.strip():
                 return value.strip().strip("\"'")
         return None
-
-
-# --- state kept between polls -------------------------------------------------------------
-
-
-def resume_state(
-    state: Mapping[str, str], configured_url: str
-) -> tuple[str, str | None, str | None]:
-    """Where to poll and which validators to send: ``(url, etag, last_modified)``.
-
-    The stored state is ignored when it was recorded for another configured URL (the user
-    edited the source): a stale permanent redirect or ETag must not outlive the edit.
-    """
-    if state.get("configured_url", configured_url) != configured_url:
-        return configured_url, None, None
-    url = state.get("url") or configured_url
-    return url, state.get("etag") or None, state.get("last_modified") or None
-
-
-def next_state(download: Download, state: Mapping[str, str], configured_url: str) -> dict[str, str]:
-    """The HTTP part of the state to keep after a successful fetch (an empty value clears a key).
-
-    A 304 keeps the validators it confirmed unless it sent new ones.
-    """
-    url, etag, last_modified = resume_state(state, configured_url)
-    if download.not_modified:
-        etag = download.etag or etag
-        last_modified = download.last_modified or last_modified
-    else:
-        etag, last_modified = download.etag, download.last_modified
-    return {
-        "configured_url": configured_url,
-        "url": download.moved_to or (url if url != configured_url else ""),
-        "etag": etag or "",
-        "last_modified": last_modified or "",
-    }
-
-
-def download_fields(download: Download) -> dict[str, Any]:
-    """What every HTTP source reports about its download in its ``FetchResult``."""
-    return {
-        "status": download.status,
-        "retry_after_s": download.retry_after_s,
-        "max_age_s": download.max_age_s,
-        "bytes_read": len(download.body),
-    }
-
-
-def unparsed_result(
-    source: str, download: Download, state: Mapping[str, str], kept: Mapping[str, str]
-) -> FetchResult | None:
-    """The result when there is nothing to parse: a failed download keeps the old ``state``,
-    a 304 keeps ``kept`` (the confirmed validators); None when there is a body to parse."""
-    if download.error is not None:
-        return FetchResult(
-            source,
-            error=download.error,
-            state=dict(state),
-            elapsed_s=download.elapsed_s,
-            **download_fields(download),
-        )
-    if download.not_modified:
-        return FetchResult(
-            source,
-            state=dict(kept),
-            not_modified=True,
-            elapsed_s=download.elapsed_s,
-            **download_fields(download),
-        )
-    return None
 
 
 # --- header values ------------------------------------------------------------------------
@@ -336,6 +266,10 @@ class _BrotliDecoder:
 class _BodyError(Exception):
     """The body cannot be used: too large, or an encoding we cannot or did not ask to decode."""
 
+    def __init__(self, kind: FetchErrorKind, message: str) -> None:
+        self.kind = kind
+        super().__init__(message)
+
 
 def _decoders(content_encoding: str | None) -> list[_Decoder]:
     """Decoders in the order to apply them (the reverse of the order the server encoded)."""
@@ -349,7 +283,7 @@ def _decoders(content_encoding: str | None) -> list[_Decoder]:
         elif coding == "br":
             decoders.append(_BrotliDecoder())
         elif coding != "identity":
-            raise _BodyError(f"unsupported Content-Encoding {coding!r}")
+            raise _BodyError(FetchErrorKind.PARSE, f"unsupported Content-Encoding {coding!r}")
     return decoders
 
 
@@ -379,14 +313,14 @@ async def _read_body(response: httpx.Response, max_bytes: int) -> bytes:
     async for chunk in response.aiter_raw():
         raw += len(chunk)
         if raw > max_bytes:
-            raise _BodyError(too_large)
+            raise _BodyError(FetchErrorKind.TOO_LARGE, too_large)
         for piece in _through(decoders, chunk):
             if len(body) + len(piece) > max_bytes:
-                raise _BodyError(too_large)
+                raise _BodyError(FetchErrorKind.TOO_LARGE, too_large)
             body += piece
     for piece in _finish(decoders):
         if len(body) + len(piece) > max_bytes:
-            raise _BodyError(too_large)
+            raise _BodyError(FetchErrorKind.TOO_LARGE, too_large)
         body += piece
     return bytes(body)
 
@@ -409,24 +343,32 @@ def _reason(status: int, response: httpx.Response) -> str:
     return f"HTTP {status} {phrase}".rstrip()
 
 
-def _error_text(exc: httpx.HTTPError | httpx.InvalidURL, limits: FetchLimits) -> str:
-    """A library exception as one line a person can act on."""
+def _fetch_error(
+    exc: httpx.HTTPError | httpx.InvalidURL, limits: FetchLimits, status: int | None
+) -> FetchError:
+    """A library exception as one line a person can act on, with its kind."""
     detail = str(exc) or type(exc).__name__
     if isinstance(exc, httpx.ConnectTimeout):
-        return f"connect timeout: no connection within {limits.connect_s:g} s"
+        message = f"connect timeout: no connection within {limits.connect_s:g} s"
+        return FetchError(FetchErrorKind.TIMEOUT, message)
     if isinstance(exc, httpx.ReadTimeout):
-        return f"read timeout: no data for {limits.read_s:g} s"
+        return FetchError(FetchErrorKind.TIMEOUT, f"read timeout: no data for {limits.read_s:g} s")
     if isinstance(exc, httpx.TimeoutException):
-        return f"timeout: {detail}"
+        return FetchError(FetchErrorKind.TIMEOUT, f"timeout: {detail}")
     if isinstance(exc, httpx.ConnectError):
-        return f"cannot connect: {detail}"
+        return FetchError(FetchErrorKind.CONNECTION, f"cannot connect: {detail}")
     if isinstance(exc, httpx.RemoteProtocolError):
-        return f"connection closed by the server: {detail}"
+        return FetchError(FetchErrorKind.CONNECTION, f"connection closed by the server: {detail}")
     if isinstance(exc, httpx.ReadError | httpx.WriteError):
-        return f"connection error: {detail} (reset by the server?)"
+        message = f"connection error: {detail} (reset by the server?)"
+        return FetchError(FetchErrorKind.CONNECTION, message)
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
-        return f"invalid URL: {detail}"
-    return f"HTTP error: {detail}"
+        return FetchError(FetchErrorKind.INVALID_URL, f"invalid URL: {detail}")
+    # A body that started and then broke is not usable: the same as one that does not parse.
+    kind = (
+        FetchErrorKind.PARSE if status is not None and 200 <= status < 300 else FetchErrorKind.OTHER
+    )
+    return FetchError(kind, f"HTTP error: {detail}")
 
 
 async def fetch_url(
@@ -449,7 +391,7 @@ async def fetch_url(
     try:
         current = httpx.URL(url)
     except httpx.InvalidURL as exc:
-        return Download(url, error=f"invalid URL: {exc}")
+        return Download(url, error=f"invalid URL: {exc}", error_kind=FetchErrorKind.INVALID_URL)
     slots = _slots(client, limits)
     loop = asyncio.get_running_loop()
     try:
@@ -467,13 +409,14 @@ async def fetch_url(
     if last_modified:
         request_headers["If-Modified-Since"] = last_modified
 
-    def failed(reason: str) -> Download:
+    def failed(error: FetchError) -> Download:
         return Download(
             str(current),
             status=status,
             moved_to=moved_to,
             retry_after_s=retry_after,
-            error=reason,
+            error=str(error),
+            error_kind=error.kind,
             elapsed_s=time.monotonic() - started,
         )
 
@@ -481,7 +424,10 @@ async def fetch_url(
         async with asyncio.timeout(None) as deadline:
             for _ in range(limits.max_redirects + 1):
                 if current.scheme not in ("http", "https"):
-                    return failed(f"refusing to fetch a {current.scheme or 'relative'} URL")
+                    raise FetchError(
+                        FetchErrorKind.INVALID_URL,
+                        f"refusing to fetch a {current.scheme or 'relative'} URL",
+                    )
                 sent = dict(request_headers)
                 if not _same_origin(current, origin):  # no credentials for another origin
                     sent = {
@@ -502,13 +448,22 @@ async def fetch_url(
                         if status in _REDIRECTS:
                             location = response.headers.get("location")
                             if not location:
-                                return failed(f"HTTP {status} redirect without a Location")
+                                raise FetchError(
+                                    FetchErrorKind.REDIRECT,
+                                    f"HTTP {status} redirect without a Location",
+                                )
                             try:
                                 target = current.join(location.strip())
                             except httpx.InvalidURL as exc:
-                                return failed(f"HTTP {status} to an invalid URL: {exc}")
+                                raise FetchError(
+                                    FetchErrorKind.REDIRECT,
+                                    f"HTTP {status} to an invalid URL: {exc}",
+                                ) from exc
                             if str(target) in visited:
-                                return failed(f"redirect loop: {target} was already visited")
+                                raise FetchError(
+                                    FetchErrorKind.REDIRECT,
+                                    f"redirect loop: {target} was already visited",
+                                )
                             visited.add(str(target))
                             permanent = permanent and status in _PERMANENT
                             if permanent:
@@ -529,12 +484,15 @@ async def fetch_url(
                                 elapsed_s=time.monotonic() - started,
                             )
                         if not 200 <= status < 300:
-                            return failed(_reason(status, response))
+                            raise FetchError(
+                                FetchErrorKind.of_status(status), _reason(status, response)
+                            )
                         declared = response.headers.get("content-length", "")
                         if declared.strip().isdigit() and int(declared) > limits.max_bytes:
-                            return failed(
+                            raise FetchError(
+                                FetchErrorKind.TOO_LARGE,
                                 f"Content-Length {int(declared):,} is above the cap of "
-                                f"{limits.max_bytes:,} bytes; not read"
+                                f"{limits.max_bytes:,} bytes; not read",
                             )
                         body = await _read_body(response, limits.max_bytes)
                         return Download(
@@ -549,12 +507,19 @@ async def fetch_url(
                             max_age_s=max_age,
                             elapsed_s=time.monotonic() - started,
                         )
-            return failed(f"more than {limits.max_redirects} redirects")
+            raise FetchError(FetchErrorKind.REDIRECT, f"more than {limits.max_redirects} redirects")
+    except FetchError as exc:
+        return failed(exc)
     except TimeoutError:
-        return failed(f"no complete answer within the {limits.total_s:g} s deadline")
+        return failed(
+            FetchError(
+                FetchErrorKind.TIMEOUT,
+                f"no complete answer within the {limits.total_s:g} s deadline",
+            )
+        )
     except _BodyError as exc:
-        return failed(str(exc))
+        return failed(FetchError(exc.kind, str(exc)))
     except (zlib.error, brotli.error) as exc:
-        return failed(f"corrupt compressed body: {exc}")
+        return failed(FetchError(FetchErrorKind.PARSE, f"corrupt compressed body: {exc}"))
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        return failed(_error_text(exc, limits))
+        return failed(_fetch_error(exc, limits, status))

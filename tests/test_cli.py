@@ -200,7 +200,9 @@ def test_daemon_drains_and_exits_0_on_sigterm(tmp_path: Path) -> None:
 
 
 def test_bench_json_reports_each_stage_and_the_baseline(env: dict[str, str]) -> None:
-    result = invoke(["bench", "match", "--rules", "30", "--items", "6", "--repeat", "1", "--json"], env)
+    result = invoke(
+        ["bench", "match", "--rules", "30", "--items", "6", "--repeat", "1", "--json"], env
+    )
     assert result.exit_code == 0, result.output
     [report] = json_lines(result.stdout)
     assert report["rules"] == 30 and report["items"] == 6
@@ -295,7 +297,9 @@ def test_replay_prints_no_progress_bar_when_not_a_terminal(env: dict[str, str]) 
 
 
 def test_bench_prints_no_progress_bar_when_not_a_terminal(env: dict[str, str]) -> None:
-    result = invoke(["bench", "match", "--rules", "30,40", "--items", "4", "--repeat", "2", "--json"], env)
+    result = invoke(
+        ["bench", "match", "--rules", "30,40", "--items", "4", "--repeat", "2", "--json"], env
+    )
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["rules"] for line in result.stdout.splitlines()] == [30, 40]
     # per rule count: workload, automaton, 4 stages x 2 runs, the baseline once

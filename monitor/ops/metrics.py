@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from monitor.errors import FetchErrorKind
 from monitor.store.snapshot import RedisGauges
 from monitor.store.streams import alert_ref
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from monitor.sources.base import FetchResult
     from monitor.store.stories import Placement
 
-__all__ = ["ITEM_RESULTS", "Metrics", "error_kind", "poll_result"]
+__all__ = ["ITEM_RESULTS", "Metrics", "poll_result"]
 
 PREFIX = "newsmonitor_"
 POLL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
@@ -37,31 +38,7 @@ def poll_result(result: FetchResult) -> str:
     """The ``result`` label of one poll: ``ok``, ``not-modified``, or the kind of error."""
     if result.error is None:
         return "not-modified" if result.not_modified else "ok"
-    return error_kind(result.error, result.status)
-
-
-def error_kind(error: str, status: int | None) -> str:
-    """A failed poll's error as one of a few kinds, so the label stays small whatever the
-    server said: http-429, http-4xx, http-5xx, timeout, connection, redirect, invalid-url,
-    too-large, parse (a body came but gave nothing usable), other."""
-    text = error.lower()
-    if status == 429:
-        return "http-429"
-    if status is not None and 400 <= status < 600:
-        return f"http-{status // 100}xx"
-    if "timeout" in text or "deadline" in text:
-        return "timeout"
-    if "connect" in text:
-        return "connection"
-    if "redirect" in text:
-        return "redirect"
-    if "invalid url" in text or "refusing to fetch" in text:
-        return "invalid-url"
-    if "cap of" in text:
-        return "too-large"
-    if status is not None and 200 <= status < 300:
-        return "parse"
-    return "other"
+    return str(result.error_kind or FetchErrorKind.OTHER)
 
 
 class RedisCollector(Collector):

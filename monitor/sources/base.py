@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from monitor.errors import FetchErrorKind
 from monitor.models import Item
 
 
@@ -13,9 +14,10 @@ from monitor.models import Item
 class FetchResult:
     """The outcome of one fetch of one source; errors are values, never exceptions.
 
-    ``error`` means the fetch failed as a whole; ``problems`` are entries (files, feed entries)
-    that were skipped while the rest went through. ``state`` is what the source wants kept for
-    its next fetch (ETag, Last-Modified, cursors); an empty string value means "no longer set".
+    ``error`` means the fetch failed as a whole (``error_kind`` says why, in one word);
+    ``problems`` are entries (files, feed entries) that were skipped while the rest went through.
+    ``state`` is what the source wants kept for its next fetch (ETag, Last-Modified, cursors); an
+    empty string value means "no longer set".
 
     The HTTP sources also say how the fetch went, for the scheduler and ``sources check``:
     ``status`` (the final HTTP status, None when no response came), ``not_modified`` (a 304:
@@ -27,6 +29,7 @@ class FetchResult:
     source: str
     items: tuple[Item, ...] = ()
     error: str | None = None
+    error_kind: FetchErrorKind | None = None
     problems: tuple[str, ...] = ()
     state: Mapping[str, str] = field(default_factory=dict)
     status: int | None = None

@@ -32,18 +32,11 @@ import feedparser.encodings
 import httpx
 
 from monitor.core.html import html_to_text, tidy_whitespace
-from monitor.errors import SourceError
-from monitor.http import (
-    DEFAULT_LIMITS,
-    FetchLimits,
-    download_fields,
-    fetch_url,
-    next_state,
-    resume_state,
-    unparsed_result,
-)
+from monitor.errors import FetchErrorKind, SourceError
+from monitor.http import DEFAULT_LIMITS, FetchLimits, fetch_url
 from monitor.models import Item
 from monitor.sources.base import FetchResult
+from monitor.sources.conditional import download_fields, next_state, resume_state, unparsed_result
 
 __all__ = [
     "FeedSource",
@@ -573,6 +566,7 @@ class FeedSource:
             return FetchResult(
                 self._id,
                 error=error,
+                error_kind=FetchErrorKind.PARSE,
                 state=dict(state),
                 bozo=parsed.bozo,
                 elapsed_s=elapsed,

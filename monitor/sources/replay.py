@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.core.html import html_to_text, tidy_whitespace
-from monitor.errors import SourceError
+from monitor.errors import FetchErrorKind, SourceError
 from monitor.models import Item
 from monitor.sources.base import FetchResult
 from monitor.sources.feed import is_json_feed, parse_feed, parse_iso_datetime
@@ -494,5 +494,5 @@ class ReplaySource:
         try:
             items, problems = await asyncio.to_thread(read_items, self._path, self._id)
         except (SourceError, OSError) as exc:
-            return FetchResult(self._id, error=str(exc))
+            return FetchResult(self._id, error=str(exc), error_kind=FetchErrorKind.OTHER)
         return FetchResult(self._id, items=tuple(items), problems=tuple(problems))

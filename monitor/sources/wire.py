@@ -35,19 +35,11 @@ import jmespath  # type: ignore[import-untyped]
 import jmespath.exceptions  # type: ignore[import-untyped]
 
 from monitor.core.html import html_to_text, tidy_whitespace
-from monitor.errors import ConfigError, SourceError
-from monitor.http import (
-    DEFAULT_LIMITS,
-    Download,
-    FetchLimits,
-    download_fields,
-    fetch_url,
-    next_state,
-    resume_state,
-    unparsed_result,
-)
+from monitor.errors import ConfigError, FetchErrorKind, SourceError
+from monitor.http import DEFAULT_LIMITS, Download, FetchLimits, fetch_url
 from monitor.models import Item
 from monitor.sources.base import FetchResult
+from monitor.sources.conditional import download_fields, next_state, resume_state, unparsed_result
 from monitor.sources.feed import item_id, parse_iso_datetime
 
 __all__ = ["MAPPING_FIELDS", "ParsedWire", "WireMapping", "WireSource", "parse_wire"]
@@ -442,7 +434,12 @@ class WireSource:
             try:
                 url = str(httpx.URL(url).copy_merge_params({since_param: since}))
             except httpx.InvalidURL as exc:
-                return FetchResult(self._id, error=f"invalid URL: {exc}", state=dict(state))
+                return FetchResult(
+                    self._id,
+                    error=f"invalid URL: {exc}",
+                    error_kind=FetchErrorKind.INVALID_URL,
+                    state=dict(state),
+                )
         now = self._clock()
         download = await fetch_url(
             self.client,
@@ -473,7 +470,12 @@ class WireSource:
         except SourceError as exc:
             elapsed = download.elapsed_s + time.monotonic() - started
             return FetchResult(
-                self._id, error=str(exc), state=dict(state), elapsed_s=elapsed, **common
+                self._id,
+                error=str(exc),
+                error_kind=FetchErrorKind.PARSE,
+                state=dict(state),
+                elapsed_s=elapsed,
+                **common,
             )
         if parsed.newest is not None:
             previous = parse_time(since) if since else None

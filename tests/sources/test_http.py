@@ -19,17 +19,17 @@ import httpx
 import pytest
 
 from monitor import __version__
+from monitor.errors import FetchErrorKind
 from monitor.http import (
     USER_AGENT,
     Download,
     FetchLimits,
     fetch_url,
     make_client,
-    next_state,
     parse_max_age,
     parse_retry_after,
-    resume_state,
 )
+from monitor.sources.conditional import next_state, resume_state
 from tests.sources import http_server as hs
 from tests.sources.http_server import Request, Server
 
@@ -133,6 +133,7 @@ async def test_redirect_loop(server: Server, client: httpx.AsyncClient) -> None:
     server.routes["/b"] = hs.redirect(301, "/a")
     download = await fetch_url(client, server.url("/a"))
     assert download.error is not None and "redirect loop" in download.error
+    assert download.error_kind is FetchErrorKind.REDIRECT
     assert len(server.requests) == 2
 
 
@@ -146,6 +147,7 @@ async def test_at_most_five_redirects(server: Server, client: httpx.AsyncClient)
     server.static("/r6", FEED)
     download = await fetch_url(client, server.url("/r0"))
     assert download.error == "more than 5 redirects"
+    assert download.error_kind is FetchErrorKind.REDIRECT
     assert len(server.requests) == 6
 
 
@@ -159,6 +161,7 @@ async def test_redirect_without_location_or_to_another_scheme(
     )
     error = (await fetch_url(client, server.url("/file"))).error
     assert error == "refusing to fetch a file URL"
+    assert (await fetch_url(client, server.url("/file"))).error_kind is FetchErrorKind.INVALID_URL
 
 
 async def test_configured_headers_stay_with_their_origin(
@@ -199,6 +202,8 @@ async def test_error_statuses(
     server.routes["/feed"] = hs.status(code)
     download = await fetch_url(client, server.url("/feed"))
     assert (download.status, download.error) == (code, reason)
+    assert download.error_kind is FetchErrorKind.of_status(code)
+    assert download.error_kind in (FetchErrorKind.HTTP_4XX, FetchErrorKind.HTTP_5XX)
     assert download.retry_after_s is None
 
 
@@ -273,6 +278,7 @@ async def test_connection_reset(
     hostile, _ = await fetch_beside_a_good_route(server, client, "/feed", limits)
     assert hostile.error is not None
     assert hostile.error.startswith(("connection error", "connection closed by the server"))
+    assert hostile.error_kind is FetchErrorKind.CONNECTION
 
 
 async def test_server_that_never_answers(
@@ -282,6 +288,7 @@ async def test_server_that_never_answers(
     started = time.monotonic()
     hostile, _ = await fetch_beside_a_good_route(server, client, "/feed", limits)
     assert hostile.error == "read timeout: no data for 1 s"
+    assert hostile.error_kind is FetchErrorKind.TIMEOUT
     assert time.monotonic() - started < limits.total_s
 
 
@@ -293,6 +300,7 @@ async def test_drip_is_stopped_by_the_total_deadline(
     started = time.monotonic()
     hostile, _ = await fetch_beside_a_good_route(server, client, "/feed", limits)
     assert hostile.error == "no complete answer within the 2.5 s deadline"
+    assert hostile.error_kind is FetchErrorKind.TIMEOUT
     assert 2.4 <= time.monotonic() - started < 4.0
 
 
@@ -307,6 +315,7 @@ async def test_drip_is_stopped_by_the_total_deadline(
 async def test_unusable_urls(client: httpx.AsyncClient, url: str, error: str) -> None:
     download = await fetch_url(client, url)
     assert download.error is not None and download.error.startswith(error)
+    assert download.error_kind is FetchErrorKind.INVALID_URL
 
 
 async def test_connection_refused(client: httpx.AsyncClient) -> None:
@@ -314,6 +323,7 @@ async def test_connection_refused(client: httpx.AsyncClient) -> None:
         download = await fetch_url(client, f"http://127.0.0.1:{port}/feed")
     assert download.status is None
     assert download.error is not None and download.error.startswith("cannot connect")
+    assert download.error_kind is FetchErrorKind.CONNECTION
 
 
 class socket_closed_port:
@@ -336,6 +346,7 @@ async def test_oversized_content_length_is_refused_unread(
     assert hostile.error == (
         "Content-Length 50,000,000 is above the cap of 10,000,000 bytes; not read"
     )
+    assert hostile.error_kind is FetchErrorKind.TOO_LARGE
     assert hostile.body == b""
     assert hs.max_rss_mb() < hs.MAX_RSS_MB
 
