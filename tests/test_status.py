@@ -190,7 +190,7 @@ async def test_the_processor_counts_alerts_in_the_outbox_round_trip(
         store,
         lambda: runtime,
         StoryKeeper(store, background_for),
-        clock=lambda: NOW,
+        clock=NOW.timestamp,
     )
     await processor.start()
     items, _ = read_items(SEEDS, "seeds")
@@ -224,7 +224,7 @@ async def test_the_processor_counts_alerts_in_the_outbox_round_trip(
         Store(store.client, prefix=store.keys.prefix + "b:"),
         lambda: runtime,
         StoryKeeper(Store(store.client, prefix=store.keys.prefix + "b:"), background_for),
-        clock=lambda: NOW,
+        clock=NOW.timestamp,
         count_alerts=False,
     )
     await uncounted.start()

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from monitor.clock import Clock, system_clock
 from monitor.core.polling import FeedHealth
 from monitor.core.rules import WatchConfig
 from monitor.errors import StoreError
@@ -76,7 +77,7 @@ class Operator:
         *,
         source_failing_after: int = 3,
         channel_failing_after: int = 5,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = system_clock,
     ) -> None:
         self.store = store
         self.config = config

@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import random
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from monitor.channels.base import Channel
+from monitor.clock import Clock, system_clock
 from monitor.core.retry import RetryPolicy, gives_up, retry_delay
 from monitor.core.rules import Rule, WatchConfig
 from monitor.core.schedule import DigestSchedule, QuietHours, hold_until
@@ -96,7 +96,7 @@ class RateLimit:
     """A token bucket: ``rate`` sends per second on average, ``burst`` at once; a peer's
     Retry-After pauses it."""
 
-    def __init__(self, rate: float | None, burst: int, clock: Callable[[], float]) -> None:
+    def __init__(self, rate: float | None, burst: int, *, clock: Clock = system_clock) -> None:
         self.rate, self.burst, self.clock = rate, max(burst, 1), clock
         self.tokens = float(self.burst)
         self.updated = clock()
@@ -163,7 +163,7 @@ class Dispatcher:
         policy: RetryPolicy | None = None,
         reclaim_idle_ms: int = 120_000,
         sent_ttl_s: int | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = system_clock,
         config: Callable[[], WatchConfig] | None = None,
         metrics: Metrics | None = None,
         operator: Operator | None = None,
@@ -560,5 +560,5 @@ class Dispatcher:
         if limit is None:
             rate = getattr(channel, "rate_per_s", None)
             burst = int(getattr(channel, "burst", 1))
-            limit = self._limits[channel.id] = RateLimit(rate, burst, self.clock)
+            limit = self._limits[channel.id] = RateLimit(rate, burst, clock=self.clock)
         return limit

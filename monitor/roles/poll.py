@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from monitor.clock import Clock, system_clock, utc_now
 from monitor.core.polling import FeedHealth, PollOutcome, PollSpec, due_time, next_interval
 from monitor.errors import MonitorError, StoreError
 from monitor.ops.logs import context
@@ -65,10 +66,12 @@ class Poller:
         owner: str,
         metrics: Metrics | None = None,
         operator: Operator | None = None,
+        clock: Clock = system_clock,
     ) -> None:
         """``owner`` names this process in leases (unique per process); ``operator`` hears of
         every poll's outcome (operator alerts for sources that keep failing)."""
         self.store = store
+        self.clock = clock
         self.operator = operator
         self.metrics = metrics or Metrics()
         self.sources = tuple(sources)
@@ -96,7 +99,7 @@ class Poller:
 
     async def _poll(self, scheduled: Scheduled, *, force: bool) -> FetchResult | None:
         source, spec = scheduled.source, scheduled.spec
-        now = datetime.now(UTC)
+        now = utc_now(self.clock)
         health = FeedHealth.from_mapping(await self.store.get_health(source.id))
         due = None if force else due_time(health, spec)
         if due is not None and (due - now).total_seconds() > min(spec.every * EARLY, EARLY_MAX_S):

@@ -15,9 +15,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
+from monitor.clock import Clock, system_clock, utc_now
 from monitor.core.alerts import build_alert
 from monitor.core.matcher import Matcher
 from monitor.core.rules import Rule, WatchConfig
@@ -64,7 +64,7 @@ class Processor:
         stories: StoryKeeper,
         *,
         channels: Sequence[str] | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = system_clock,
         reclaim_idle_ms: int = 60_000,
         metrics: Metrics | None = None,
         count_alerts: bool = True,
@@ -106,7 +106,7 @@ class Processor:
                     "dropping malformed item entry: %r", exc, extra=context(entry=entry_id)
                 )
         new = await self._unseen(items)
-        now = self.clock()
+        now = utc_now(self.clock)
         placements = await self.stories.place([item for _, item in new], now.timestamp())
         found: list[tuple[str, Item, Rule, RuleMatch, Placement]] = []
         for (entry_id, item), placed in zip(new, placements, strict=True):

@@ -21,7 +21,7 @@ import io
 import json
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +31,7 @@ import feedparser
 import feedparser.encodings
 import httpx
 
+from monitor.clock import Clock, system_clock, utc_now
 from monitor.core.html import html_to_text, tidy_whitespace
 from monitor.errors import FetchErrorKind, SourceError
 from monitor.http import DEFAULT_LIMITS, FetchLimits, fetch_url
@@ -493,10 +494,6 @@ def parse_iso_datetime(value: str | None) -> datetime | None:
 # --- the source ---------------------------------------------------------------------------
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class FeedSource:
     """An RSS, Atom, RDF or JSON Feed URL, fetched through the shared client.
 
@@ -514,14 +511,14 @@ class FeedSource:
         limits: FetchLimits = DEFAULT_LIMITS,
         headers: Mapping[str, str] | None = None,
         *,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Clock = system_clock,
     ) -> None:
         self._id = id
         self.url = url
         self.client = client
         self.limits = limits
         self.headers = {"Accept": FEED_ACCEPT, **(headers or {})}
-        self._clock = clock
+        self.clock = clock
 
     @property
     def id(self) -> str:
@@ -530,7 +527,7 @@ class FeedSource:
     async def fetch(self, state: Mapping[str, str]) -> FetchResult:
         """One conditional GET and, unless the server answered 304, one parse (off the loop)."""
         url, etag, last_modified = resume_state(state, self.url)
-        now = self._clock()
+        now = utc_now(self.clock)
         download = await fetch_url(
             self.client,
             url,

@@ -24,7 +24,7 @@ import email.utils
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -34,6 +34,7 @@ import httpx
 import jmespath  # type: ignore[import-untyped]
 import jmespath.exceptions  # type: ignore[import-untyped]
 
+from monitor.clock import Clock, system_clock, utc_now
 from monitor.core.html import html_to_text, tidy_whitespace
 from monitor.errors import ConfigError, FetchErrorKind, SourceError
 from monitor.http import DEFAULT_LIMITS, Download, FetchLimits, fetch_url
@@ -383,10 +384,6 @@ def _cursor(moment: datetime) -> str:
 # --- the source ---------------------------------------------------------------------------
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class WireSource:
     """A JSON wire endpoint, fetched through the shared client.
 
@@ -407,7 +404,7 @@ class WireSource:
         format: Literal["ninjs", "mapping"] = "ninjs",
         mapping: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Clock = system_clock,
     ) -> None:
         self._id = id
         self.url = url
@@ -418,7 +415,7 @@ class WireSource:
             self.mapping = WireMapping.compile(mapping or {})
         else:
             self.mapping = WireMapping.options_only(mapping or {})
-        self._clock = clock
+        self.clock = clock
 
     @property
     def id(self) -> str:
@@ -440,7 +437,7 @@ class WireSource:
                     error_kind=FetchErrorKind.INVALID_URL,
                     state=dict(state),
                 )
-        now = self._clock()
+        now = utc_now(self.clock)
         download = await fetch_url(
             self.client,
             url,

@@ -25,7 +25,7 @@ LAST_MODIFIED = "Mon, 05 Jan 2026 10:00:00 GMT"
 
 
 def source(server: Server, client: httpx.AsyncClient, path: str, **kwargs: Any) -> FeedSource:
-    return FeedSource("news", server.url(path), client, clock=lambda: NOW, **kwargs)
+    return FeedSource("news", server.url(path), client, clock=NOW.timestamp, **kwargs)
 
 
 @pytest.fixture
@@ -254,7 +254,7 @@ async def test_every_hostile_source_fails_alone(server: Server) -> None:
         server.static(f"/good-{name}", RSS)
     async with make_client(limits, trust_env=False) as client:
         sources = {
-            path: FeedSource(path, server.url(path), client, limits, clock=lambda: NOW)
+            path: FeedSource(path, server.url(path), client, limits, clock=NOW.timestamp)
             for path in [*HOSTILE, "/good-a", "/good-b", "/good-c"]
         }
         started = asyncio.get_running_loop().time()

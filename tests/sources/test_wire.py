@@ -148,7 +148,7 @@ async def test_ninjs_source_sends_auth_and_the_since_cursor(
         client,
         mapping={"since_param": "updated_after"},
         headers={"Authorization": "Bearer t0ken"},
-        clock=lambda: NOW,
+        clock=NOW.timestamp,
     )
     first = await wire.fetch({})
     assert first.ok and [i.title for i in first.items] == [
@@ -172,7 +172,7 @@ async def test_mapping_source_with_etag(server: Server, client: httpx.AsyncClien
     )
     mapping = json.loads((WIRE / "custom-api.mapping.json").read_text())
     wire = WireSource(
-        "custom", server.url("/api"), client, format="mapping", mapping=mapping, clock=lambda: NOW
+        "custom", server.url("/api"), client, format="mapping", mapping=mapping, clock=NOW.timestamp
     )
     first = await wire.fetch({})
     assert first.ok and [i.guid for i in first.items] == ["9001", "9002"]
@@ -217,7 +217,7 @@ async def test_a_moved_wire_does_not_store_the_cursor_in_its_url(
         "/v2/items", b'[{"uri": "u1", "headline": "H", "versioncreated": "2026-01-08T00:00:00Z"}]'
     )
     wire = WireSource(
-        "w", server.url("/v1/items"), client, mapping={"since_param": "since"}, clock=lambda: NOW
+        "w", server.url("/v1/items"), client, mapping={"since_param": "since"}, clock=NOW.timestamp
     )
     result = await wire.fetch({"since": "2026-01-01T00:00:00Z"})
     assert result.ok
