@@ -19,17 +19,17 @@ from monitor.channels.console import ConsoleChannel
 from monitor.channels.email import EmailChannel
 from monitor.channels.slack import SlackChannel
 from monitor.channels.webhook import WebhookChannel
-from monitor.core.frequencies import background_for
-from monitor.core.polling import poll_spec
-from monitor.core.rules import (
+from monitor.core.config import (
     ConsoleChannelSpec,
     EmailChannelSpec,
     FeedSourceSpec,
     ReplaySourceSpec,
     SlackChannelSpec,
-    WatchConfig,
     WebhookChannelSpec,
 )
+from monitor.core.frequencies import background_for
+from monitor.core.polling import poll_spec
+from monitor.core.rules import WatchConfig
 from monitor.errors import ConfigError, Problem
 from monitor.http import FetchLimits
 from monitor.roles.poll import Scheduled

@@ -12,7 +12,8 @@ from pathlib import Path
 from monitor.app.settings import Settings
 from monitor.app.wiring import consumer_name, open_store, redis_server, story_keeper
 from monitor.channels.base import Channel
-from monitor.core.rules import ReplaySourceSpec, WatchConfig
+from monitor.core.config import ReplaySourceSpec
+from monitor.core.rules import WatchConfig
 from monitor.models import Alert
 from monitor.ops.progress import SILENT, Progress
 from monitor.roles.dispatch import Dispatcher

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from monitor.core.rules import FeedSourceSpec, ReplaySourceSpec, WireSourceSpec
+from monitor.core.config import FeedSourceSpec, ReplaySourceSpec, WireSourceSpec
 
 __all__ = [
     "HALF_LIFE_S",

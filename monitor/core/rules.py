@@ -4,6 +4,7 @@ Files are merged: each may hold ``sources``, ``entities``, ``rules`` and ``chann
 unique per kind across all files; a duplicate names both places. ``${VAR}`` in any string is
 replaced from the environment passed in (never from the YAML itself), so secrets stay out of
 the rule files. Nothing here reads a file or the clock: callers pass ``(path, text)`` pairs.
+The schema is ``monitor/core/config.py``; YAML with positions ``monitor/core/positions.py``.
 """
 
 from __future__ import annotations
@@ -12,228 +13,37 @@ import difflib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, TypeAlias, get_args
+from typing import Any, Literal, get_args
 
-import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    SecretStr,
-    TypeAdapter,
-    ValidationError,
-)
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from monitor.core import query as q
-from monitor.core.schedule import (
-    OFF,
-    DigestSchedule,
-    QuietHours,
-    parse_digest,
-    parse_quiet_hours,
+from monitor.core.config import (
+    CHANNEL_ADAPTER,
+    CHANNEL_SPECS,
+    ENTITY_ADAPTER,
+    RULE_ADAPTER,
+    SOURCE_ADAPTER,
+    SOURCE_SPECS,
+    SPEC_TYPES,
+    ChannelSpec,
+    ConsoleChannelSpec,
+    EmailChannelSpec,
+    EntitySpec,
+    FeedSourceSpec,
+    ReplaySourceSpec,
+    RuleSpec,
+    SlackChannelSpec,
+    WebhookChannelSpec,
+    WireSourceSpec,
+    digest_setting,
 )
+from monitor.core.positions import Document, Reader, YamlPath
+from monitor.core.schedule import DigestSchedule
 from monitor.errors import ConfigError, Problem, QuerySyntaxError
 from monitor.models import Severity
 
-# --- values -------------------------------------------------------------------------------------
-
-_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
-
-
-def parse_duration(value: object) -> int:
-    """``90``, ``"45s"``, ``"5m"``, ``"12h"``, ``"2d"``, ``"1h30m"`` → seconds."""
-    if isinstance(value, bool):
-        raise ValueError("a duration such as 30s, 5m, 12h or 2d")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return value
-    if isinstance(value, str):
-        text = value.strip().replace(" ", "")
-        match = _DURATION.fullmatch(text)
-        if text and match:
-            d, h, m, s = (int(g) if g else 0 for g in match.groups())
-            return ((d * 24 + h) * 60 + m) * 60 + s
-    raise ValueError(f"{value!r} is not a duration such as 30s, 5m, 12h or 2d")
-
-
-Duration = Annotated[int, BeforeValidator(parse_duration)]
-
-
-def _check_digest(value: str) -> str:
-    _digest_setting(value)
-    return value
-
-
-def _check_quiet(value: str) -> str:
-    parse_quiet_hours(value)
-    return value
-
-
-def _digest_off(value: object) -> object:
-    return "off" if value is False else value  # YAML reads a bare `off` as false
-
-
-DigestText = Annotated[str, BeforeValidator(_digest_off), AfterValidator(_check_digest)]
-QuietText = Annotated[str, AfterValidator(_check_quiet)]
-Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
-FieldName = Literal["title", "text", "url", "source", "author"]
-
-
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-# --- sources ------------------------------------------------------------------------------------
-
-
-class ReplaySourceSpec(_Spec):
-    """Files in a directory (``seeds/``-style text, feed files, JSON), re-read every ``every``."""
-
-    id: Id
-    type: Literal["replay"]
-    path: str
-    every: Duration = 60
-    enabled: bool = True
-
-
-class FeedSourceSpec(_Spec):
-    """An RSS, Atom, RDF or JSON Feed URL, polled on an adaptive schedule."""
-
-    id: Id
-    type: Literal["feed"]
-    url: str
-    every: Duration = 300
-    min: Duration = 60
-    max: Duration = 3600
-    headers: dict[str, SecretStr] = Field(default_factory=dict)
-    enabled: bool = True
-
-
-class WireSourceSpec(_Spec):
-    """A JSON wire service: IPTC ninjs, or any API through JMESPath ``mapping``."""
-
-    id: Id
-    type: Literal["wire"]
-    url: str
-    format: Literal["ninjs", "mapping"] = "ninjs"
-    mapping: dict[str, str] = Field(default_factory=dict)
-    headers: dict[str, SecretStr] = Field(default_factory=dict)
-    every: Duration = 300
-    min: Duration = 60
-    max: Duration = 3600
-    enabled: bool = True
-
-
-SourceSpec: TypeAlias = Annotated[
-    ReplaySourceSpec | FeedSourceSpec | WireSourceSpec, Field(discriminator="type")
-]
-
-# --- channels -----------------------------------------------------------------------------------
-
-
-class _ChannelSpec(_Spec):
-    """What every channel accepts besides its own settings."""
-
-    default: bool = False
-    digest: DigestText | None = None
-    quiet_hours: QuietText | None = None
-    uncertain: Literal["resend", "dead_letter"] = "resend"
-    operator: bool = False
-
-    @property
-    def digest_schedule(self) -> DigestSchedule | None:
-        setting = _digest_setting(self.digest)
-        return None if setting == "off" else setting
-
-    @property
-    def quiet(self) -> QuietHours | None:
-        return parse_quiet_hours(self.quiet_hours) if self.quiet_hours else None
-
-
-class ConsoleChannelSpec(_ChannelSpec):
-    """Alerts printed to standard output: a human line each, or JSON lines."""
-
-    id: Id
-    type: Literal["console"]
-    json_lines: bool = Field(default=False, alias="json")
-
-
-class SlackChannelSpec(_ChannelSpec):
-    id: Id
-    type: Literal["slack"]
-    webhook_url: SecretStr | None = None
-    token: SecretStr | None = None
-    channel: str | None = None
-    api_url: str = "https://slack.com/api/"
-
-
-class EmailChannelSpec(_ChannelSpec):
-    model_config = ConfigDict(populate_by_name=True)
-
-    id: Id
-    type: Literal["email"]
-    host: str
-    port: int | None = None
-    tls: Literal["starttls", "tls", "none"] = "starttls"
-    username: SecretStr | None = None
-    password: SecretStr | None = None
-    sender: str = Field(alias="from")
-    to: list[str] = Field(min_length=1)
-
-
-class WebhookChannelSpec(_ChannelSpec):
-    id: Id
-    type: Literal["webhook"]
-    url: SecretStr
-    secret: SecretStr | None = None
-
-
-ChannelSpec: TypeAlias = Annotated[
-    ConsoleChannelSpec | SlackChannelSpec | EmailChannelSpec | WebhookChannelSpec,
-    Field(discriminator="type"),
-]
-
-# --- entities and rules -------------------------------------------------------------------------
-
-
-class EntitySpec(_Spec):
-    aliases: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
-
-
-_DEFAULT_FIELDS: list[FieldName] = ["title", "text"]
-
-
-class RuleSpec(_Spec):
-    model_config = ConfigDict(populate_by_name=True)
-
-    id: Id
-    name: str | None = None
-    query: str | None = None
-    all_: list[Any] | None = Field(default=None, alias="all")
-    any_: list[Any] | None = Field(default=None, alias="any")
-    none_: list[Any] | None = Field(default=None, alias="none")
-    severity: Severity = "normal"
-    channels: list[str] | None = None
-    cooldown: Annotated[Duration, Field(ge=1)] = 24 * 3600
-    sources: list[str] | None = None
-    fields: list[FieldName] = Field(default_factory=lambda: _DEFAULT_FIELDS.copy(), min_length=1)
-    digest: DigestText | None = None
-    enabled: bool = True
-
-
-_SOURCES = (ReplaySourceSpec, FeedSourceSpec, WireSourceSpec)
-_CHANNELS = (ConsoleChannelSpec, SlackChannelSpec, EmailChannelSpec, WebhookChannelSpec)
-_TYPES = {
-    "sources": tuple(get_args(m.model_fields["type"].annotation)[0] for m in _SOURCES),
-    "channels": tuple(get_args(m.model_fields["type"].annotation)[0] for m in _CHANNELS),
-}
-_SOURCE: TypeAdapter[Any] = TypeAdapter(SourceSpec)
-_CHANNEL: TypeAdapter[Any] = TypeAdapter(ChannelSpec)
-_RULE = TypeAdapter(RuleSpec)
-_ENTITY = TypeAdapter(EntitySpec)
+__all__ = ["IMPLICIT_CONSOLE", "Rule", "WatchConfig", "build_config"]
 
 # --- the result ---------------------------------------------------------------------------------
 
@@ -273,157 +83,6 @@ class WatchConfig:
 
 IMPLICIT_CONSOLE = ConsoleChannelSpec(id="console", type="console")
 
-# --- YAML with positions ------------------------------------------------------------------------
-
-Path_: TypeAlias = tuple[str | int, ...]
-
-
-@dataclass
-class _Doc:
-    """One YAML file as plain data, with the position of every value and mapping key."""
-
-    path: str
-    data: Any
-    values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
-    keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
-    styles: dict[Path_, str | None] = field(default_factory=dict)
-    lines: list[str] = field(default_factory=list)
-    secrets: dict[str, str] = field(default_factory=dict)  # value from the environment → ${VAR}
-
-    def redact(self, message: str) -> str:
-        """Messages name ``${VAR}``, never the value the environment gave it."""
-        for value, name in self.secrets.items():
-            message = message.replace(value, name)
-        return message
-
-    def locate(self, loc: Path_, offset: int) -> tuple[int, int]:
-        """Line and column of character ``offset`` of the scalar at ``loc``, as written in the
-        file: through quotes, escapes, folded lines and block scalars."""
-        line, col = self.at(loc)
-        style = self.styles.get(loc)
-        if style in ("|", ">"):
-            return _locate_in_block(self.lines, line, offset) or (line, col)
-        row, index = line - 1, col - (0 if style in ("'", '"') else 1)
-        count = 0
-        while count < offset and row < len(self.lines):
-            text = self.lines[row]
-            if index >= len(text):  # a line break inside a flow scalar reads as one space
-                row += 1
-                if row < len(self.lines):
-                    index = len(self.lines[row]) - len(self.lines[row].lstrip())
-            elif style == '"' and text[index] == "\\":
-                index += {"x": 4, "u": 6, "U": 10}.get(text[index + 1 : index + 2], 2)
-            elif style == "'" and text[index : index + 2] == "''":
-                index += 2
-            else:
-                index += 1
-            count += 1
-        return row + 1, index + 1
-
-    def at(self, loc: Path_, *, key: bool = False) -> tuple[int, int]:
-        """The position of ``loc``, or of the nearest enclosing value that has one."""
-        table = self.keys if key else self.values
-        for end in range(len(loc), -1, -1):
-            if loc[:end] in table:
-                return table[loc[:end]]
-            if loc[:end] in self.values:
-                return self.values[loc[:end]]
-        return (1, 1)
-
-
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-class _Reader:
-    def __init__(self, path: str, env: Mapping[str, str], problems: list[Problem]) -> None:
-        self.doc = _Doc(path, None)
-        self.constructor = yaml.SafeLoader("")
-        self.env = env
-        self.problems = problems
-
-    def read(self, text: str) -> _Doc:
-        try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-            reason = exc.problem or exc.context or "invalid YAML"
-            self.problems.append(Problem(self.doc.path, line, col, f"invalid YAML: {reason}"))
-            return self.doc
-        except yaml.YAMLError as exc:
-            self.problems.append(Problem(self.doc.path, 1, 1, f"invalid YAML: {exc}"))
-            return self.doc
-        self.doc.lines = text.splitlines()
-        self.doc.data = self.convert(root, ()) if root is not None else None
-        return self.doc
-
-    def convert(self, node: yaml.Node, loc: Path_) -> Any:
-        self.doc.values[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
-        if isinstance(node, yaml.MappingNode):
-            out: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                key = self.scalar(key_node)
-                key_loc = (*loc, str(key))
-                if key in out:
-                    line, col = self.doc.keys[key_loc]
-                    self.problem(
-                        key_node, f"duplicate key '{key}' (first at line {line}, column {col})"
-                    )
-                    continue
-                self.doc.keys[key_loc] = (
-                    key_node.start_mark.line + 1,
-                    key_node.start_mark.column + 1,
-                )
-                out[key] = self.convert(value_node, key_loc)
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self.convert(child, (*loc, i)) for i, child in enumerate(node.value)]
-        self.doc.styles[loc] = node.style if isinstance(node, yaml.ScalarNode) else None
-        value = self.scalar(node)
-        if isinstance(value, str) and "${" in value:
-            value = self.expand(value, node)
-        return value
-
-    def scalar(self, node: yaml.Node) -> Any:
-        if not isinstance(node, yaml.ScalarNode):
-            self.problem(node, "a key must be a plain value")
-            return f"<{node.tag}>"
-        return self.constructor.construct_object(node, deep=True)
-
-    def expand(self, value: str, node: yaml.Node) -> str:
-        def substitute(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in self.env:
-                self.problem(node, f"environment variable {name} is not set")
-                return ""
-            value = self.env[name]
-            if len(value) >= 4:
-                self.doc.secrets[value] = match.group(0)
-            return value
-
-        return _ENV.sub(substitute, value)
-
-    def problem(self, node: yaml.Node, message: str) -> None:
-        mark = node.start_mark
-        self.problems.append(Problem(self.doc.path, mark.line + 1, mark.column + 1, message))
-
-
-def _locate_in_block(lines: list[str], line: int, offset: int) -> tuple[int, int] | None:
-    """Position of ``offset`` in a ``|`` or ``>`` block scalar whose indicator is on ``line``."""
-    rows = range(line, len(lines))  # the content starts on the line after the indicator
-    indents = [len(lines[r]) - len(lines[r].lstrip()) for r in rows if lines[r].strip()]
-    if not indents:
-        return None
-    indent, count = indents[0], 0
-    for row in rows:
-        body = lines[row][indent:]
-        if lines[row].strip() and len(lines[row]) - len(lines[row].lstrip()) < indent:
-            break  # dedented: the scalar has ended
-        if offset - count <= len(body):
-            return row + 1, indent + offset - count + 1
-        count += len(body) + 1
-    return None
-
 
 # --- building -----------------------------------------------------------------------------------
 
@@ -435,18 +94,18 @@ class _Builder:
         self.env = env
         self.problems: list[Problem] = []
         self.first_seen: dict[tuple[str, str], str] = {}
-        self.sources: list[tuple[_Doc, Path_, Any]] = []
-        self.channels: list[tuple[_Doc, Path_, Any]] = []
-        self.rules: list[tuple[_Doc, Path_, RuleSpec]] = []
+        self.sources: list[tuple[Document, YamlPath, Any]] = []
+        self.channels: list[tuple[Document, YamlPath, Any]] = []
+        self.rules: list[tuple[Document, YamlPath, RuleSpec]] = []
         self.entities: dict[str, tuple[str, ...]] = {}
-        self.unchecked: list[tuple[_Doc, Path_, str]] = []
+        self.unchecked: list[tuple[Document, YamlPath, str]] = []
         self.secrets: set[str] = set()
 
-    def error(self, doc: _Doc, loc: Path_, message: str, *, key: bool = False) -> None:
+    def error(self, doc: Document, loc: YamlPath, message: str, *, key: bool = False) -> None:
         line, col = doc.at(loc, key=key)
         self.problems.append(Problem(doc.path, line, col, doc.redact(message)))
 
-    def unique(self, kind: str, ident: str, doc: _Doc, loc: Path_) -> bool:
+    def unique(self, kind: str, ident: str, doc: Document, loc: YamlPath) -> bool:
         line, col = doc.at(loc)
         here = f"{doc.path}:{line}:{col}"
         first = self.first_seen.setdefault((kind, ident), here)
@@ -456,7 +115,7 @@ class _Builder:
         return True
 
     def add_document(self, path: str, text: str) -> None:
-        doc = _Reader(path, self.env, self.problems).read(text)
+        doc = Reader(path, self.env, self.problems).read(text)
         self.secrets.update(doc.secrets)
         if doc.data is None:
             return
@@ -472,13 +131,13 @@ class _Builder:
                 getattr(self, f"collect_{key}")(doc, value)
 
     def collect_list(
-        self, doc: _Doc, kind: str, value: Any
-    ) -> Iterable[tuple[Path_, dict[str, Any]]]:
+        self, doc: Document, kind: str, value: Any
+    ) -> Iterable[tuple[YamlPath, dict[str, Any]]]:
         if not isinstance(value, list):
             self.error(doc, (kind,), f"'{kind}' must be a list")
             return
         for i, element in enumerate(value):
-            loc: Path_ = (kind, i)
+            loc: YamlPath = (kind, i)
             if not isinstance(element, dict):
                 self.error(doc, loc, f"each entry of '{kind}' must be a mapping")
                 continue
@@ -487,39 +146,43 @@ class _Builder:
                 continue
             yield loc, element
 
-    def collect_sources(self, doc: _Doc, value: Any) -> None:
+    def collect_sources(self, doc: Document, value: Any) -> None:
         for loc, element in self.collect_list(doc, "sources", value):
-            spec = self.validate(_SOURCE, element, doc, loc, _keys_by_type(element, _SOURCES))
+            spec = self.validate(
+                SOURCE_ADAPTER, element, doc, loc, _keys_by_type(element, SOURCE_SPECS)
+            )
             if spec is not None:
                 self.sources.append((doc, loc, spec))
 
-    def collect_channels(self, doc: _Doc, value: Any) -> None:
+    def collect_channels(self, doc: Document, value: Any) -> None:
         for loc, element in self.collect_list(doc, "channels", value):
-            spec = self.validate(_CHANNEL, element, doc, loc, _keys_by_type(element, _CHANNELS))
+            spec = self.validate(
+                CHANNEL_ADAPTER, element, doc, loc, _keys_by_type(element, CHANNEL_SPECS)
+            )
             if spec is not None:
                 self.channels.append((doc, loc, spec))
 
-    def collect_rules(self, doc: _Doc, value: Any) -> None:
+    def collect_rules(self, doc: Document, value: Any) -> None:
         for loc, element in self.collect_list(doc, "rules", value):
-            spec = self.validate(_RULE, element, doc, loc, _keys(RuleSpec))
+            spec = self.validate(RULE_ADAPTER, element, doc, loc, _keys(RuleSpec))
             if spec is not None:
                 self.rules.append((doc, loc, spec))
             elif isinstance(element.get("query"), str):
                 # Still check the query, once every file's entities are known.
                 self.unchecked.append((doc, (*loc, "query"), element["query"]))
 
-    def collect_entities(self, doc: _Doc, value: Any) -> None:
+    def collect_entities(self, doc: Document, value: Any) -> None:
         if not isinstance(value, dict):
             self.error(doc, ("entities",), "'entities' must be a mapping of id to aliases")
             return
         for ident, body in value.items():
-            loc: Path_ = ("entities", str(ident))
+            loc: YamlPath = ("entities", str(ident))
             if not isinstance(ident, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", ident):
                 self.error(doc, loc, f"invalid entity id {ident!r}", key=True)
                 continue
             if not self.unique("entity", ident, doc, loc):
                 continue
-            spec = self.validate(_ENTITY, body, doc, loc, _keys(EntitySpec))
+            spec = self.validate(ENTITY_ADAPTER, body, doc, loc, _keys(EntitySpec))
             if spec is None:
                 continue
             for i, alias in enumerate(spec.aliases):
@@ -532,7 +195,12 @@ class _Builder:
                 self.entities[ident] = tuple(spec.aliases)
 
     def validate(
-        self, adapter: TypeAdapter[Any], data: Any, doc: _Doc, loc: Path_, allowed: Sequence[str]
+        self,
+        adapter: TypeAdapter[Any],
+        data: Any,
+        doc: Document,
+        loc: YamlPath,
+        allowed: Sequence[str],
     ) -> Any:
         try:
             return adapter.validate_python(data)
@@ -541,7 +209,9 @@ class _Builder:
                 self.report(err, data, doc, loc, allowed)
             return None
 
-    def report(self, err: Any, data: Any, doc: _Doc, loc: Path_, allowed: Sequence[str]) -> None:
+    def report(
+        self, err: Any, data: Any, doc: Document, loc: YamlPath, allowed: Sequence[str]
+    ) -> None:
         raw_loc = tuple(err["loc"])
         if raw_loc and isinstance(data, dict) and raw_loc[0] == data.get("type"):
             raw_loc = raw_loc[1:]  # pydantic names the union member first; it is not a key
@@ -552,7 +222,7 @@ class _Builder:
         elif err["type"] == "missing":
             self.error(doc, loc, f"{name}: required key is missing")
         elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):
-            kinds = ", ".join(_TYPES.get(str(loc[0]), ()))
+            kinds = ", ".join(SPEC_TYPES.get(str(loc[0]), ()))
             missing = "required key is missing: it " if err["type"] == "union_tag_not_found" else ""
             self.error(doc, (*where, "type"), f"{name}.type: {missing}must be one of {kinds}")
         else:
@@ -589,8 +259,8 @@ class _Builder:
 
     def compile_rule(
         self,
-        doc: _Doc,
-        loc: Path_,
+        doc: Document,
+        loc: YamlPath,
         spec: RuleSpec,
         source_ids: set[str],
         channel_ids: set[str],
@@ -629,10 +299,10 @@ class _Builder:
             cooldown=spec.cooldown,
             sources=frozenset(spec.sources) if spec.sources else None,
             origin=f"{doc.path}:{line}",
-            digest=_digest_setting(spec.digest),
+            digest=digest_setting(spec.digest),
         )
 
-    def compile_query(self, doc: _Doc, loc: Path_, text: str) -> q.Node | None:
+    def compile_query(self, doc: Document, loc: YamlPath, text: str) -> q.Node | None:
         try:
             return q.parse(text, self.entities)
         except QuerySyntaxError as exc:
@@ -640,7 +310,9 @@ class _Builder:
             self.problems.append(Problem(doc.path, line, col, doc.redact(exc.message)))
             return None
 
-    def compile_structured(self, doc: _Doc, loc: Path_, parts: dict[str, Any]) -> q.Node | None:
+    def compile_structured(
+        self, doc: Document, loc: YamlPath, parts: dict[str, Any]
+    ) -> q.Node | None:
         children: list[q.Node] = []
         for key, value in parts.items():
             if value is not None:
@@ -650,7 +322,7 @@ class _Builder:
                 children.append(node)
         return q.make_and(children)
 
-    def structured(self, doc: _Doc, loc: Path_, value: Any) -> q.Node | None:
+    def structured(self, doc: Document, loc: YamlPath, value: Any) -> q.Node | None:
         """One node of the structured form: a string is a query; a mapping has one key."""
         if isinstance(value, str):
             return self.compile_query(doc, loc, value)
@@ -688,7 +360,7 @@ class _Builder:
             self.error(doc, (*loc, key), _unknown_key(str(key), tuple(_LEAF_KEYS)), key=True)
         return None
 
-    def structured_near(self, doc: _Doc, loc: Path_, body: dict[str, Any]) -> q.Node | None:
+    def structured_near(self, doc: Document, loc: YamlPath, body: dict[str, Any]) -> q.Node | None:
         terms, within = body.get("terms"), body.get("within")
         extra = set(body) - {"terms", "within"}
         if extra:
@@ -723,13 +395,6 @@ _LEAF_KEYS = {
 _LEAVES = ", ".join(_LEAF_KEYS)
 
 
-def _digest_setting(text: str | None) -> DigestSchedule | Literal["off"] | None:
-    """A ``digest:`` value: its schedule, "off" (send at once), or None when not set."""
-    if text is None:
-        return None
-    return "off" if text.strip().lower() in OFF else parse_digest(text)
-
-
 def _keys(model: type[BaseModel]) -> tuple[str, ...]:
     return tuple(f.alias or name for name, f in model.model_fields.items())
 
@@ -755,7 +420,7 @@ def _unknown_ref(kind: str, ref: str, known: set[str]) -> str:
     return f"unknown {kind} '{ref}'{hint}"
 
 
-def _dotted(loc: Path_) -> str:
+def _dotted(loc: YamlPath) -> str:
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))

@@ -18,8 +18,9 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from monitor.core.config import FeedSourceSpec, ReplaySourceSpec, WireSourceSpec
 from monitor.core.polling import FeedHealth, due_time, poll_spec
-from monitor.core.rules import FeedSourceSpec, ReplaySourceSpec, WatchConfig, WireSourceSpec
+from monitor.core.rules import WatchConfig
 from monitor.ops.redaction import redact
 from monitor.store.commands import as_int
 from monitor.store.keys import ALERT_BUCKET_S, alert_bucket

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from monitor.core.config import FeedSourceSpec
 from monitor.core.polling import (
     RETRY_AFTER_CAP_S,
     WINDOW_MAX_S,
@@ -16,7 +17,6 @@ from monitor.core.polling import (
     PollSpec,
     next_interval,
 )
-from monitor.core.rules import FeedSourceSpec
 
 NOW = datetime(2026, 1, 12, 12, 0, tzinfo=UTC)
 SPEC = PollSpec(every=300, min=60, max=3600)

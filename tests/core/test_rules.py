@@ -8,18 +8,16 @@ from pathlib import Path
 import pytest
 
 from monitor.core import query as q
-from monitor.core.rules import (
-    IMPLICIT_CONSOLE,
+from monitor.core.config import (
     ConsoleChannelSpec,
     EmailChannelSpec,
     FeedSourceSpec,
     ReplaySourceSpec,
     SlackChannelSpec,
-    WatchConfig,
     WebhookChannelSpec,
     WireSourceSpec,
-    build_config,
 )
+from monitor.core.rules import IMPLICIT_CONSOLE, WatchConfig, build_config
 from monitor.errors import ConfigError, Problem
 
 ROOT = Path(__file__).resolve().parents[2]

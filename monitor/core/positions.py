@@ -1,0 +1,166 @@
+"""YAML read with the position of every value and mapping key, so a problem is reported as
+``path:line:col`` on the very character it is about (through quotes, escapes and block
+scalars). ``${VAR}`` is replaced from the environment passed in, never from the YAML itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+import yaml
+
+from monitor.errors import Problem
+
+__all__ = ["Document", "Reader", "YamlPath"]
+
+YamlPath: TypeAlias = tuple[str | int, ...]
+
+
+@dataclass
+class Document:
+    """One YAML file as plain data, with the position of every value and mapping key."""
+
+    path: str
+    data: Any
+    values: dict[YamlPath, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[YamlPath, tuple[int, int]] = field(default_factory=dict)
+    styles: dict[YamlPath, str | None] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+    secrets: dict[str, str] = field(default_factory=dict)  # value from the environment → ${VAR}
+
+    def redact(self, message: str) -> str:
+        """Messages name ``${VAR}``, never the value the environment gave it."""
+        for value, name in self.secrets.items():
+            message = message.replace(value, name)
+        return message
+
+    def locate(self, loc: YamlPath, offset: int) -> tuple[int, int]:
+        """Line and column of character ``offset`` of the scalar at ``loc``, as written in the
+        file: through quotes, escapes, folded lines and block scalars."""
+        line, col = self.at(loc)
+        style = self.styles.get(loc)
+        if style in ("|", ">"):
+            return _locate_in_block(self.lines, line, offset) or (line, col)
+        row, index = line - 1, col - (0 if style in ("'", '"') else 1)
+        count = 0
+        while count < offset and row < len(self.lines):
+            text = self.lines[row]
+            if index >= len(text):  # a line break inside a flow scalar reads as one space
+                row += 1
+                if row < len(self.lines):
+                    index = len(self.lines[row]) - len(self.lines[row].lstrip())
+            elif style == '"' and text[index] == "\\":
+                index += {"x": 4, "u": 6, "U": 10}.get(text[index + 1 : index + 2], 2)
+            elif style == "'" and text[index : index + 2] == "''":
+                index += 2
+            else:
+                index += 1
+            count += 1
+        return row + 1, index + 1
+
+    def at(self, loc: YamlPath, *, key: bool = False) -> tuple[int, int]:
+        """The position of ``loc``, or of the nearest enclosing value that has one."""
+        table = self.keys if key else self.values
+        for end in range(len(loc), -1, -1):
+            if loc[:end] in table:
+                return table[loc[:end]]
+            if loc[:end] in self.values:
+                return self.values[loc[:end]]
+        return (1, 1)
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class Reader:
+    def __init__(self, path: str, env: Mapping[str, str], problems: list[Problem]) -> None:
+        self.doc = Document(path, None)
+        self.constructor = yaml.SafeLoader("")
+        self.env = env
+        self.problems = problems
+
+    def read(self, text: str) -> Document:
+        try:
+            root = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+            reason = exc.problem or exc.context or "invalid YAML"
+            self.problems.append(Problem(self.doc.path, line, col, f"invalid YAML: {reason}"))
+            return self.doc
+        except yaml.YAMLError as exc:
+            self.problems.append(Problem(self.doc.path, 1, 1, f"invalid YAML: {exc}"))
+            return self.doc
+        self.doc.lines = text.splitlines()
+        self.doc.data = self.convert(root, ()) if root is not None else None
+        return self.doc
+
+    def convert(self, node: yaml.Node, loc: YamlPath) -> Any:
+        self.doc.values[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self.scalar(key_node)
+                key_loc = (*loc, str(key))
+                if key in out:
+                    line, col = self.doc.keys[key_loc]
+                    self.problem(
+                        key_node, f"duplicate key '{key}' (first at line {line}, column {col})"
+                    )
+                    continue
+                self.doc.keys[key_loc] = (
+                    key_node.start_mark.line + 1,
+                    key_node.start_mark.column + 1,
+                )
+                out[key] = self.convert(value_node, key_loc)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.convert(child, (*loc, i)) for i, child in enumerate(node.value)]
+        self.doc.styles[loc] = node.style if isinstance(node, yaml.ScalarNode) else None
+        value = self.scalar(node)
+        if isinstance(value, str) and "${" in value:
+            value = self.expand(value, node)
+        return value
+
+    def scalar(self, node: yaml.Node) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            self.problem(node, "a key must be a plain value")
+            return f"<{node.tag}>"
+        return self.constructor.construct_object(node, deep=True)
+
+    def expand(self, value: str, node: yaml.Node) -> str:
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in self.env:
+                self.problem(node, f"environment variable {name} is not set")
+                return ""
+            value = self.env[name]
+            if len(value) >= 4:
+                self.doc.secrets[value] = match.group(0)
+            return value
+
+        return _ENV.sub(substitute, value)
+
+    def problem(self, node: yaml.Node, message: str) -> None:
+        mark = node.start_mark
+        self.problems.append(Problem(self.doc.path, mark.line + 1, mark.column + 1, message))
+
+
+def _locate_in_block(lines: list[str], line: int, offset: int) -> tuple[int, int] | None:
+    """Position of ``offset`` in a ``|`` or ``>`` block scalar whose indicator is on ``line``."""
+    rows = range(line, len(lines))  # the content starts on the line after the indicator
+    indents = [len(lines[r]) - len(lines[r].lstrip()) for r in rows if lines[r].strip()]
+    if not indents:
+        return None
+    indent, count = indents[0], 0
+    for row in rows:
+        body = lines[row][indent:]
+        if lines[row].strip() and len(lines[row]) - len(lines[row].lstrip()) < indent:
+            break  # dedented: the scalar has ended
+        if offset - count <= len(body):
+            return row + 1, indent + offset - count + 1
+        count += len(body) + 1
+    return None
