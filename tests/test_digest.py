@@ -16,13 +16,8 @@ import pytest
 
 from monitor.channels.console import ConsoleChannel
 from monitor.channels.email import EmailChannel
-from monitor.channels.slack import (
-    MAX_BLOCKS,
-    MESSAGE_LIMIT,
-    SECTION_LIMIT,
-    SlackChannel,
-    build_digest,
-)
+from monitor.channels.slack import SlackChannel
+from monitor.channels.slack_blocks import MAX_BLOCKS, MESSAGE_LIMIT, SECTION_LIMIT, build_digest
 from monitor.core.rules import WatchConfig, build_config
 from monitor.models import Alert, Digest, Item, Severity
 from monitor.roles.dispatch import ORPHANED, Dispatcher, delivery_id

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from slack_sdk.models.blocks import Block
 
-from monitor.channels.slack import (
+from monitor.channels.slack import SlackChannel
+from monitor.channels.slack_blocks import (
     FALLBACK_LIMIT,
     MAX_BLOCKS,
     MESSAGE_LIMIT,
     SECTION_LIMIT,
-    SlackChannel,
     build_message,
     escape_mrkdwn,
     link_target,
