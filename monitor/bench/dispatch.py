@@ -1,4 +1,4 @@
-"""``monitor bench --dispatch``: latency from outbox entry to the channel's send call.
+"""``monitor bench dispatch``: latency from outbox entry to the channel's send call.
 
 Alerts are appended to the outbox of an embedded Redis at a steady rate while the real
 ``Dispatcher`` delivers them through the real ``WebhookChannel`` to a receiver on 127.0.0.1

@@ -8,7 +8,7 @@ entry keeps the same content in every version of its feed; a new version adds
 ``FeedServer`` serves such feeds over HTTP/1.1 (keep-alive, gzip) on several ports of 127.0.0.1
 with ETag and Last-Modified, answering 304 to a conditional GET that names the current version.
 The changed feeds get a new version at each cycle; the others never change. It runs in a child
-process (``python -m monitor.bench_sources``, driven through ``FeedServerProcess``), so the
+process (``python -m monitor.bench.feeds``, driven through ``FeedServerProcess``), so the
 bench measures the daemon's CPU and memory, not the server's. Only this module's light imports
 are loaded there.
 """
@@ -355,7 +355,7 @@ def _say(message: dict[str, object]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m monitor.bench_sources``: the feed server of ``monitor bench --sources``."""
+    """``python -m monitor.bench.feeds``: the feed server of ``monitor bench poll``."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--feeds", type=int, required=True)
     parser.add_argument("--entries", type=int, default=25)

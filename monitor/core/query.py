@@ -1,4 +1,4 @@
-"""The query language: text → expression tree (DESIGN §4).
+"""The query language: text → expression tree (docs/rules.md).
 
 Grammar, loosest binding first::
 

@@ -1,4 +1,4 @@
-"""Duplicates and stories on Redis: levels 2 and 3 of DESIGN §5, a batch at a time.
+"""Duplicates and stories on Redis: levels 2 and 3 of docs/dedup.md, a batch at a time.
 
 For a batch of new items, a constant number of pipelined round trips, whatever its size:
 
