@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from monitor.cli import main
+from tests.factories import make_alert, make_item, outbox_entries
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
@@ -216,22 +217,12 @@ async def test_alerts_dead_lists_and_retry_requeues(tmp_path: Path) -> None:
     """Dead letters written by the dispatch role, listed and sent again from the command line."""
     import asyncio
 
-    from monitor.models import Alert, Item
     from monitor.store import Store
     from monitor.store.server import RedisServer
 
     env = {"MONITOR_DATA_DIR": str(tmp_path / "data"), "MONITOR_RULES_DIR": str(RULES)}
-    item = Item(id="x:1", source="x", title="A headline", text="t")
-    alert = Alert(
-        id="a1",
-        rule="r",
-        rule_name="R",
-        severity="low",
-        item=item,
-        story="s",
-        matches=(),
-        channels=("hook",),
-    )
+    item = make_item("x:1", source="x", title="A headline", text="t")
+    alert = make_alert(item=item, rule_name="R", severity="low", story="s", channels=("hook",))
     async with RedisServer.embedded(tmp_path / "data") as client:
         store = Store(client)
         await store.dead.add_many(
@@ -256,27 +247,20 @@ async def test_alerts_dead_lists_and_retry_requeues(tmp_path: Path) -> None:
 async def test_replay_with_state_leaves_the_daemons_queues_alone(tmp_path: Path) -> None:
     import asyncio
 
-    from monitor.models import Alert, Item
+    from monitor.models import Item
     from monitor.store import Store
     from monitor.store.server import RedisServer
     from monitor.store.streams import item_entry
 
     env = {"MONITOR_DATA_DIR": str(tmp_path / "data"), "MONITOR_RULES_DIR": str(RULES)}
     waiting = Item(id="daemon:1", source="wire", title="Waiting item", text="Maduro released.")
-    alert = Alert(
-        id="a1",
-        rule="r",
-        rule_name="R",
-        severity="low",
-        item=waiting,
-        story="s",
-        matches=(),
-        channels=("newsroom",),
+    alert = make_alert(
+        item=waiting, rule_name="R", severity="low", story="s", channels=("newsroom",)
     )
     async with RedisServer.embedded(tmp_path / "data") as client:
         store = Store(client)
         await store.items.add_many([item_entry(waiting)])
-        await store.outbox.add_many([{"channel": "newsroom", "alert": alert.to_dict()}])
+        await store.outbox.add_many(outbox_entries("newsroom", [alert]))
         result = await asyncio.to_thread(invoke, ["replay", str(SEEDS), "--json", "--state"], env)
         assert result.exit_code == 0 and json_lines(result.stdout)
         assert all(a["item"]["id"] != "daemon:1" for a in json_lines(result.stdout))

@@ -25,6 +25,7 @@ from monitor.store import Store
 from monitor.store.streams import DISPATCH_GROUP as GROUP
 from tests.channels.slack_server import FakeSlack
 from tests.channels.smtp_server import smtp_server
+from tests.factories import make_alert, make_item
 
 START = datetime(2026, 11, 22, 10, 5, tzinfo=UTC).timestamp()
 HOUR_END = datetime(2026, 11, 22, 11, 0, tzinfo=UTC).timestamp()
@@ -39,21 +40,20 @@ class Clock:
 
 
 def alert(n: int, *, story: str | None = None, severity: Severity = "normal") -> Alert:
-    item = Item(
-        id=f"wire:{n}",
+    item = make_item(
+        f"wire:{n}",
         source=f"outlet-{n % 3}",
         title=f"Story {n} headline",
         text=f"Report number {n}.",
         url=f"https://news.example/{n}",
     )
-    return Alert(
-        id=f"a{n:03d}",
+    return make_alert(
+        f"a{n:03d}",
+        item=item,
         rule="desk",
         rule_name="Desk rule",
         severity=severity,
-        item=item,
         story=story or f"s{n}",
-        matches=(),
         channels=("slack",),
         followup=story is not None and n % 2 == 1,
         created=datetime.fromtimestamp(START + n, UTC),

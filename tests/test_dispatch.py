@@ -12,31 +12,22 @@ from monitor.channels.console import ConsoleChannel
 from monitor.commands.alerts import retry_dead
 from monitor.core.retry import RetryPolicy
 from monitor.errors import DeliveryError
-from monitor.models import Alert, Item
+from monitor.models import Alert
 from monitor.roles.dispatch import Dispatcher, RateLimit, delivery_id
 from monitor.store import Store
 from monitor.store.streams import DISPATCH_GROUP as GROUP
+from tests.factories import make_alert, make_item, outbox_entries
 
 FAST = RetryPolicy(first_s=0.05, factor=2.0, max_delay_s=0.2, give_up_after_s=60)
 
 
 def alert(n: int, *, followup: bool = False) -> Alert:
-    item = Item(id=f"src:{n}", source="src", title=f"Story {n}", text="Maduro was released.")
-    return Alert(
-        id=f"alert-{n}",
-        rule="r",
-        rule_name="Rule",
-        severity="high",
-        item=item,
-        story=f"s{n}",
-        matches=(),
-        channels=("desk",),
-        followup=followup,
-    )
+    item = make_item(f"src:{n}", title=f"Story {n}", text="Maduro was released.")
+    return make_alert(f"alert-{n}", item=item, story=f"s{n}", followup=followup)
 
 
 async def queue(store: Store, channel: str, alerts: list[Alert]) -> None:
-    await store.outbox.add_many([{"channel": channel, "alert": a.to_dict()} for a in alerts])
+    await store.outbox.add_many(outbox_entries(channel, alerts))
 
 
 class Flaky:

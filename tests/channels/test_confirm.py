@@ -12,11 +12,12 @@ import pytest
 from monitor.channels.slack import SlackChannel
 from monitor.core.retry import RetryPolicy
 from monitor.core.rules import WatchConfig, build_config
-from monitor.models import Alert, Item
+from monitor.models import Alert
 from monitor.roles.dispatch import Dispatcher, delivery_id
 from monitor.store import Store
 from monitor.store.streams import DISPATCH_GROUP as GROUP
 from tests.channels.slack_server import FakeSlack, Reply
+from tests.factories import make_alert, make_item
 
 FAST = RetryPolicy(first_s=0.05, factor=2.0, max_delay_s=0.2, give_up_after_s=60)
 
@@ -37,15 +38,12 @@ async def bot(fake: FakeSlack, store: Store) -> AsyncIterator[SlackChannel]:
 
 
 def alert(n: int) -> Alert:
-    item = Item(id=f"i{n}", source="wire", title=f"Story {n}", text="Report.")
-    return Alert(
-        id=f"a{n}",
-        rule="r",
-        rule_name="R",
-        severity="high",
+    item = make_item(f"i{n}", source="wire", title=f"Story {n}")
+    return make_alert(
+        f"a{n}",
         item=item,
+        rule_name="R",
         story=f"s{n}",
-        matches=(),
         channels=("bot",),
         created=datetime.now(UTC),
     )

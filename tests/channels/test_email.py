@@ -24,6 +24,7 @@ from monitor.channels.email import (
 from monitor.errors import ConfigError, DeliveryError
 from monitor.models import Alert, Item, Match
 from tests.channels.smtp_server import Certificate, Server, self_signed_cert, smtp_server
+from tests.factories import make_alert as factory_alert
 
 PASSWORD = "s3cret-Pa55word!"
 SENDER = "newsmonitor@example.org"
@@ -52,18 +53,16 @@ def make_alert(**changes: Any) -> Alert:
         published=datetime(2024, 5, 6, 7, 30, tzinfo=UTC),
     )
     fields: dict[str, Any] = {
-        "id": "3f2a9c0d41b7e6a85c12",
+        "item": item,
         "rule": "floods",
         "rule_name": "Floods in NRW",
-        "severity": "high",
-        "item": item,
         "story": "story-42",
         "matches": (span(TITLE, "Flood", "title"), span(TEXT, "flood"), span(TEXT, "Bonn")),
         "channels": ("desk-mail",),
         "sources": 3,
     }
     fields.update(changes)
-    return Alert(**fields)
+    return factory_alert(fields.pop("id", "3f2a9c0d41b7e6a85c12"), **fields)
 
 
 def followup_alert(first: Alert, item_id: str = "item-2") -> Alert:

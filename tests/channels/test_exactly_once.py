@@ -21,11 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from monitor.models import Alert, Item
+from monitor.models import Alert
 from monitor.roles.dispatch import ORPHANED
 from monitor.store import Store
 from monitor.store.server import RedisServer
 from tests.channels.slack_server import FakeSlack, Reply
+from tests.factories import make_alert, make_item
 
 ROOT = Path(__file__).resolve().parents[2]
 CHANNELS = 20  # Slack allows 1 message per second per channel: spread the 200 over 20
@@ -33,17 +34,8 @@ ALERTS = 200
 
 
 def alert(n: int) -> Alert:
-    item = Item(id=f"wire:{n}", source="wire", title=f"Story {n}", text=f"Report number {n}.")
-    return Alert(
-        id=f"a{n:03d}",
-        rule="r",
-        rule_name="Rule",
-        severity="high",
-        item=item,
-        story=f"s{n}",
-        matches=(),
-        channels=(f"slack-{n % CHANNELS}",),
-    )
+    item = make_item(f"wire:{n}", source="wire", title=f"Story {n}", text=f"Report number {n}.")
+    return make_alert(f"a{n:03d}", item=item, story=f"s{n}", channels=(f"slack-{n % CHANNELS}",))
 
 
 async def dispatcher(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:

@@ -27,6 +27,7 @@ from monitor.channels.slack_blocks import (
 from monitor.errors import ConfigError, DeliveryError, StoreError
 from monitor.models import Alert, Item, Match, Severity
 from tests.channels.slack_server import WEBHOOK_PATH, FakeSlack, Reply, text_size
+from tests.factories import make_alert as factory_alert
 
 TOKEN = "xoxb-1111-2222-SeCrEtToKeN"
 CHANNEL = "C0123456"
@@ -73,12 +74,12 @@ def make_alert(
         url=url,
         published=datetime(2024, 10, 29, 18, 5, tzinfo=UTC),
     )
-    return Alert(
-        id=f"{rule}-{story}",
+    return factory_alert(
+        f"{rule}-{story}",
+        item=item,
         rule=rule,
         rule_name="Spain floods",
         severity=severity,
-        item=item,
         story=story,
         matches=matches,
         channels=("newsroom",),

@@ -14,13 +14,14 @@ from monitor.core.polling import PollSpec
 from monitor.core.rules import WatchConfig, build_config
 from monitor.errors import DeliveryError
 from monitor.http import FetchLimits
-from monitor.models import Alert, Item
+from monitor.models import Alert
 from monitor.ops.watchdog import Operator
 from monitor.roles.dispatch import Dispatcher
 from monitor.roles.poll import Poller, Scheduled
 from monitor.sources.feed import FeedSource
 from monitor.store import Store
 from tests.channels.slack_server import FakeSlack
+from tests.factories import make_alert, make_item
 from tests.sources import http_server as hs
 from tests.sources.test_poll_role import entries, rss
 
@@ -118,17 +119,8 @@ class Broken:
 
 
 def desk_alert(n: int) -> Alert:
-    item = Item(id=f"i{n}", source="s", title=f"Story {n}", text="text")
-    return Alert(
-        id=f"a{n}",
-        rule="r",
-        rule_name="R",
-        severity="high",
-        item=item,
-        story=f"s{n}",
-        matches=(),
-        channels=("desk",),
-    )
+    item = make_item(f"i{n}", source="s", title=f"Story {n}", text="text")
+    return make_alert(f"a{n}", item=item, rule_name="R", story=f"s{n}")
 
 
 async def test_a_channel_that_keeps_failing_is_reported_on_another_channel(
