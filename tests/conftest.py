@@ -1,5 +1,6 @@
 """Shared fixtures. Redis: the embedded server always, and the server at
-``MONITOR_TEST_REDIS_URL`` when that is set; the same tests run on each."""
+``MONITOR_TEST_REDIS_URL`` when that is set; the same tests run on each. A local HTTP server
+(``tests/sources/http_server.py``) and a client with small limits; a local Slack."""
 
 from __future__ import annotations
 
@@ -8,15 +9,26 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
+import httpx
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 
+from monitor.http import FetchLimits, make_client
 from monitor.store import Store
 from monitor.store.server import RedisServer
 from tests.channels.slack_server import FakeSlack
+from tests.sources.http_server import Server
 
 TEST_REDIS_URL = os.environ.get("MONITOR_TEST_REDIS_URL") or None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that assert this process's peak memory (``peak_memory``) run first: the peak is
+    the process's whole life, and later tests load word-frequency tables of hundreds of MB."""
+    items.sort(key=lambda item: item.get_closest_marker("peak_memory") is None)
+
+
 REDIS_KINDS = ["embedded", "server"] if TEST_REDIS_URL else ["embedded"]
 
 
@@ -75,3 +87,27 @@ async def fake() -> AsyncIterator[FakeSlack]:
     async with FakeSlack() as server:
         yield server
     assert server.errors == []
+
+
+# Small enough that every hostile case ends within a few seconds; the body cap is the real one.
+LIMITS = FetchLimits(connect_s=2.0, read_s=1.0, total_s=3.0, max_bytes=10_000_000, per_host=2)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    started = await Server().start()
+    try:
+        yield started
+    finally:
+        await started.close()
+
+
+@pytest.fixture
+def limits() -> FetchLimits:
+    return LIMITS
+
+
+@pytest.fixture
+async def client(limits: FetchLimits) -> AsyncIterator[httpx.AsyncClient]:
+    async with make_client(limits, trust_env=False) as made:
+        yield made

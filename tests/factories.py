@@ -1,4 +1,5 @@
-"""Items, alerts and outbox entries for tests: one builder instead of a copy per test file.
+"""Items, alerts, outbox entries and small RSS feeds for tests: one builder instead of a copy
+per test file.
 
 Every field has a plain default; a test names only what it is about.
 """
@@ -56,3 +57,23 @@ def make_alert(
 def outbox_entries(channel: str, alerts: Iterable[Alert]) -> list[dict[str, Any]]:
     """The outbox entries that send ``alerts`` on ``channel``."""
     return [outbox_entry(channel, alert) for alert in alerts]
+
+
+def rss(entries: list[tuple[str, str]]) -> bytes:
+    """An RSS 2.0 feed whose entries have no <guid>: the link identifies them."""
+    body = "".join(
+        f"<item><title>{title}</title><link>{link}</link>"
+        f"<description>{title}: the council met and voted on the plan.</description></item>"
+        for title, link in entries
+    )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+        f"<title>Example</title><link>https://news.example/</link>{body}</channel></rss>"
+    ).encode()
+
+
+def entries(numbers: range) -> list[tuple[str, str]]:
+    """Titles and links of numbered stories, for ``rss``."""
+    return [
+        (f"Story number {n} about topic {n * 7}", f"https://news.example/s/{n}") for n in numbers
+    ]

@@ -245,6 +245,7 @@ HOSTILE = {
 }
 
 
+@pytest.mark.peak_memory
 async def test_every_hostile_source_fails_alone(server: Server) -> None:
     """All the hostile feeds and three good ones polled at once on one server and one client:
     each hostile one ends as its own error within the deadline, the good ones all succeed."""

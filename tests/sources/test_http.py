@@ -338,6 +338,7 @@ class socket_closed_port:
         self.sock.close()
 
 
+@pytest.mark.peak_memory
 async def test_oversized_content_length_is_refused_unread(
     server: Server, client: httpx.AsyncClient, limits: FetchLimits
 ) -> None:
@@ -351,6 +352,7 @@ async def test_oversized_content_length_is_refused_unread(
     assert hs.max_rss_mb() < hs.MAX_RSS_MB
 
 
+@pytest.mark.peak_memory
 async def test_endless_body_is_cut_at_the_cap(
     server: Server, client: httpx.AsyncClient, limits: FetchLimits
 ) -> None:
@@ -360,6 +362,7 @@ async def test_endless_body_is_cut_at_the_cap(
     assert hs.max_rss_mb() < hs.MAX_RSS_MB
 
 
+@pytest.mark.peak_memory
 @pytest.mark.parametrize("with_length", [True, False])
 @pytest.mark.parametrize("encoding", ["gzip", "br"])
 async def test_decompression_bomb_stops_at_the_cap(

@@ -14,7 +14,7 @@ from monitor.app.config_files import load_config
 from monitor.app.daemon import App
 from monitor.app.settings import Settings
 
-SEEDS = Path(__file__).resolve().parent.parent / "seeds"
+SEEDS = Path(__file__).resolve().parents[2] / "seeds"
 
 
 def sources_yaml(*ids: str) -> str:

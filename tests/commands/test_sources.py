@@ -9,8 +9,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from monitor.cli import main
+from tests.factories import entries, rss
 from tests.sources import http_server as hs
-from tests.sources.test_poll_role import entries, rss
 
 
 async def test_sources_check_reports_each_source_and_fails_on_errors(

@@ -19,7 +19,7 @@ from monitor.store import Store
 from monitor.store.stories import StoryKeeper
 from monitor.store.streams import item_entry
 
-SEEDS = Path(__file__).resolve().parent.parent / "seeds"
+SEEDS = Path(__file__).resolve().parents[2] / "seeds"
 RULES = """
 entities:
   maduro: {aliases: ["Nicolás Maduro", "Maduro"]}

@@ -21,7 +21,7 @@ from monitor.store.streams import PROCESS_GROUP as PROCESS
 from monitor.store.streams import item_entry
 from tests.conftest import RoundTrips
 
-SEEDS = Path(__file__).resolve().parent.parent / "seeds"
+SEEDS = Path(__file__).resolve().parents[2] / "seeds"
 RULES = """
 entities:
   maduro: {aliases: ["Nicolás Maduro", "Maduro"]}

@@ -15,26 +15,8 @@ from monitor.roles.process import Processor, Runtime
 from monitor.sources.feed import FeedSource
 from monitor.store import Store
 from monitor.store.stories import StoryKeeper
+from tests.factories import entries, rss
 from tests.sources import http_server as hs
-
-
-def rss(entries: list[tuple[str, str]]) -> bytes:
-    """An RSS 2.0 feed whose entries have no <guid>: the link identifies them."""
-    body = "".join(
-        f"<item><title>{title}</title><link>{link}</link>"
-        f"<description>{title}: the council met and voted on the plan.</description></item>"
-        for title, link in entries
-    )
-    return (
-        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
-        f"<title>Example</title><link>https://news.example/</link>{body}</channel></rss>"
-    ).encode()
-
-
-def entries(numbers: range) -> list[tuple[str, str]]:
-    return [
-        (f"Story number {n} about topic {n * 7}", f"https://news.example/s/{n}") for n in numbers
-    ]
 
 
 async def test_three_new_entries_among_fifty_known_and_a_tracking_parameter(

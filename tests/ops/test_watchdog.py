@@ -21,9 +21,8 @@ from monitor.roles.poll import Poller, Scheduled
 from monitor.sources.feed import FeedSource
 from monitor.store import Store
 from tests.channels.slack_server import FakeSlack
-from tests.factories import make_alert, make_item
+from tests.factories import entries, make_alert, make_item, rss
 from tests.sources import http_server as hs
-from tests.sources.test_poll_role import entries, rss
 
 
 def watch(fake: FakeSlack) -> WatchConfig:

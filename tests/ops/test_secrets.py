@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "tok-s3cr3t-7f9e2a"
 SECRET = "sig-s3cr3t-41c0d8"
 

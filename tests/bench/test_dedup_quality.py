@@ -8,7 +8,7 @@ import pytest
 
 from monitor.bench.dedup import Measured, evaluate, load_pairs, measure
 
-PAIRS = Path(__file__).resolve().parent / "data" / "dedup" / "pairs.jsonl"
+PAIRS = Path(__file__).resolve().parents[1] / "data" / "dedup" / "pairs.jsonl"
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ from monitor.store.stories import StoryKeeper
 from monitor.store.streams import item_entry
 from tests.conftest import TEST_REDIS_URL, RoundTrips
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SEEDS = ROOT / "seeds"
 NOW = datetime(2026, 11, 22, 10, 2, 30, tzinfo=UTC)
 CONFIG = """

@@ -17,7 +17,7 @@ from monitor.cli import main
 from monitor.ops.logs import JsonFormatter, TextFormatter, configure, context, text_value
 from monitor.ops.redaction import MASK, register
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "logs-s3cr3t-5b1e77"
 register([SECRET])
 
