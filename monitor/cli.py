@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
@@ -22,17 +22,15 @@ from monitor.app.daemon import ROLES, App
 from monitor.app.settings import Settings
 from monitor.channels.console import ConsoleChannel
 from monitor.commands.alerts import dead_letters, retry_dead_letters
-from monitor.commands.replay import replay, source_for
+from monitor.commands.replay import replay
+from monitor.commands.rules import explain, try_rules
 from monitor.commands.sources import check_sources
 from monitor.commands.stories import recent_stories
-from monitor.core.matcher import Matcher
 from monitor.core.rules import WatchConfig
 from monitor.errors import ConfigError, StoreError
-from monitor.models import Item, Match
 from monitor.ops.logs import configure
 from monitor.ops.progress import is_terminal, progress_for
 from monitor.ops.redaction import redact, register
-from monitor.sources.replay import read_items
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -344,54 +342,19 @@ def check(directory: Path | None) -> None:
 def rules_test(paths: tuple[Path, ...], rules_dir: Path | None, as_json: bool) -> None:
     """Which rules match each file, and why (no dedup, no state)."""
     config = _config(rules_dir or _settings().rules_dir)
-    matcher = Matcher(config.rules)
     for path in paths:
-        items, problems = read_items(path, source_for(path, config))
+        tried, problems = try_rules(config, path)
         for problem in problems:
             click.echo(f"skipped {problem}", err=True)
-        for item in items:
-            shown = str(path / item.path) if path.is_dir() and item.path else str(path)
-            results = matcher.match(item)
+        for one in tried:
             if as_json:
-                click.echo(
-                    json.dumps(
-                        {
-                            "path": shown,
-                            "item": item.id,
-                            "title": item.title,
-                            "rules": sorted(r.rule for r in results),
-                            "matches": {
-                                r.rule: [
-                                    {**m.to_dict(), "text": item.field(m.field)[m.start : m.end]}
-                                    for m in r.matches
-                                ]
-                                for r in results
-                            },
-                        },
-                        ensure_ascii=False,
-                    )
-                )
+                click.echo(json.dumps(one.row(), ensure_ascii=False))
                 continue
-            click.echo(f"{shown}: {item.title}")
-            for result in results:
-                click.echo(f"  ✔ {result.rule}: {_explain(item, result.matches)}")
-            missed = sorted({r.id for r in config.rules} - {r.rule for r in results})
-            if missed:
-                click.echo(f"  ✘ {', '.join(missed)}")
-
-
-def _explain(item: Item, matches: Sequence[Match]) -> str:
-    """Each term once: what it matched first, where, and how often."""
-    by_term: dict[str, list[Match]] = {}
-    for match in matches:
-        by_term.setdefault(match.term, []).append(match)
-    parts = []
-    for term, found in by_term.items():
-        first = found[0]
-        text = item.field(first.field)[first.start : first.end]
-        times = f" ×{len(found)}" if len(found) > 1 else ""
-        parts.append(f"{term} → {text!r} ({first.field} {first.start}-{first.end}){times}")
-    return ", ".join(parts) or "(matched by absence: NOT terms only)"
+            click.echo(f"{one.shown}: {one.item.title}")
+            for result in one.results:
+                click.echo(f"  ✔ {result.rule}: {explain(one.item, result.matches)}")
+            if one.missed:
+                click.echo(f"  ✘ {', '.join(one.missed)}")
 
 
 @main.group()
