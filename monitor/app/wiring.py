@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from monitor.app.settings import Settings
@@ -26,6 +30,7 @@ from monitor.core.config import (
     ReplaySourceSpec,
     SlackChannelSpec,
     WebhookChannelSpec,
+    WireSourceSpec,
 )
 from monitor.core.frequencies import background_for
 from monitor.core.polling import poll_spec
@@ -106,77 +111,118 @@ def fetch_limits(settings: Settings) -> FetchLimits:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Edges:
+    """What the adapters share: one HTTP client and its limits, and where threads are kept
+    (a ``ThreadStore`` with no store yet remembers none)."""
+
+    client: httpx.AsyncClient
+    limits: FetchLimits
+    threads: Threads = field(default_factory=lambda: ThreadStore())
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def _headers(spec: FeedSourceSpec | WireSourceSpec) -> dict[str, str]:
+    return {name: value.get_secret_value() for name, value in spec.headers.items()}
+
+
+def _replay_source(spec: ReplaySourceSpec, edges: Edges) -> Source:
+    return ReplaySource(spec.id, Path(spec.path))
+
+
+def _feed_source(spec: FeedSourceSpec, edges: Edges) -> Source:
+    return FeedSource(spec.id, spec.url, edges.client, edges.limits, _headers(spec))
+
+
+def _wire_source(spec: WireSourceSpec, edges: Edges) -> Source:
+    try:
+        WireMapping.compile(spec.mapping, require_title=spec.format == "mapping")
+    except ConfigError as exc:
+        raise ConfigError(
+            [Problem(spec.id, 0, 0, f"source {spec.id}: {p}") for p in exc.problems]
+        ) from None
+    return WireSource(
+        spec.id,
+        spec.url,
+        edges.client,
+        edges.limits,
+        format=spec.format,
+        mapping=spec.mapping or None,
+        headers=_headers(spec),
+    )
+
+
+def _console_channel(spec: ConsoleChannelSpec, edges: Edges) -> Channel:
+    return ConsoleChannel(spec.id, json_lines=spec.json_lines)
+
+
+def _slack_channel(spec: SlackChannelSpec, edges: Edges) -> Channel:
+    return SlackChannel(
+        spec.id,
+        webhook_url=_secret(spec.webhook_url),
+        token=_secret(spec.token),
+        channel=spec.channel,
+        api_url=spec.api_url,
+        threads=edges.threads,
+    )
+
+
+def _email_channel(spec: EmailChannelSpec, edges: Edges) -> Channel:
+    return EmailChannel(
+        spec.id,
+        host=spec.host,
+        port=spec.port,
+        tls=spec.tls,
+        username=_secret(spec.username),
+        password=_secret(spec.password),
+        sender=spec.sender,
+        to=list(spec.to),
+    )
+
+
+def _webhook_channel(spec: WebhookChannelSpec, edges: Edges) -> Channel:
+    return WebhookChannel(
+        spec.id, url=spec.url.get_secret_value(), secret=_secret(spec.secret), client=edges.client
+    )
+
+
+SOURCE_BUILDERS: Mapping[type[Any], Callable[[Any, Edges], Source]] = {
+    ReplaySourceSpec: _replay_source,
+    FeedSourceSpec: _feed_source,
+    WireSourceSpec: _wire_source,
+}
+"""One builder per source type of ``monitor/core/config.py``."""
+
+CHANNEL_BUILDERS: Mapping[type[Any], Callable[[Any, Edges], Channel]] = {
+    ConsoleChannelSpec: _console_channel,
+    SlackChannelSpec: _slack_channel,
+    EmailChannelSpec: _email_channel,
+    WebhookChannelSpec: _webhook_channel,
+}
+"""One builder per channel type of ``monitor/core/config.py``."""
+
+
 def build_sources(
     config: WatchConfig, client: httpx.AsyncClient, limits: FetchLimits
 ) -> list[Scheduled]:
     """The enabled sources, each with its polling bounds; HTTP sources share ``client``."""
-    sources: list[Scheduled] = []
-    for spec in config.sources:
-        if not spec.enabled:
-            continue
-        source: Source
-        if isinstance(spec, ReplaySourceSpec):
-            sources.append(Scheduled(ReplaySource(spec.id, Path(spec.path)), poll_spec(spec)))
-            continue
-        headers = {name: value.get_secret_value() for name, value in spec.headers.items()}
-        if isinstance(spec, FeedSourceSpec):
-            source = FeedSource(spec.id, spec.url, client, limits, headers)
-        else:
-            try:
-                WireMapping.compile(spec.mapping, require_title=spec.format == "mapping")
-            except ConfigError as exc:
-                raise ConfigError(
-                    [Problem(spec.id, 0, 0, f"source {spec.id}: {p}") for p in exc.problems]
-                ) from None
-            source = WireSource(
-                spec.id,
-                spec.url,
-                client,
-                limits,
-                format=spec.format,
-                mapping=spec.mapping or None,
-                headers=headers,
-            )
-        sources.append(Scheduled(source, poll_spec(spec)))
-    return sources
+    edges = Edges(client, limits)
+    return [
+        Scheduled(SOURCE_BUILDERS[type(spec)](spec, edges), poll_spec(spec))
+        for spec in config.sources
+        if spec.enabled
+    ]
 
 
 def build_channels(
     config: WatchConfig, *, client: httpx.AsyncClient, threads: Threads
 ) -> dict[str, Channel]:
     """Every configured channel; HTTP channels share ``client``, threaded ones ``threads``."""
-    channels: dict[str, Channel] = {}
-    for spec in config.channels:
-        if isinstance(spec, ConsoleChannelSpec):
-            channels[spec.id] = ConsoleChannel(spec.id, json_lines=spec.json_lines)
-        elif isinstance(spec, SlackChannelSpec):
-            channels[spec.id] = SlackChannel(
-                spec.id,
-                webhook_url=spec.webhook_url.get_secret_value() if spec.webhook_url else None,
-                token=spec.token.get_secret_value() if spec.token else None,
-                channel=spec.channel,
-                api_url=spec.api_url,
-                threads=threads,
-            )
-        elif isinstance(spec, EmailChannelSpec):
-            channels[spec.id] = EmailChannel(
-                spec.id,
-                host=spec.host,
-                port=spec.port,
-                tls=spec.tls,
-                username=spec.username.get_secret_value() if spec.username else None,
-                password=spec.password.get_secret_value() if spec.password else None,
-                sender=spec.sender,
-                to=list(spec.to),
-            )
-        elif isinstance(spec, WebhookChannelSpec):
-            channels[spec.id] = WebhookChannel(
-                spec.id,
-                url=spec.url.get_secret_value(),
-                secret=spec.secret.get_secret_value() if spec.secret else None,
-                client=client,
-            )
-    return channels
+    edges = Edges(client, FetchLimits(), threads)
+    return {spec.id: CHANNEL_BUILDERS[type(spec)](spec, edges) for spec in config.channels}
 
 
 def story_keeper(store: Store, settings: Settings) -> StoryKeeper:
