@@ -24,8 +24,9 @@ TEST_REDIS_URL = os.environ.get("MONITOR_TEST_REDIS_URL") or None
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that assert this process's peak memory (``peak_memory``) run first: the peak is
-    the process's whole life, and later tests load word-frequency tables of hundreds of MB."""
+    """Tests that assert a peak memory (``peak_memory``) run first: the peak is the process's
+    whole life (a child it starts inherits it), and other tests load word-frequency tables of
+    hundreds of MB."""
     items.sort(key=lambda item: item.get_closest_marker("peak_memory") is None)
 
 

@@ -153,6 +153,7 @@ CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.peak_memory  # a child inherits the peak of the process that forks it
 @pytest.mark.parametrize("bomb", [BILLION_LAUGHS, QUADRATIC], ids=["billion-laughs", "quadratic"])
 def test_entity_bombs_finish_fast_in_bounded_memory(bomb: str) -> None:
     done = subprocess.run(
