@@ -53,6 +53,7 @@ def test_the_tree_keeps_every_contract() -> None:
         ("roles/process.py", "import monitor.bench.match", "Each layer imports only"),
         ("app/daemon.py", "import monitor.bench.dedup", "Each layer imports only"),
         ("roles/dispatch.py", "import monitor.channels.slack", "Only the application's wiring"),
+        ("ops/status.py", "import redis.asyncio", "Every Redis command lives in monitor.store"),
     ],
 )
 def test_a_forbidden_import_breaks_a_contract(
