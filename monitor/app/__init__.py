@@ -1,0 +1,1 @@
+"""The application: settings, the wiring that builds every adapter, and the daemon."""
