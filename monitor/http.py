@@ -263,14 +263,6 @@ class _BrotliDecoder:
         return iter(())
 
 
-class _BodyError(Exception):
-    """The body cannot be used: too large, or an encoding we cannot or did not ask to decode."""
-
-    def __init__(self, kind: FetchErrorKind, message: str) -> None:
-        self.kind = kind
-        super().__init__(message)
-
-
 def _decoders(content_encoding: str | None) -> list[_Decoder]:
     """Decoders in the order to apply them (the reverse of the order the server encoded)."""
     codings = [c.strip().lower() for c in (content_encoding or "").split(",") if c.strip()]
@@ -283,7 +275,7 @@ def _decoders(content_encoding: str | None) -> list[_Decoder]:
         elif coding == "br":
             decoders.append(_BrotliDecoder())
         elif coding != "identity":
-            raise _BodyError(FetchErrorKind.PARSE, f"unsupported Content-Encoding {coding!r}")
+            raise FetchError(FetchErrorKind.PARSE, f"unsupported Content-Encoding {coding!r}")
     return decoders
 
 
@@ -305,7 +297,7 @@ def _finish(decoders: list[_Decoder]) -> Iterator[bytes]:
 
 
 async def _read_body(response: httpx.Response, max_bytes: int) -> bytes:
-    """The decoded body, refused (``_BodyError``) as soon as it would pass ``max_bytes``."""
+    """The decoded body, refused (``FetchError``) as soon as it would pass ``max_bytes``."""
     decoders = _decoders(response.headers.get("content-encoding"))
     body = bytearray()
     raw = 0
@@ -313,14 +305,14 @@ async def _read_body(response: httpx.Response, max_bytes: int) -> bytes:
     async for chunk in response.aiter_raw():
         raw += len(chunk)
         if raw > max_bytes:
-            raise _BodyError(FetchErrorKind.TOO_LARGE, too_large)
+            raise FetchError(FetchErrorKind.TOO_LARGE, too_large)
         for piece in _through(decoders, chunk):
             if len(body) + len(piece) > max_bytes:
-                raise _BodyError(FetchErrorKind.TOO_LARGE, too_large)
+                raise FetchError(FetchErrorKind.TOO_LARGE, too_large)
             body += piece
     for piece in _finish(decoders):
         if len(body) + len(piece) > max_bytes:
-            raise _BodyError(FetchErrorKind.TOO_LARGE, too_large)
+            raise FetchError(FetchErrorKind.TOO_LARGE, too_large)
         body += piece
     return bytes(body)
 
@@ -517,8 +509,6 @@ async def fetch_url(
                 f"no complete answer within the {limits.total_s:g} s deadline",
             )
         )
-    except _BodyError as exc:
-        return failed(FetchError(exc.kind, str(exc)))
     except (zlib.error, brotli.error) as exc:
         return failed(FetchError(FetchErrorKind.PARSE, f"corrupt compressed body: {exc}"))
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
