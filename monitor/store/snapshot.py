@@ -9,7 +9,6 @@ answer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +26,6 @@ __all__ = [
     "RedisGauges",
     "Snapshot",
     "ping",
-    "probe_snapshot",
     "read_gauges",
     "read_health",
     "read_snapshot",
@@ -150,23 +148,15 @@ async def read_snapshot(
     )
 
 
-async def probe_snapshot(
-    store: Store, sources: Sequence[str], now: float, timeout_s: float = PROBE_TIMEOUT_S
-) -> Snapshot | None:
-    """``read_snapshot`` without alert counts, or None when Redis does not answer within
-    ``timeout_s`` (what ``/metrics`` reads at scrape time)."""
-    with contextlib.suppress(TimeoutError, StoreError):
-        async with asyncio.timeout(timeout_s):
-            return await read_snapshot(store, sources, now, buckets=())
-    return None
-
-
 async def read_gauges(
     store: Store, sources: Sequence[str], timeout_s: float = PROBE_TIMEOUT_S
 ) -> RedisGauges | None:
-    """The snapshot's figures ``/metrics`` shows; None when Redis does not answer in time."""
-    snapshot = await probe_snapshot(store, sources, 0.0, timeout_s)
-    if snapshot is None:
+    """What ``/metrics`` shows of the snapshot (no alert counts, and no use for ``now``); None
+    when Redis does not answer within ``timeout_s``."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            snapshot = await read_snapshot(store, sources, 0.0, buckets=())
+    except (TimeoutError, StoreError):
         return None
     return RedisGauges(
         items_length=snapshot.items.length,
