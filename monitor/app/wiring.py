@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -111,16 +110,6 @@ def fetch_limits(settings: Settings) -> FetchLimits:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Edges:
-    """What the adapters share: one HTTP client and its limits, and where threads are kept
-    (a ``ThreadStore`` with no store yet remembers none)."""
-
-    client: httpx.AsyncClient
-    limits: FetchLimits
-    threads: Threads = field(default_factory=lambda: ThreadStore())
-
-
 def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
 
@@ -129,15 +118,17 @@ def _headers(spec: FeedSourceSpec | WireSourceSpec) -> dict[str, str]:
     return {name: value.get_secret_value() for name, value in spec.headers.items()}
 
 
-def _replay_source(spec: ReplaySourceSpec, edges: Edges) -> Source:
+def _replay_source(
+    spec: ReplaySourceSpec, client: httpx.AsyncClient, limits: FetchLimits
+) -> Source:
     return ReplaySource(spec.id, Path(spec.path))
 
 
-def _feed_source(spec: FeedSourceSpec, edges: Edges) -> Source:
-    return FeedSource(spec.id, spec.url, edges.client, edges.limits, _headers(spec))
+def _feed_source(spec: FeedSourceSpec, client: httpx.AsyncClient, limits: FetchLimits) -> Source:
+    return FeedSource(spec.id, spec.url, client, limits, _headers(spec))
 
 
-def _wire_source(spec: WireSourceSpec, edges: Edges) -> Source:
+def _wire_source(spec: WireSourceSpec, client: httpx.AsyncClient, limits: FetchLimits) -> Source:
     try:
         WireMapping.compile(spec.mapping, require_title=spec.format == "mapping")
     except ConfigError as exc:
@@ -147,30 +138,32 @@ def _wire_source(spec: WireSourceSpec, edges: Edges) -> Source:
     return WireSource(
         spec.id,
         spec.url,
-        edges.client,
-        edges.limits,
+        client,
+        limits,
         format=spec.format,
         mapping=spec.mapping or None,
         headers=_headers(spec),
     )
 
 
-def _console_channel(spec: ConsoleChannelSpec, edges: Edges) -> Channel:
+def _console_channel(
+    spec: ConsoleChannelSpec, client: httpx.AsyncClient, threads: Threads
+) -> Channel:
     return ConsoleChannel(spec.id, json_lines=spec.json_lines)
 
 
-def _slack_channel(spec: SlackChannelSpec, edges: Edges) -> Channel:
+def _slack_channel(spec: SlackChannelSpec, client: httpx.AsyncClient, threads: Threads) -> Channel:
     return SlackChannel(
         spec.id,
         webhook_url=_secret(spec.webhook_url),
         token=_secret(spec.token),
         channel=spec.channel,
         api_url=spec.api_url,
-        threads=edges.threads,
+        threads=threads,
     )
 
 
-def _email_channel(spec: EmailChannelSpec, edges: Edges) -> Channel:
+def _email_channel(spec: EmailChannelSpec, client: httpx.AsyncClient, threads: Threads) -> Channel:
     return EmailChannel(
         spec.id,
         host=spec.host,
@@ -183,20 +176,22 @@ def _email_channel(spec: EmailChannelSpec, edges: Edges) -> Channel:
     )
 
 
-def _webhook_channel(spec: WebhookChannelSpec, edges: Edges) -> Channel:
+def _webhook_channel(
+    spec: WebhookChannelSpec, client: httpx.AsyncClient, threads: Threads
+) -> Channel:
     return WebhookChannel(
-        spec.id, url=spec.url.get_secret_value(), secret=_secret(spec.secret), client=edges.client
+        spec.id, url=spec.url.get_secret_value(), secret=_secret(spec.secret), client=client
     )
 
 
-SOURCE_BUILDERS: Mapping[type[Any], Callable[[Any, Edges], Source]] = {
+SOURCE_BUILDERS: Mapping[type[Any], Callable[[Any, httpx.AsyncClient, FetchLimits], Source]] = {
     ReplaySourceSpec: _replay_source,
     FeedSourceSpec: _feed_source,
     WireSourceSpec: _wire_source,
 }
 """One builder per source type of ``monitor/core/config.py``."""
 
-CHANNEL_BUILDERS: Mapping[type[Any], Callable[[Any, Edges], Channel]] = {
+CHANNEL_BUILDERS: Mapping[type[Any], Callable[[Any, httpx.AsyncClient, Threads], Channel]] = {
     ConsoleChannelSpec: _console_channel,
     SlackChannelSpec: _slack_channel,
     EmailChannelSpec: _email_channel,
@@ -209,9 +204,8 @@ def build_sources(
     config: WatchConfig, client: httpx.AsyncClient, limits: FetchLimits
 ) -> list[Scheduled]:
     """The enabled sources, each with its polling bounds; HTTP sources share ``client``."""
-    edges = Edges(client, limits)
     return [
-        Scheduled(SOURCE_BUILDERS[type(spec)](spec, edges), poll_spec(spec))
+        Scheduled(SOURCE_BUILDERS[type(spec)](spec, client, limits), poll_spec(spec))
         for spec in config.sources
         if spec.enabled
     ]
@@ -221,8 +215,9 @@ def build_channels(
     config: WatchConfig, *, client: httpx.AsyncClient, threads: Threads
 ) -> dict[str, Channel]:
     """Every configured channel; HTTP channels share ``client``, threaded ones ``threads``."""
-    edges = Edges(client, FetchLimits(), threads)
-    return {spec.id: CHANNEL_BUILDERS[type(spec)](spec, edges) for spec in config.channels}
+    return {
+        spec.id: CHANNEL_BUILDERS[type(spec)](spec, client, threads) for spec in config.channels
+    }
 
 
 def story_keeper(store: Store, settings: Settings) -> StoryKeeper:
