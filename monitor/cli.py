@@ -29,7 +29,7 @@ from monitor.commands.stories import recent_stories
 from monitor.core.rules import WatchConfig
 from monitor.errors import ConfigError, StoreError
 from monitor.ops.logs import configure
-from monitor.ops.progress import is_terminal, progress_for
+from monitor.ops.progress import Progress, is_terminal, progress_for
 from monitor.ops.redaction import redact, register
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -372,7 +372,7 @@ repeat_option = click.option(
 seed_option = click.option("--seed", default=1, show_default=True, help="Seed of the workload.")
 
 
-def _bench_progress() -> Any:
+def _bench_progress() -> Progress:
     return progress_for(prefix="bench: ")
 
 

@@ -3,12 +3,12 @@
 Every record becomes exactly one line with the same keys in both formats: ``ts`` (UTC,
 milliseconds), ``level``, ``logger``, ``msg``, then the record's context fields (``source``,
 ``rule``, ``story``, ``alert``, ``item``, ``channel``, …) and, last, ``exc`` (the traceback,
-escaped onto the line). Secrets registered in ``monitor.redaction`` are masked in every value:
+escaped onto the line). Secrets registered in ``monitor.ops.redaction`` are masked in every value:
 the message, its arguments, the context fields and the traceback.
 
 Attach context with ``extra=context(...)``, so that lines can be searched by id::
 
-    from monitor.logs import context
+    from monitor.ops.logs import context
 
     logger.info("sent %s", alert.id, extra=context(alert=alert.id, rule=alert.rule, channel=c))
 
