@@ -111,6 +111,10 @@ class Alert:
     followup: bool = False
     sources: int = 1
     created: datetime | None = field(default=None, compare=False)
+    related: str | None = None
+    """The story this item may belong to, when the tie was too loose to call it a follow-up
+    (or the rule sends follow-ups as alerts of their own)."""
+    related_title: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -125,6 +129,8 @@ class Alert:
             "followup": self.followup,
             "sources": self.sources,
             "created": self.created.isoformat() if self.created else None,
+            "related": self.related,
+            "related_title": self.related_title,
         }
 
     @classmethod
@@ -144,6 +150,8 @@ class Alert:
             followup=bool(data.get("followup", False)),
             sources=int(data.get("sources", 1)),
             created=_dt(data.get("created")),
+            related=data.get("related") or None,
+            related_title=str(data.get("related_title") or ""),
         )
 
 

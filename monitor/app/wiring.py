@@ -31,7 +31,6 @@ from monitor.core.config import (
     WebhookChannelSpec,
     WireSourceSpec,
 )
-from monitor.core.frequencies import background_for
 from monitor.core.polling import poll_spec
 from monitor.core.rules import WatchConfig
 from monitor.errors import ConfigError, Problem
@@ -44,6 +43,7 @@ from monitor.sources.wire import WireMapping, WireSource
 from monitor.store import Store
 from monitor.store.server import RedisServer
 from monitor.store.stories import StoryKeeper
+from monitor.store.story_book import StoryBook
 
 __all__ = [
     "ThreadStore",
@@ -53,6 +53,7 @@ __all__ = [
     "fetch_limits",
     "open_store",
     "redis_server",
+    "story_book",
     "story_keeper",
 ]
 
@@ -220,7 +221,9 @@ def build_channels(
     }
 
 
+def story_book(store: Store, settings: Settings) -> StoryBook:
+    return StoryBook(store, ttl_s=settings.dedup_ttl)
+
+
 def story_keeper(store: Store, settings: Settings) -> StoryKeeper:
-    return StoryKeeper(
-        store, background_for, window_s=settings.story_window, ttl_s=settings.dedup_ttl
-    )
+    return StoryKeeper(store, window_s=settings.story_window, ttl_s=settings.dedup_ttl)

@@ -24,7 +24,7 @@ from monitor.core.dedup import (
     strip_boilerplate,
 )
 from monitor.core.frequencies import background_for
-from monitor.core.stories import STORY_SIMILARITY, cosine, index_terms, term_vector
+from monitor.core.stories import THRESHOLDS, StreamFrequency, cosine, evidence, index_terms, weigh
 from monitor.core.text import tokenize
 
 WINDOW_S = 48 * 3600
@@ -87,7 +87,8 @@ def _features(article: Article) -> _Features:
     text = strip_boilerplate(article.text)
     tokens = tokenize(text)
     background = background_for(article.language, tokens.words)
-    vector = term_vector(article.title, text, background, text_tokens=tokens)
+    # A pair has no stream around it: the language's frequencies weigh the terms alone.
+    vector = weigh(evidence(article.title, text, text_tokens=tokens), StreamFrequency(), background)
     fp = fingerprint(tokens.words, with_simhash=True)
     return _Features(fp, vector, frozenset(fp.bands()))
 
@@ -147,7 +148,7 @@ def _scores(truth: Sequence[bool], predicted: Sequence[bool]) -> dict[str, float
 def evaluate(
     measured: Sequence[Measured],
     *,
-    story_similarity: float = STORY_SIMILARITY,
+    story_similarity: float = THRESHOLDS.confident,
     simhash_bits: int = SIMHASH_DISTANCE,
 ) -> dict[str, Any]:
     """Scores for level 2 (MinHash, SimHash) and level 3, and the pairs each got wrong."""

@@ -22,7 +22,7 @@ from monitor.core.dedup import fingerprint, strip_boilerplate
 from monitor.core.frequencies import background_for
 from monitor.core.matcher import Matcher
 from monitor.core.rules import build_config
-from monitor.core.stories import term_vector
+from monitor.core.stories import StreamFrequency, evidence, weigh
 from monitor.core.text import normalize, tokenize
 from monitor.models import Item
 from monitor.ops.progress import SILENT, Advance, Progress
@@ -138,7 +138,7 @@ def _run_bench(
     vector_rate, _ = rate(
         len(items),
         lambda: [
-            term_vector(i.title, c, background, text_tokens=t)
+            weigh(evidence(i.title, c, text_tokens=t), StreamFrequency(), background)
             for i, c, t in zip(items, cleaned, tokens, strict=True)
         ],
         repeat,

@@ -23,6 +23,8 @@ def build_alert(
     now: datetime,
     followup: bool = False,
     sources: int = 1,
+    related: str | None = None,
+    related_title: str = "",
 ) -> Alert:
     return Alert(
         id=alert_id(rule.id, story),
@@ -36,4 +38,6 @@ def build_alert(
         followup=followup,
         sources=sources,
         created=now,
+        related=related,
+        related_title=related_title,
     )

@@ -215,6 +215,11 @@ class EntitySpec(_Spec):
 _DEFAULT_FIELDS: list[FieldName] = ["title", "text"]
 
 
+Followups = Literal["thread", "alert", "off"]
+"""What a rule does with a later report of a story it alerted on: post it in the story's
+thread, alert on it as a message of its own, or stay silent."""
+
+
 class RuleSpec(_Spec):
     model_config = ConfigDict(populate_by_name=True)
 
@@ -230,6 +235,7 @@ class RuleSpec(_Spec):
     sources: list[str] | None = None
     fields: list[FieldName] = Field(default_factory=lambda: _DEFAULT_FIELDS.copy(), min_length=1)
     digest: DigestText | None = None
+    followups: Followups = "thread"
     enabled: bool = True
 
 

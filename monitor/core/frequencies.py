@@ -23,13 +23,18 @@ GUESSED = ("en", "es", "de", "fr", "it", "pt", "nl", "sv", "pl", "ru", "uk", "tr
 GUESS_WORDS = 60
 
 
-def background_for(language: str | None, words: Sequence[str] = ()) -> Background:
-    """The Zipf frequency function of ``language`` (its first two letters); when the item does
-    not say, the language is guessed from ``words``, else English."""
+def language_code(language: str | None, words: Sequence[str] = ()) -> str:
+    """The two-letter code of ``language`` when wordfreq knows it; when the item does not say,
+    the language guessed from ``words``, else English."""
     code = (language or "").split("-")[0].split("_")[0].lower()
     if code not in _languages():
         code = guess_language(words) if words else FALLBACK
-    return _frequency(code)
+    return code
+
+
+def background_for(language: str | None, words: Sequence[str] = ()) -> Background:
+    """The Zipf frequency function of ``language`` (see ``language_code``)."""
+    return _frequency(language_code(language, words))
 
 
 def guess_language(words: Sequence[str]) -> str:

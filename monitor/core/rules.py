@@ -31,6 +31,7 @@ from monitor.core.config import (
     EmailChannelSpec,
     EntitySpec,
     FeedSourceSpec,
+    Followups,
     ReplaySourceSpec,
     RuleSpec,
     SlackChannelSpec,
@@ -62,6 +63,8 @@ class Rule:
     origin: str = ""
     digest: DigestSchedule | Literal["off"] | None = None
     """The rule's own digest, over its channels'; "off": its alerts go out at once."""
+    followups: Followups = "thread"
+    """Later reports of a story this rule alerted on: in its thread, as alerts, or none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +303,7 @@ class _Builder:
             sources=frozenset(spec.sources) if spec.sources else None,
             origin=f"{doc.path}:{line}",
             digest=digest_setting(spec.digest),
+            followups=spec.followups,
         )
 
     def compile_query(self, doc: Document, loc: YamlPath, text: str) -> q.Node | None:

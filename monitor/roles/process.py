@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from monitor.clock import Clock, system_clock, utc_now
@@ -27,7 +28,7 @@ from monitor.ops.metrics import Metrics
 from monitor.store import Store
 from monitor.store.keys import alert_count_field
 from monitor.store.seen import seen_keys
-from monitor.store.stories import Placement, StoryKeeper
+from monitor.store.stories import Placement, StoryKeeper, story_id
 from monitor.store.streams import PROCESS_GROUP, entry_item, outbox_entry
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,45 @@ class Runtime:
     @classmethod
     def build(cls, config: WatchConfig) -> Runtime:
         return cls(config, Matcher(config.rules), {rule.id: rule for rule in config.rules})
+
+
+def claim_story(item: Item, placed: Placement) -> str:
+    """The story a rule's match is claimed under: the item's story when the tie to it is
+    confident, else a story of the item's own (so a loose tie alerts instead of hiding as a
+    follow-up of a story that may be another event)."""
+    if placed.confident or placed.duplicate_of is not None:
+        return placed.story
+    return story_id(item.id)
+
+
+def _alert(
+    rule: Rule,
+    item: Item,
+    result: RuleMatch,
+    placed: Placement,
+    story: str,
+    first: bool,
+    now: datetime,
+) -> Alert | None:
+    """The alert for one match: a first alert (naming the story it may belong to when the tie
+    was loose), or a later report as the rule's ``followups`` says: in the thread, as an alert
+    of its own, or none."""
+    related = placed.story if story != placed.story else None
+    if not first and rule.followups == "off":
+        return None
+    if not first and rule.followups == "alert":
+        related, first = story, True
+    return build_alert(
+        rule,
+        item,
+        result,
+        story=story,
+        now=now,
+        followup=not first,
+        sources=placed.sources,
+        related=related,
+        related_title=placed.matched_title if related else "",
+    )
 
 
 class Processor:
@@ -122,24 +162,20 @@ class Processor:
             self.metrics.match_seconds.observe(time.perf_counter() - started)
             for result in results:
                 found.append((entry_id, item, runtime.rules[result.rule], result, placed))
+        claimed = [claim_story(item, placed) for _, item, _, _, placed in found]
         first = await self.store.set_once(
             [
-                (self.store.keys.claim(rule.id, placed.story), entry_id, rule.cooldown)
-                for entry_id, _, rule, _, placed in found
+                (self.store.keys.claim(rule.id, story), entry_id, rule.cooldown)
+                for (entry_id, _, rule, _, _), story in zip(found, claimed, strict=True)
             ],
             reentrant=True,
         )
         alerts = [
-            build_alert(
-                rule,
-                item,
-                result,
-                story=placed.story,
-                now=now,
-                followup=not won,
-                sources=placed.sources,
+            alert
+            for (_, item, rule, result, placed), story, won in zip(
+                found, claimed, first, strict=True
             )
-            for (_, item, rule, result, placed), won in zip(found, first, strict=True)
+            if (alert := _alert(rule, item, result, placed, story, won, now)) is not None
         ]
         counts = Counter(alert_count_field(a.rule, a.followup) for a in alerts)
         await self.store.add_alerts(

@@ -158,7 +158,8 @@ class Keys:
         return f"{self.prefix}band:{digest(band)}"
 
     def story(self, story: str) -> str:
-        """Hash, TTL: a story's term centroid, first title and url, counts, first/last seen."""
+        """Hash, TTL: a story's first title and url, counts, first/last seen, what it was merged
+        into."""
         return f"{self.prefix}story:{_id(story)}"
 
     def story_items(self, story: str) -> str:
@@ -169,10 +170,15 @@ class Keys:
         """Set, TTL: the sources that carried a story, duplicates included."""
         return f"{self.prefix}story-sources:{_id(story)}"
 
-    def story_term(self, term: str) -> str:
-        """Sorted set, TTL = story window: stories indexed under a distinctive term, scored by
-        when they last grew."""
-        return f"{self.prefix}story-term:{digest(term)}"
+    def item_term(self, term: str) -> str:
+        """Sorted set, TTL = story window: items indexed under one of their strongest terms,
+        scored by when they were published (or arrived)."""
+        return f"{self.prefix}item-term:{digest(term)}"
+
+    def frequencies(self, language: str, day: int) -> str:
+        """Hash, TTL = story window + a day: how many of one day's documents in ``language``
+        contained each word (the field ``DOCUMENTS``: how many documents there were)."""
+        return f"{self.prefix}df:{_id(language)}:{day}"
 
     @property
     def stories(self) -> str:

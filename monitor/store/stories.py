@@ -2,18 +2,20 @@
 
 For a batch of new items, a constant number of pipelined round trips, whatever its size:
 
-1. count each line per source and week, so lines that keep recurring are stripped as boilerplate;
-2. look up candidates: items sharing an LSH band of the MinHash signature, and recent stories
-   indexed under the item's distinctive terms;
-3. fetch those candidates' fingerprints and story centroids, and the latest items of the
-   candidate stories (a teaser shares few shingles with its full text, but its story);
-4. write every decision: the item's fingerprint, its bands, its story's centroid and indexes.
+1. count each line and each title affix per source and week (lines that keep recurring are
+   boilerplate, affixes that recur are the site's name), read and count the stream's document
+   frequencies of the batch's words (one hash per language and day, one script call per hash);
+2. under the placement lock, look up candidates: items sharing an LSH band of the MinHash
+   signature, and items of the story window indexed under the item's strongest terms;
+3. fetch those candidates' fingerprints, vectors and stories;
+4. write every decision: the item (fingerprint, vector, story, what it matched), its bands and
+   index terms, and its story's counts.
 
 Decisions are made by the pure ``core.stories.decide``, item after item, each item seeing the
 ones before it in the same batch. Steps 2 to 4 run under a lock in Redis, so process workers
 place their batches one after another: two items of one new event, taken by two workers at the
-same moment, still make one story, and a story's centroid is never overwritten by a stale one.
-Every key has a TTL (``dedup_ttl``; the term index the story window), so memory stays bounded.
+same moment, still make one story. Every key has a TTL (``dedup_ttl``; the term index and the
+frequencies the story window), so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -23,66 +25,64 @@ import json
 import logging
 import math
 import uuid
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import TypedDict
+from dataclasses import dataclass, field, replace
+
+import xxhash
 
 from monitor.core.dedup import Fingerprint, fingerprint, keyed_lines, strip_boilerplate
+from monitor.core.frequencies import background_for, language_code
+from monitor.core.html import html_to_text
 from monitor.core.stories import (
+    THRESHOLDS,
     Background,
     Known,
-    StoryView,
+    Member,
+    StreamFrequency,
+    Thresholds,
+    clean_title,
+    counted,
     decide,
+    evidence,
     index_terms,
-    merge,
-    term_vector,
+    title_affixes,
+    weigh,
 )
 from monitor.core.text import tokenize
 from monitor.errors import StoreError
 from monitor.models import Item
 from monitor.store import Store
+from monitor.store.commands import translated
 from monitor.store.keys import digest
 
 logger = logging.getLogger(__name__)
 
-WEEK_S = 7 * 86400
+DAY_S = 86400
+WEEK_S = 7 * DAY_S
 REPEATED = 3  # a line seen in this many items of one source (within two weeks) is boilerplate
-STORY_CANDIDATES = 8
-STORY_ITEMS = 20  # latest items of each candidate story checked for duplicates
+RECURRING_AFFIX = 2  # a title's first or last segment seen this often in one source: a site name
+TERM_CANDIDATES = 40  # most recent items read under each index term
 SHORT_TEXT = 40  # words: below this, the fingerprint covers the title as well
 PLACEMENT_LOCK_MS = 30_000  # far longer than a batch's placement; frees itself if a worker dies
 PLACEMENT_WAIT_S = 60.0
+FUTURE_S = 3600  # a publication time this far ahead of the clock is not believed
+DOCUMENTS = "\x00documents"  # the frequency hash's field counting the documents themselves
 
-
-class StoryMember(TypedDict):
-    """One item of a story, as ``monitor stories`` lists it."""
-
-    id: str
-    title: str
-    source: str
-    url: str | None
-    duplicate_of: str | None
-
-
-class StorySummary(TypedDict):
-    """One story, as ``monitor stories`` (and ``--json``) shows it."""
-
-    id: str
-    title: str
-    url: str | None
-    items: int
-    duplicates: int
-    sources: list[str]
-    first_seen: float
-    last_seen: float
-    members: list[StoryMember]
+# One call per frequency hash and batch: add 1 to each word given, set the TTL once.
+COUNT_WORDS = """
+for i = 2, #ARGV do redis.call('HINCRBY', KEYS[1], ARGV[i], 1) end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return #ARGV - 1
+"""
 
 
 @dataclass(frozen=True, slots=True)
 class Placement:
-    """Where an item went: its story, the item it duplicates, how many sources carry the story."""
+    """Where an item went: its story, the item it duplicates, how many sources carry the story;
+    for an item that joined a story, the earlier item it matched, how closely, and whether the
+    tie is confident enough for a rule's match to be a follow-up."""
 
     item: str
     story: str
@@ -90,11 +90,16 @@ class Placement:
     new_story: bool = False
     sources: int = 1
     similarity: float = 0.0
+    matched: str | None = None
+    confident: bool = True
+    matched_title: str = ""
 
 
 @dataclass
 class _Prepared:
     item: Item
+    when: float
+    language: str
     fingerprint: Fingerprint
     vector: dict[str, float]
     bands: list[str]
@@ -102,38 +107,88 @@ class _Prepared:
 
 
 @dataclass
+class _Candidate:
+    known: Known | None
+    member: Member | None
+    title: str
+    source: str
+
+
+@dataclass
 class _Batch:
     """What the batch itself has decided so far, consulted before what Redis knew."""
 
-    known: dict[str, Known] = field(default_factory=dict)
+    candidates: dict[str, _Candidate] = field(default_factory=dict)
     by_band: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     by_term: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    views: dict[str, StoryView] = field(default_factory=dict)
-    story_items: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    sources: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
 
 
-def story_id(item: Item) -> str:
+def story_id(item: str) -> str:
     """A story is named after its first item: stable, and the same on every worker."""
-    return "s" + digest(item.id)[:16]
+    return "s" + digest(item)[:16]
+
+
+def placed_at(item: Item, now: float, window_s: float) -> float:
+    """When an item happened, for the story window: its publication time when it states a
+    plausible one (not ahead of the clock, not older than the dedup horizon), else ``now``."""
+    if item.published is None:
+        return now
+    published = item.published.timestamp()
+    if published > now + FUTURE_S or published < now - 10 * window_s:
+        return now
+    return published
+
+
+def plain_text(text: str) -> str:
+    """An item's text as level 2 and 3 compare it: HTML removed (descriptions carry it)."""
+    return html_to_text(text) if "<" in text or "&" in text else text
+
+
+@asynccontextmanager
+async def exclusive(store: Store) -> AsyncIterator[None]:
+    """Hold the placement lock (Redis, with a TTL should this worker die), waiting for another
+    worker's batch to be written first. Placement holds it for its Redis reads, the pure
+    decision and the write; corrections (split, merge) for theirs."""
+    owner = uuid.uuid4().hex
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + PLACEMENT_WAIT_S
+    pause = 0.002
+    while not await store.acquire_placement(owner, PLACEMENT_LOCK_MS):
+        if loop.time() > deadline:
+            raise StoreError(
+                f"story placement: another worker held the lock for over {PLACEMENT_WAIT_S:g} s"
+            )
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.05)
+    try:
+        yield
+    finally:
+        await store.release_placement(owner)
 
 
 class StoryKeeper:
-    """Places new items into stories, and answers what the recent stories are."""
+    """Places new items into stories."""
 
     def __init__(
         self,
         store: Store,
-        background: Callable[[str | None, Sequence[str]], Background],
         *,
+        language: Callable[[str | None, Sequence[str]], str] = language_code,
+        background: Callable[[str], Background] = background_for,
         window_s: int = 48 * 3600,
         ttl_s: int = 30 * 86400,
+        thresholds: Thresholds = THRESHOLDS,
     ) -> None:
-        """``background(language, words)`` gives the word-frequency function of an item's
-        language (guessed from its words when the item does not say)."""
+        """``language(stated, words)`` names an item's language (guessed from its words when
+        the item does not say); ``background(code)`` gives that language's word frequencies."""
         self.store = store
+        self.language = language
         self.background = background
         self.window_s = window_s
         self.ttl_s = ttl_s
+        self.thresholds = thresholds
+        self._count_words = store.client.register_script(COUNT_WORDS)
 
     async def place(self, items: Sequence[Item], now: float) -> list[Placement]:
         """Place each item; an item placed before (its entry is being redelivered after a
@@ -147,234 +202,268 @@ class StoryKeeper:
 
     async def _placed_before(self, items: Sequence[Item]) -> dict[str, Placement]:
         keys = self.store.keys
+        fields = ["story", "duplicate_of", "matched", "similarity", "confident"]
         async with self.store.pipeline() as pipe:
             for item in items:
-                pipe.hmget(keys.doc(item.id), ["story", "duplicate_of"])
+                pipe.hmget(keys.doc(item.id), fields)
             stored = await pipe.execute()
-        found = {
-            item.id: (story, duplicate_of)
-            for item, (story, duplicate_of) in zip(items, stored, strict=True)
-            if story
-        }
+        found = {item.id: values for item, values in zip(items, stored, strict=True) if values[0]}
         if not found:
             return {}
         async with self.store.pipeline() as pipe:
-            for story, _ in found.values():
+            for story, *_ in found.values():
                 pipe.scard(keys.story_sources(story))
             counts = await pipe.execute()
         return {
-            item: Placement(item, story, duplicate_of or None, False, max(int(count), 1))
-            for (item, (story, duplicate_of)), count in zip(found.items(), counts, strict=True)
+            item: Placement(
+                item,
+                story,
+                duplicate_of or None,
+                False,
+                max(int(count), 1),
+                float(similarity or 0),
+                matched or None,
+                confident != "0",
+            )
+            for (item, (story, duplicate_of, matched, similarity, confident)), count in zip(
+                found.items(), counts, strict=True
+            )
         }
 
     async def _place(self, items: Sequence[Item], now: float) -> list[Placement]:
-        cleaned = await self._without_boilerplate(items, now)
+        texts = [plain_text(item.text) for item in items]
+        languages = [
+            self.language(item.language, tokenize(text[:2000]).words)
+            for item, text in zip(items, texts, strict=True)
+        ]
+        cleaned, titles, streams = await self._read_source_and_stream(items, texts, languages, now)
         prepared = []
-        for item, text in zip(items, cleaned, strict=True):
+        for item, title, text, language in zip(items, titles, cleaned, languages, strict=True):
             tokens = tokenize(text)
             # A short body (a teaser, "Comments") says little: the title counts too.
             words = (
-                tokens.words
+                list(tokens.words)
                 if len(tokens.words) >= SHORT_TEXT
-                else (tokenize(item.title).words + tokens.words)
+                else [*tokenize(title).words, *tokens.words]
             )
             fp = fingerprint(words)
-            vector = term_vector(
-                item.title, text, self.background(item.language, tokens.words), text_tokens=tokens
+            background = self.background(language)
+            vector = weigh(evidence(title, text, text_tokens=tokens), streams[language], background)
+            prepared.append(
+                _Prepared(
+                    item,
+                    placed_at(item, now, self.window_s),
+                    language,
+                    fp,
+                    vector,
+                    fp.bands(),
+                    index_terms(vector),
+                )
             )
-            prepared.append(_Prepared(item, fp, vector, fp.bands(), index_terms(vector)))
-        async with self._exclusive():  # read, decide and write as one step across workers
-            band_hits, term_hits = await self._candidates(prepared, now)
-            known, views, latest = await self._details(prepared, band_hits, term_hits)
-            placements, grown = self._decide(prepared, band_hits, term_hits, known, views, latest)
-            await self._write(prepared, placements, grown, now)
+        async with exclusive(self.store):  # read, decide and write as one step across workers
+            candidates, band_hits, term_hits = await self._candidates(prepared)
+            decided = self._decide(prepared, candidates, band_hits, term_hits)
+            placements = await self._write(prepared, decided, now)
         return placements
 
-    @asynccontextmanager
-    async def _exclusive(self) -> AsyncIterator[None]:
-        """Hold the placement lock (Redis, with a TTL should this worker die), waiting for
-        another worker's batch to be written first. Only the Redis reads, the pure decision
-        and the write are inside; fingerprints and term vectors are computed before."""
-        owner = uuid.uuid4().hex
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + PLACEMENT_WAIT_S
-        pause = 0.002
-        while not await self.store.acquire_placement(owner, PLACEMENT_LOCK_MS):
-            if loop.time() > deadline:
-                raise StoreError(
-                    f"story placement: another worker held the lock for over {PLACEMENT_WAIT_S:g} s"
-                )
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.05)
-        try:
-            yield
-        finally:
-            await self.store.release_placement(owner)
+    async def _read_source_and_stream(
+        self,
+        items: Sequence[Item],
+        texts: Sequence[str],
+        languages: Sequence[str],
+        now: float,
+    ) -> tuple[list[str], list[str], dict[str, StreamFrequency]]:
+        """Round trip 1, and one script call per frequency hash: count lines and title affixes
+        per source; read the stream's frequencies of the batch's words, then count the batch.
 
-    async def _without_boilerplate(self, items: Sequence[Item], now: float) -> list[str]:
-        """Round trip 1: count lines per source; strip the recurring ones and the usual suspects."""
+        Returns the texts without boilerplate, the titles without their site's name, and each
+        language's stream frequencies with the batch's own documents included."""
         week = int(now // WEEK_S)
         keys = self.store.keys
-        per_item = [keyed_lines(item.text) for item in items]
+        per_item = [keyed_lines(text) for text in texts]
+        affixes = [_affix_keys(item.title) for item in items]
+        documents: dict[str, list[set[str]]] = defaultdict(list)
+        for item, text, language in zip(items, texts, languages, strict=True):
+            words = [*tokenize(item.title).words, *tokenize(text).words]
+            documents[language].append(counted(set(words), self.background(language)))
+        days = self._days(now)
+        wanted = {
+            language: sorted(set().union(*distinct)) for language, distinct in documents.items()
+        }
         async with self.store.pipeline() as pipe:
-            for item, lines in zip(items, per_item, strict=True):
+            for item, lines, affix in zip(items, per_item, affixes, strict=True):
                 current, previous = keys.lines(item.source, week), keys.lines(item.source, week - 1)
-                for _, key in lines:
+                counted_keys = [key for _, key in lines] + [key for _, key in affix]
+                for key in counted_keys:
                     pipe.hincrby(current, key, 1)
-                if lines:
-                    pipe.expire(current, 2 * WEEK_S + 86400)
-                    pipe.hmget(previous, [key for _, key in lines])
+                if counted_keys:
+                    pipe.expire(current, 2 * WEEK_S + DAY_S)
+                    pipe.hmget(previous, counted_keys)
+            for language, words in wanted.items():
+                for day in days:
+                    pipe.hmget(keys.frequencies(language, day), [DOCUMENTS, *words])
             results = await pipe.execute()
         cleaned: list[str] = []
+        titles: list[str] = []
         position = 0
-        for item, lines in zip(items, per_item, strict=True):
-            if not lines:
-                cleaned.append(strip_boilerplate(item.text))
+        for item, text, lines, affix in zip(items, texts, per_item, affixes, strict=True):
+            size = len(lines) + len(affix)
+            if not size:
+                cleaned.append(strip_boilerplate(text))
+                titles.append(item.title)
                 continue
-            now_counts = results[position : position + len(lines)]
-            before = results[position + len(lines) + 1]
-            position += len(lines) + 2
+            now_counts = [int(c) for c in results[position : position + size]]
+            before = [int(c or 0) for c in results[position + size + 1]]
+            position += size + 2
+            totals = [a + b for a, b in zip(now_counts, before, strict=True)]
             repeated = [
                 line
-                for (line, _), seen_now, seen_before in zip(lines, now_counts, before, strict=True)
-                if int(seen_now) + int(seen_before or 0) >= REPEATED
+                for (line, _), total in zip(lines, totals[: len(lines)], strict=True)
+                if total >= REPEATED
             ]
-            cleaned.append(strip_boilerplate(item.text, repeated))
-        return cleaned
+            cleaned.append(strip_boilerplate(text, repeated))
+            recurring = [
+                segment
+                for (segment, _), total in zip(affix, totals[len(lines) :], strict=True)
+                if total >= RECURRING_AFFIX
+            ]
+            titles.append(clean_title(item.title, recurring))
+        streams: dict[str, StreamFrequency] = {}
+        for language, words in wanted.items():
+            sums = [0] * (len(words) + 1)
+            for _ in days:
+                reply = results[position]
+                position += 1
+                sums = [t + int(c or 0) for t, c in zip(sums, reply, strict=True)]
+            stored = StreamFrequency(
+                sums[0], {w: c for w, c in zip(words, sums[1:], strict=True) if c}
+            )
+            streams[language] = stored.plus(documents[language])
+        await self._count(documents, days[-1])
+        return cleaned, titles, streams
+
+    def _days(self, now: float) -> list[int]:
+        """The day buckets the story window covers, oldest first (the last one: today)."""
+        today = int(now // DAY_S)
+        return list(range(today - math.ceil(self.window_s / DAY_S), today + 1))
+
+    async def _count(self, documents: Mapping[str, list[set[str]]], day: int) -> None:
+        """Add the batch's documents to today's frequency hash of each language."""
+        ttl = self.window_s + 2 * DAY_S
+        for language, distinct in documents.items():
+            args: list[str | int] = [ttl]
+            for words in distinct:
+                args.append(DOCUMENTS)
+                args.extend(sorted(words))
+            with translated("story frequencies"):
+                await self._count_words(
+                    keys=[self.store.keys.frequencies(language, day)], args=args
+                )
 
     async def _candidates(
-        self, prepared: Sequence[_Prepared], now: float
-    ) -> tuple[list[set[str]], list[Counter[str]]]:
-        """Round trip 2: items sharing a band, stories sharing a term (recent ones only)."""
+        self, prepared: Sequence[_Prepared]
+    ) -> tuple[dict[str, _Candidate], list[set[str]], list[set[str]]]:
+        """Round trips 2 and 3: items sharing a band, items of the window sharing an index term;
+        then what each of them is (fingerprint, vector, story)."""
         keys = self.store.keys
         async with self.store.pipeline() as pipe:
             for p in prepared:
                 for band in p.bands:
                     pipe.smembers(keys.band(band))
                 for term in p.terms:
-                    pipe.zrangebyscore(keys.story_term(term), now - self.window_s, "+inf")
+                    pipe.zrevrangebyscore(
+                        keys.item_term(term),
+                        p.when + self.window_s,
+                        p.when - self.window_s,
+                        start=0,
+                        num=TERM_CANDIDATES,
+                    )
             results = await pipe.execute()
         band_hits: list[set[str]] = []
-        term_hits: list[Counter[str]] = []
+        term_hits: list[set[str]] = []
         position = 0
         for p in prepared:
             members = results[position : position + len(p.bands)]
             position += len(p.bands)
             band_hits.append(set().union(*members) if members else set())
-            stories = results[position : position + len(p.terms)]
+            found = results[position : position + len(p.terms)]
             position += len(p.terms)
-            term_hits.append(Counter(s for found in stories for s in found))
-        return band_hits, term_hits
-
-    async def _details(
-        self,
-        prepared: Sequence[_Prepared],
-        band_hits: Sequence[set[str]],
-        term_hits: Sequence[Counter[str]],
-    ) -> tuple[dict[str, Known], dict[str, StoryView], dict[str, list[str]]]:
-        """Round trips 3 and 4: fingerprints of candidate items, candidate stories, and the
-        fingerprints of those stories' latest items."""
-        keys = self.store.keys
-        items = sorted(set().union(*band_hits))
-        stories = sorted({s for hits in term_hits for s, _ in hits.most_common(STORY_CANDIDATES)})
+            term_hits.append(set().union(*found) if found else set())
+        wanted = sorted(set().union(*band_hits, *term_hits))
         async with self.store.pipeline() as pipe:
-            for item in items:
-                pipe.hmget(keys.doc(item), ["fingerprint", "story"])
-            for story in stories:
-                pipe.hmget(keys.story(story), ["centroid", "items"])
-                pipe.smembers(keys.story_sources(story))
-                pipe.zrevrange(keys.story_items(story), 0, STORY_ITEMS - 1)
-            results = await pipe.execute()
-        known = {
-            item: k
-            for item, (fp, story) in zip(items, results[: len(items)], strict=True)
-            if (k := _known(item, fp, story)) is not None
+            for item in wanted:
+                pipe.hmget(keys.doc(item), ["fingerprint", "story", "vector", "title", "source"])
+            docs = await pipe.execute()
+        candidates = {
+            item: candidate
+            for item, values in zip(wanted, docs, strict=True)
+            if (candidate := _candidate(item, *values)) is not None
         }
-        views: dict[str, StoryView] = {}
-        latest: dict[str, list[str]] = {}
-        rest = results[len(items) :]
-        for index, story in enumerate(stories):
-            (centroid, count), sources, members = rest[3 * index : 3 * index + 3]
-            if centroid:
-                views[story] = StoryView(
-                    story, json.loads(centroid), int(count or 1), frozenset(sources)
-                )
-                latest[story] = list(members)
-        missing = sorted({m for members in latest.values() for m in members} - set(known))
-        if missing:
-            async with self.store.pipeline() as pipe:
-                for item in missing:
-                    pipe.hmget(keys.doc(item), ["fingerprint", "story"])
-                for item, (fp, story) in zip(missing, await pipe.execute(), strict=True):
-                    if (k := _known(item, fp, story)) is not None:
-                        known[item] = k
-        return known, views, latest
+        return candidates, band_hits, term_hits
 
     def _decide(
         self,
         prepared: Sequence[_Prepared],
+        candidates: dict[str, _Candidate],
         band_hits: Sequence[set[str]],
-        term_hits: Sequence[Counter[str]],
-        known: dict[str, Known],
-        views: dict[str, StoryView],
-        latest: dict[str, list[str]],
-    ) -> tuple[list[Placement], dict[str, StoryView]]:
+        term_hits: Sequence[set[str]],
+    ) -> list[Placement]:
         """Pure: each item in turn, seeing what Redis knew and what the batch decided."""
         batch = _Batch()
         placements: list[Placement] = []
         for p, bands, terms in zip(prepared, band_hits, term_hits, strict=True):
-            local_terms = Counter(s for t in p.terms for s in batch.by_term.get(t, ()))
-            ranked = (terms + local_terms).most_common(STORY_CANDIDATES)
-            candidate_stories = [
-                batch.views.get(s) or views[s] for s, _ in ranked if s in batch.views or s in views
-            ]
-            candidate_items = set(bands) | {i for b in p.bands for i in batch.by_band.get(b, ())}
-            for view in candidate_stories:
-                candidate_items.update(latest.get(view.id, ()))
-                candidate_items.update(batch.story_items.get(view.id, ()))
-            candidates = [
-                batch.known.get(i) or known[i]
-                for i in sorted(candidate_items - {p.item.id})
-                if i in batch.known or i in known
-            ]
-            decision = decide(p.fingerprint, p.vector, candidates, candidate_stories)
-            story = decision.story or story_id(p.item)
-            current = batch.views.get(story) or views.get(story)
-            sources = (current.sources if current else frozenset()) | {p.item.source}
-            if decision.duplicate_of is None:
-                centroid = merge(current.centroid if current else {}, p.vector)
-                for term in p.terms:
-                    batch.by_term[term].add(story)
-            else:
-                centroid = dict(current.centroid) if current else dict(p.vector)
-            batch.views[story] = StoryView(
-                story, centroid, (current.items if current else 0) + 1, sources
+            near = set(bands) | {i for b in p.bands for i in batch.by_band.get(b, ())}
+            related = set(terms) | {i for t in p.terms for i in batch.by_term.get(t, ())}
+            found = {
+                i: c
+                for i in sorted((near | related) - {p.item.id})
+                if (c := batch.candidates.get(i) or candidates.get(i)) is not None
+            }
+            decision = decide(
+                p.fingerprint,
+                p.vector,
+                [c.known for i, c in found.items() if c.known and i in near],
+                [c.member for c in found.values() if c.member],
+                thresholds=self.thresholds,
             )
-            batch.known[p.item.id] = Known(p.item.id, story, p.fingerprint)
-            batch.story_items[story].append(p.item.id)
+            story = decision.story or story_id(p.item.id)
+            matched = found[decision.matched] if decision.matched else None
+            batch.sources[story].add(p.item.source)
+            if matched is not None:
+                batch.sources[story].add(matched.source)
+            batch.candidates[p.item.id] = _Candidate(
+                Known(p.item.id, story, p.fingerprint),
+                Member(p.item.id, story, p.vector, p.fingerprint) if p.vector else None,
+                p.item.title,
+                p.item.source,
+            )
             for band in p.bands:
                 batch.by_band[band].add(p.item.id)
+            if decision.duplicate_of is None:
+                for term in p.terms:
+                    batch.by_term[term].add(p.item.id)
             placements.append(
                 Placement(
                     item=p.item.id,
                     story=story,
                     duplicate_of=decision.duplicate_of,
                     new_story=decision.story is None,
-                    sources=len(sources),
+                    sources=len(batch.sources[story]),
                     similarity=round(decision.similarity, 3),
+                    matched=decision.matched,
+                    confident=decision.confident,
+                    matched_title=matched.title if matched else "",
                 )
             )
-        return placements, batch.views
+        return placements
 
     async def _write(
-        self,
-        prepared: Sequence[_Prepared],
-        placements: Sequence[Placement],
-        views: dict[str, StoryView],
-        now: float,
-    ) -> None:
-        """Round trip 5: remember every item and what its story became."""
+        self, prepared: Sequence[_Prepared], placements: Sequence[Placement], now: float
+    ) -> list[Placement]:
+        """Round trip 4: remember every item and what its story became; the source counts come
+        back and are set on the placements."""
         keys, ttl = self.store.keys, self.ttl_s
+        positions: list[int] = []
         async with self.store.pipeline() as pipe:
             for p, placed in zip(prepared, placements, strict=True):
                 item = p.item
@@ -385,10 +474,15 @@ class StoryKeeper:
                         "fingerprint": p.fingerprint.encode(),
                         "story": placed.story,
                         "duplicate_of": placed.duplicate_of or "",
+                        "matched": placed.matched or "",
+                        "similarity": placed.similarity,
+                        "confident": int(placed.confident),
+                        "vector": json.dumps(_rounded(p.vector)),
                         "source": item.source,
                         "title": item.title,
                         "url": item.url or "",
                         "seen": now,
+                        "when": p.when,
                     },
                 )
                 pipe.expire(doc, ttl)
@@ -400,12 +494,10 @@ class StoryKeeper:
                     pipe.hsetnx(story, "title", item.title)
                     pipe.hsetnx(story, "url", item.url or "")
                     pipe.hsetnx(story, "first_seen", now)
-                view = views[placed.story]
                 if placed.duplicate_of is None:
-                    pipe.hset(story, "centroid", json.dumps(_rounded(view.centroid)))
                     for term in p.terms:
-                        pipe.zadd(keys.story_term(term), {placed.story: now})
-                        pipe.expire(keys.story_term(term), self.window_s)
+                        pipe.zadd(keys.item_term(term), {item.id: p.when})
+                        pipe.expire(keys.item_term(term), self.window_s)
                 else:
                     pipe.hincrby(story, "duplicates", 1)
                 pipe.hset(story, "last_seen", now)
@@ -414,62 +506,43 @@ class StoryKeeper:
                 pipe.zadd(keys.story_items(placed.story), {item.id: now})
                 pipe.expire(keys.story_items(placed.story), ttl)
                 pipe.sadd(keys.story_sources(placed.story), item.source)
+                pipe.scard(keys.story_sources(placed.story))
+                positions.append(len(pipe) - 1)
                 pipe.expire(keys.story_sources(placed.story), ttl)
                 pipe.zadd(keys.stories, {placed.story: now})
             pipe.zremrangebyscore(keys.stories, "-inf", now - ttl)
-            await pipe.execute()
-
-    async def recent(self, limit: int = 20) -> list[StorySummary]:
-        """The stories that grew most recently, newest first, with their items."""
-        keys = self.store.keys
-        async with self.store.pipeline() as pipe:
-            pipe.zrevrange(keys.stories, 0, limit - 1)
-            (ids,) = await pipe.execute()
-        async with self.store.pipeline() as pipe:
-            for story in ids:
-                pipe.hgetall(keys.story(story))
-                pipe.smembers(keys.story_sources(story))
-                pipe.zrange(keys.story_items(story), 0, -1)
-            found = await pipe.execute()
-        item_ids = sorted({i for index in range(len(ids)) for i in found[3 * index + 2]})
-        async with self.store.pipeline() as pipe:
-            for item in item_ids:
-                pipe.hmget(keys.doc(item), ["title", "source", "url", "duplicate_of"])
-            docs = dict(zip(item_ids, await pipe.execute(), strict=True))
-        out: list[StorySummary] = []
-        for index, story in enumerate(ids):
-            info, sources, members = found[3 * index : 3 * index + 3]
-            if not info:
-                continue
-            out.append(
-                {
-                    "id": story,
-                    "title": info.get("title", ""),
-                    "url": info.get("url") or None,
-                    "items": int(info.get("items", 0)),
-                    "duplicates": int(info.get("duplicates", 0)),
-                    "sources": sorted(sources),
-                    "first_seen": float(info.get("first_seen", 0)),
-                    "last_seen": float(info.get("last_seen", 0)),
-                    "members": [
-                        {
-                            "id": member,
-                            "title": docs[member][0] or "",
-                            "source": docs[member][1] or "",
-                            "url": docs[member][2] or None,
-                            "duplicate_of": docs[member][3] or None,
-                        }
-                        for member in members
-                        if member in docs
-                    ],
-                }
-            )
-        return out
+            replies = await pipe.execute()
+        return [
+            replace(placed, sources=int(replies[position]))
+            for placed, position in zip(placements, positions, strict=True)
+        ]
 
 
-def _known(item: str, encoded: str | None, story: str | None) -> Known | None:
+def _affix_keys(title: str) -> list[tuple[str, str]]:
+    """A title's first and last segments with the keys they are counted under."""
+    affixes = title_affixes(title)
+    if affixes is None:
+        return []
+    return [
+        (segment, "t:" + xxhash.xxh3_64_hexdigest(segment.encode()))
+        for segment in dict.fromkeys(affixes)
+    ]
+
+
+def _candidate(
+    item: str,
+    encoded: str | None,
+    story: str | None,
+    vector: str | None,
+    title: str | None,
+    source: str | None,
+) -> _Candidate | None:
+    if not story:
+        return None
     fp = Fingerprint.decode(encoded) if encoded else None
-    return Known(item, story, fp) if fp is not None and story else None
+    member = Member(item, story, json.loads(vector), fp) if vector else None
+    known = Known(item, story, fp) if fp is not None else None
+    return _Candidate(known, member, title or "", source or "")
 
 
 def _rounded(vector: Mapping[str, float]) -> dict[str, float]:

@@ -7,7 +7,6 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.channels.console import ConsoleChannel
-from monitor.core.frequencies import background_for
 from monitor.core.health import HEARTBEAT_MAX_AGE_S, assess
 from monitor.core.rules import build_config
 from monitor.errors import FetchErrorKind
@@ -125,9 +124,7 @@ async def test_the_process_and_dispatch_roles_count_what_they_do(store: Store) -
     metrics = Metrics()
     config = build_config([("rules.yaml", "rules:\n  - {id: council, query: council}\n")], {})
     runtime = Runtime.build(config)
-    processor = Processor(
-        store, lambda: runtime, StoryKeeper(store, background_for), metrics=metrics
-    )
+    processor = Processor(store, lambda: runtime, StoryKeeper(store), metrics=metrics)
     await processor.start()
     items = [
         Item(id="a:1", source="a", title="The council votes on the harbour plan", text="Vote."),

@@ -19,7 +19,6 @@ from redis.asyncio import Redis
 from rich.console import Console
 
 from monitor.cli import main
-from monitor.core.frequencies import background_for
 from monitor.core.polling import FeedHealth, PollOutcome
 from monitor.core.rules import WatchConfig, build_config
 from monitor.ops.status import plain_lines, summarize, tables
@@ -28,7 +27,7 @@ from monitor.sources.replay import read_items
 from monitor.store import Store
 from monitor.store.keys import ALERT_BUCKET_S, alert_bucket
 from monitor.store.snapshot import Queue, Snapshot, read_snapshot
-from monitor.store.stories import StoryKeeper
+from monitor.store.stories import COUNT_WORDS, StoryKeeper
 from monitor.store.streams import item_entry
 from tests.conftest import TEST_REDIS_URL, RoundTrips
 
@@ -189,16 +188,17 @@ async def test_the_processor_counts_alerts_in_the_outbox_round_trip(
     processor = Processor(
         store,
         lambda: runtime,
-        StoryKeeper(store, background_for),
+        StoryKeeper(store),
         clock=NOW.timestamp,
     )
     await processor.start()
     items, _ = read_items(SEEDS, "seeds")
     await store.items.add_many([item_entry(item) for item in items])
-    # Redis loads a Lua script the first time it runs; load the placement lock's now, so the
-    # two processors below are measured alike.
+    # Redis loads a Lua script the first time it runs; load the placement lock's and the word
+    # counter's now, so the two processors below are measured alike.
     assert await store.acquire_placement("warm-up", 1000)
     await store.release_placement("warm-up")
+    await store.client.script_load(COUNT_WORDS)
     round_trips.count = 0
     assert await processor.step("worker") == 5
     with_counts = round_trips.count
@@ -223,7 +223,7 @@ async def test_the_processor_counts_alerts_in_the_outbox_round_trip(
     uncounted = Processor(
         Store(store.client, prefix=store.keys.prefix + "b:"),
         lambda: runtime,
-        StoryKeeper(Store(store.client, prefix=store.keys.prefix + "b:"), background_for),
+        StoryKeeper(Store(store.client, prefix=store.keys.prefix + "b:")),
         clock=NOW.timestamp,
         count_alerts=False,
     )

@@ -6,7 +6,6 @@ import asyncio
 
 import httpx
 
-from monitor.core.frequencies import background_for
 from monitor.core.polling import PollSpec
 from monitor.core.rules import build_config
 from monitor.http import FetchLimits
@@ -27,7 +26,7 @@ async def test_three_new_entries_among_fifty_known_and_a_tracking_parameter(
     source = FeedSource("example", server.url("/feed"), client, limits)
     poller = Poller(store, [Scheduled(source, PollSpec(60, 60, 60))], owner="a")
     runtime = Runtime.build(build_config([], {}))
-    processor = Processor(store, lambda: runtime, StoryKeeper(store, background_for))
+    processor = Processor(store, lambda: runtime, StoryKeeper(store))
     await processor.start()
 
     await poller.poll(poller.sources[0], force=True)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from monitor.core.frequencies import background_for
 from monitor.core.rules import build_config
 from monitor.models import Item
 from monitor.roles.process import Processor, Runtime
@@ -54,7 +53,7 @@ async def outbox(store: Store) -> list[tuple[str, str]]:
 
 async def queued(store: Store, runtime: Runtime, seeds: list[Item], **options: int) -> Processor:
     """A started processor with the seeds waiting in the items stream."""
-    processor = Processor(store, lambda: runtime, StoryKeeper(store, background_for), **options)
+    processor = Processor(store, lambda: runtime, StoryKeeper(store), **options)
     await processor.start()
     await store.items.add_many([item_entry(item) for item in seeds])
     return processor

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from monitor.core.frequencies import background_for
 from monitor.core.rules import build_config
 from monitor.models import Item
 from monitor.roles.process import Processed, Processor, Runtime
@@ -37,7 +36,7 @@ def seeds() -> list[Item]:
 @pytest.fixture
 async def processor(store: Store) -> Processor:
     runtime = Runtime.build(build_config([("rules.yaml", RULES)], {}))
-    processor = Processor(store, lambda: runtime, StoryKeeper(store, background_for))
+    processor = Processor(store, lambda: runtime, StoryKeeper(store))
     await processor.start()
     return processor
 
@@ -129,7 +128,7 @@ async def test_a_teaser_joins_its_full_text_as_a_duplicate(
 
 async def test_lines_repeated_across_a_source_are_boilerplate(store: Store) -> None:
     """Three unrelated articles sharing a long footer are not duplicates of one another."""
-    keeper = StoryKeeper(store, background_for)
+    keeper = StoryKeeper(store)
     footer = "\n".join(
         f"The Springfield Ledger is published daily by Ledger Media Group, line {n} of the"
         " masthead that every article on the site carries at its end."
@@ -165,7 +164,7 @@ async def test_an_entry_redelivered_after_its_stories_were_written_alerts_the_sa
 ) -> None:
     """The worker placed the items, then died before writing the alerts: the redelivered entry
     must not find each item a duplicate of itself."""
-    keeper = StoryKeeper(store, background_for)
+    keeper = StoryKeeper(store)
     await keeper.place(seeds, time.time())  # the work done before the crash
     result = await process(store, processor, seeds)
     release = [(seed(a.item), a.followup) for a in result.alerts if a.rule == "maduro-release"]
@@ -175,7 +174,7 @@ async def test_an_entry_redelivered_after_its_stories_were_written_alerts_the_sa
 
 
 async def test_items_without_a_real_body_are_not_duplicates_of_each_other(store: Store) -> None:
-    keeper = StoryKeeper(store, background_for)
+    keeper = StoryKeeper(store)
     titles = ["Maduro released from custody", "New Rust compiler ships", "Storm hits Manila"]
     items = [
         Item(id=f"hn:{n}", source="hn", title=title, text=body)
@@ -196,7 +195,7 @@ class Paused(StoryKeeper):
     moment another worker's batch would slip in between reading and writing."""
 
     def __init__(self, store: Store) -> None:
-        super().__init__(store, background_for)
+        super().__init__(store)
         self.reading_done = asyncio.Event()
         self.go_on = asyncio.Event()
 
@@ -213,7 +212,7 @@ async def test_two_workers_placing_one_new_event_at_once_make_one_story(
     """Seeds 000 and 002 are two outlets' reports of one event, taken by two workers (each its
     own StoryKeeper, one Redis) at the same moment."""
     first, other = (next(i for i in seeds if seed(i) == n) for n in ("000", "002"))
-    slow, fast = Paused(store), StoryKeeper(store, background_for)
+    slow, fast = Paused(store), StoryKeeper(store)
     now = time.time()
     placing = asyncio.create_task(slow.place([first], now))
     await slow.reading_done.wait()
