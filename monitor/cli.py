@@ -27,12 +27,13 @@ from monitor.commands.evaluate import report as evaluation_report
 from monitor.commands.replay import replay
 from monitor.commands.rules import explain, try_rules
 from monitor.commands.sources import check_sources
-from monitor.commands.stories import recent_stories
+from monitor.commands.stories import explain_story, merge_stories, recent_stories, split_item
 from monitor.core.rules import WatchConfig
 from monitor.errors import ConfigError, StoreError
 from monitor.ops.logs import configure
 from monitor.ops.progress import Progress, is_terminal, progress_for
 from monitor.ops.redaction import redact, register
+from monitor.store.story_book import Joined
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -153,9 +154,17 @@ def run(roles: tuple[str, ...], once: bool, rules_dir: Path | None) -> None:
 @rules_option
 @click.option("--json", "json_lines", is_flag=True, help="One JSON object per alert.")
 @click.option("--state", is_flag=True, help="Use the configured store instead of a fresh one.")
+@click.option(
+    "--clock",
+    type=click.Choice(["arrival", "published"]),
+    default="arrival",
+    show_default=True,
+    help="published: replay in order of publication with the clock following it (a backfill "
+    "groups stories as the live run would have).",
+)
 @_fails_cleanly
 def replay_command(
-    paths: tuple[Path, ...], rules_dir: Path | None, json_lines: bool, state: bool
+    paths: tuple[Path, ...], rules_dir: Path | None, json_lines: bool, state: bool, clock: str
 ) -> None:
     """Push files through the full pipeline and print the alerts."""
     settings = _settings()
@@ -163,7 +172,7 @@ def replay_command(
     config = _config(rules_dir or settings.rules_dir)
     sink = ConsoleChannel("stdout", json_lines=json_lines)
     progress = progress_for(prefix="replay: ")
-    asyncio.run(replay(settings, config, paths, sink, state=state, progress=progress))
+    asyncio.run(replay(settings, config, paths, sink, state=state, clock=clock, progress=progress))
 
 
 @main.group(name="eval")
@@ -203,13 +212,20 @@ def eval_stories(paths: tuple[Path, ...], chunk_days: int, as_json: bool) -> Non
             click.echo("\n".join(evaluation_report(evaluation)))
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @click.option("--limit", default=20, show_default=True, help="How many stories, newest first.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per story.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per story (or member).")
+@click.option("--explain", "explain_id", metavar="ID", help="Why each member of story ID joined.")
+@click.pass_context
 @_fails_cleanly
-def stories(limit: int, as_json: bool) -> None:
-    """Recent stories: items, sources, first and last seen."""
+def stories(ctx: click.Context, limit: int, as_json: bool, explain_id: str | None) -> None:
+    """Recent stories: items, sources, first and last seen; correct them with split and merge."""
+    if ctx.invoked_subcommand is not None:
+        return
     settings = _settings()
+    if explain_id is not None:
+        _print_explanation(asyncio.run(explain_story(settings, explain_id)), as_json)
+        return
     found = asyncio.run(recent_stories(settings, limit))
     if as_json:
         for story in found:
@@ -222,11 +238,57 @@ def stories(limit: int, as_json: bool) -> None:
         last = datetime.fromtimestamp(story["last_seen"], UTC).strftime("%Y-%m-%d %H:%M")
         click.echo(
             f"{story['id']}  {story['items']} items ({story['duplicates']} duplicates), "
-            f"{len(story['sources'])} sources, {first} → {last} UTC: {story['title']}"
+            f"{len(story['sources'])} sources, {first} → {last} UTC: {_printable(story['title'])}"
         )
         for member in story["members"]:
             mark = f"  = duplicate of {member['duplicate_of']}" if member["duplicate_of"] else ""
-            click.echo(f"    {member['source']}: {member['title']}{mark}")
+            click.echo(f"    {_printable(member['source'])}: {_printable(member['title'])}{mark}")
+
+
+def _printable(text: str) -> str:
+    """Feed text for the terminal: control and format characters (escape sequences, bidi
+    overrides, line breaks) become spaces."""
+    return "".join(c if c.isprintable() else " " for c in text)
+
+
+def _print_explanation(members: list[Joined], as_json: bool) -> None:
+    for member in members:
+        if as_json:
+            click.echo(json.dumps(member, ensure_ascii=False))
+            continue
+        click.echo(f"{member['id']}  {_printable(member['source'])}: {_printable(member['title'])}")
+        if member["how"] == "matched":
+            sure = "confident" if member["confident"] else "loose: its rule matches alerted"
+            click.echo(
+                f"    joined: matched {member['matched']} at {member['similarity']:.3f} ({sure})"
+                f": {_printable(member['matched_title'] or '')}"
+            )
+            shared = ", ".join(f"{term} {part:.3f}" for term, part in member["shared"])
+            click.echo(f"    shared terms: {shared or '(none kept)'}")
+        elif member["how"] == "duplicate":
+            click.echo(f"    joined: duplicate of {member['matched']} ({member['similarity']:.2f})")
+        else:
+            click.echo(f"    joined: {member['how']}")
+
+
+@stories.command(name="split")
+@click.argument("item")
+@_fails_cleanly
+def stories_split(item: str) -> None:
+    """Take ITEM out of its story into a story of its own; later items that match it best
+    follow it."""
+    old, new = asyncio.run(split_item(_settings(), item))
+    click.echo(f"{item} left story {old}; it is now story {new}")
+
+
+@stories.command(name="merge")
+@click.argument("into")
+@click.argument("other")
+@_fails_cleanly
+def stories_merge(into: str, other: str) -> None:
+    """Move every item of story OTHER into story INTO; later items follow."""
+    moved = asyncio.run(merge_stories(_settings(), into, other))
+    click.echo(f"moved {moved} items of story {other} into story {into}")
 
 
 @main.command()

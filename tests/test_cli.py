@@ -355,3 +355,104 @@ def test_replay_draws_a_bar_on_a_terminal_and_keeps_stdout_as_it_is(tmp_path: Pa
         ]
 
     assert comparable(stdout) == comparable(plain.stdout) != []
+
+
+def labelled(path: Path, rows: list[dict[str, str]]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def row(n: int, cluster: str, title: str, text: str, day: int = 2) -> dict[str, str]:
+    return {
+        "id": f"r{n}",
+        "title": title,
+        "text": text,
+        "date": f"2026-03-0{day}T{10 + n:02d}:00:00+00:00",
+        "source": f"outlet{n}",
+        "url": f"https://outlet{n}.example/{n}",
+        "cluster": cluster,
+    }
+
+
+QUAKE_TEXT = "A magnitude 6.4 earthquake struck near Lima, Peru; buildings swayed in Callao."
+BUDGET_TEXT = "The Senate passed the farm budget bill after a long debate over subsidies."
+
+
+def test_eval_stories_scores_the_grouping_beside_the_baseline(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    path = labelled(
+        tmp_path / "set.jsonl",
+        [
+            row(1, "quake", "Earthquake strikes near Lima", QUAKE_TEXT),
+            row(2, "budget", "Senate passes farm budget", BUDGET_TEXT),
+            row(3, "quake", "Lima earthquake shakes Callao", QUAKE_TEXT + " Officials said."),
+        ],
+    )
+    result = invoke(["eval", "stories", str(path), "--json"], env)
+    assert result.exit_code == 0, result.output
+    [report] = json_lines(result.stdout)
+    assert report["articles"] == 3 and report["chunks"] == 1
+    assert report["stories"]["true_pairs"] == 1
+    assert (report["stories"]["precision"], report["stories"]["recall"]) == (1.0, 1.0)
+    assert report["baseline"]["f1"] == 1.0 and report["f1_over_baseline"] == 0.0
+    assert report["placement_items_per_s"] > 0
+    text = invoke(["eval", "stories", str(path), "--chunk-days", "1"], env)
+    assert "newsmonitor stories" in text.stdout and "baseline TF-IDF" in text.stdout
+
+
+def test_eval_stories_names_the_line_of_a_bad_row(env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(row(1, "a", "t", "x")) + "\n{not json\n", encoding="utf-8")
+    result = invoke(["eval", "stories", str(path)], env)
+    assert result.exit_code == 1
+    assert f"{path}:2:" in result.output
+
+
+def test_replay_with_the_published_clock_keeps_old_reports_apart(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Two reports of one story published three days apart: outside the 48 h story window on
+    the published clock, so the second alerts again; on the arrival clock both arrive now."""
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    first = {"id": "a", "title": "Earthquake strikes near Lima", "text": QUAKE_TEXT}
+    second = {"id": "b", "title": "Lima earthquake shakes Callao", "text": QUAKE_TEXT + " Again."}
+    (feed / "1.json").write_text(json.dumps({**second, "published": "2026-03-05T10:00:00+00:00"}))
+    (feed / "2.json").write_text(json.dumps({**first, "published": "2026-03-01T10:00:00+00:00"}))
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "rules.yaml").write_text("rules:\n  - {id: quake, query: earthquake}\n")
+    env = {**env, "MONITOR_RULES_DIR": str(rules)}
+    arrival = json_lines(invoke(["replay", str(feed), "--json"], env).stdout)
+    assert [a["followup"] for a in arrival] == [False, True]
+    published = json_lines(
+        invoke(["replay", str(feed), "--json", "--clock", "published"], env).stdout
+    )
+    assert [(a["item"]["title"], a["followup"]) for a in published] == [
+        (first["title"], False),
+        (second["title"], False),
+    ]
+
+
+def test_stories_explain_split_and_merge_from_the_command_line(env: dict[str, str]) -> None:
+    assert invoke(["replay", str(SEEDS), "--state"], env).exit_code == 0
+    [story] = json_lines(invoke(["stories", "--json"], env).stdout)
+    explained = invoke(["stories", "--explain", story["id"], "--json"], env)
+    members = json_lines(explained.stdout)
+    assert [m["how"] for m in members].count("first report") == 1
+    assert {"matched", "duplicate"} <= {m["how"] for m in members}
+    human = invoke(["stories", "--explain", story["id"]], env).stdout
+    assert "shared terms:" in human and "joined: matched" in human
+    target = next(m for m in members if m["how"] == "matched")["id"]
+    split = invoke(["stories", "split", target], env)
+    assert split.exit_code == 0 and "it is now story" in split.stdout
+    after = {s["id"]: s for s in json_lines(invoke(["stories", "--json"], env).stdout)}
+    assert len(after) == 2
+    alone = next(s for s in after.values() if s["id"] != story["id"])
+    merged = invoke(["stories", "merge", story["id"], alone["id"]], env)
+    assert merged.exit_code == 0 and "moved 1 items" in merged.stdout
+    [back] = json_lines(invoke(["stories", "--json"], env).stdout)
+    assert back["items"] == story["items"]
+    missing = invoke(["stories", "split", "no-such-item"], env)
+    assert missing.exit_code == 1 and "no item" in missing.output

@@ -20,6 +20,8 @@ def alert_line(alert: Alert) -> str:
         parts.append(f"matched {terms}")
     if item.url or item.path:
         parts.append(item.url or item.path or "")
+    if alert.related:
+        parts.append(f"(may belong to story {alert.related}: {alert.related_title or '?'})")
     return " ".join(parts)
 
 

@@ -155,6 +155,10 @@ def text_body(alert: Alert) -> str:
         lines.append("Matched: " + ", ".join(terms))
     if where := item.url or item.path:
         lines.append(where)
+    if alert.related:
+        lines.append(
+            "May belong to an earlier story: " + one_line(alert.related_title or alert.related)
+        )
     lines += ["", "-- ", f"newsmonitor alert {alert.id}, story {alert.story}"]
     return "\n".join(lines) + "\n"
 

@@ -144,6 +144,9 @@ def build_message(alert: Alert, *, compact: bool = False) -> SlackMessage:
             before = "…" if piece.cut_before else ""
             after = "…" if piece.cut_after and not body.endswith("…") else ""
             blocks.append(_section(f">{before}{body}{after}", f"snippet-{index}"))
+    if alert.related:
+        related = _clip_plain(alert.related_title or alert.related, 300)
+        blocks.append(_context(f"May belong to an earlier story: {related}", "related"))
     footer = f"story `{_clip_plain(alert.story, 200)}` · alert `{_clip_plain(alert.id, 200)}`"
     blocks.append(_context(footer, "ids"))
     prefix = "↳ Update" if alert.followup else f"[{alert.severity}]"

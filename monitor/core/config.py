@@ -220,6 +220,13 @@ Followups = Literal["thread", "alert", "off"]
 thread, alert on it as a message of its own, or stay silent."""
 
 
+def _off(value: Any) -> Any:
+    return "off" if value is False else value  # YAML reads a bare off as false
+
+
+FollowupsText = Annotated[Followups, BeforeValidator(_off)]
+
+
 class RuleSpec(_Spec):
     model_config = ConfigDict(populate_by_name=True)
 
@@ -235,7 +242,7 @@ class RuleSpec(_Spec):
     sources: list[str] | None = None
     fields: list[FieldName] = Field(default_factory=lambda: _DEFAULT_FIELDS.copy(), min_length=1)
     digest: DigestText | None = None
-    followups: Followups = "thread"
+    followups: FollowupsText = "thread"
     enabled: bool = True
 
 

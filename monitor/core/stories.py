@@ -74,11 +74,12 @@ def clean_title(title: str, recurring: Iterable[str]) -> str:
     if len(parts) < 2:
         return title.strip()
     known = set(recurring)
-    if parts[-1].strip().lower() in known:
-        parts = parts[:-1]
-    if len(parts) > 1 and parts[0].strip().lower() in known:
-        parts = parts[1:]
-    return " ".join(parts)
+    kept = parts
+    if kept[-1].strip().lower() in known:
+        kept = kept[:-1]
+    if len(kept) > 1 and kept[0].strip().lower() in known:
+        kept = kept[1:]
+    return title.strip() if kept is parts else " ".join(kept)
 
 
 def evidence(title: str, text: str, *, text_tokens: Tokens | None = None) -> dict[str, float]:

@@ -112,6 +112,7 @@ class _Candidate:
     member: Member | None
     title: str
     source: str
+    when: float
 
 
 @dataclass
@@ -392,7 +393,9 @@ class StoryKeeper:
         wanted = sorted(set().union(*band_hits, *term_hits))
         async with self.store.pipeline() as pipe:
             for item in wanted:
-                pipe.hmget(keys.doc(item), ["fingerprint", "story", "vector", "title", "source"])
+                pipe.hmget(
+                    keys.doc(item), ["fingerprint", "story", "vector", "title", "source", "when"]
+                )
             docs = await pipe.execute()
         candidates = {
             item: candidate
@@ -423,7 +426,11 @@ class StoryKeeper:
                 p.fingerprint,
                 p.vector,
                 [c.known for i, c in found.items() if c.known and i in near],
-                [c.member for c in found.values() if c.member],
+                [
+                    c.member
+                    for c in found.values()
+                    if c.member and abs(c.when - p.when) <= self.window_s
+                ],
                 thresholds=self.thresholds,
             )
             story = decision.story or story_id(p.item.id)
@@ -436,6 +443,7 @@ class StoryKeeper:
                 Member(p.item.id, story, p.vector, p.fingerprint) if p.vector else None,
                 p.item.title,
                 p.item.source,
+                p.when,
             )
             for band in p.bands:
                 batch.by_band[band].add(p.item.id)
@@ -536,13 +544,14 @@ def _candidate(
     vector: str | None,
     title: str | None,
     source: str | None,
+    when: str | None,
 ) -> _Candidate | None:
     if not story:
         return None
     fp = Fingerprint.decode(encoded) if encoded else None
     member = Member(item, story, json.loads(vector), fp) if vector else None
     known = Known(item, story, fp) if fp is not None else None
-    return _Candidate(known, member, title or "", source or "")
+    return _Candidate(known, member, title or "", source or "", float(when or 0))
 
 
 def _rounded(vector: Mapping[str, float]) -> dict[str, float]:

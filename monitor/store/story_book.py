@@ -50,7 +50,7 @@ class Joined(TypedDict):
     id: str
     title: str
     source: str
-    how: str  # "first report", "duplicate", "matched", "moved"
+    how: str  # "first report" (of this story, or of one merged into it), "duplicate", "matched"
     matched: str | None
     matched_title: str | None
     similarity: float
@@ -145,14 +145,7 @@ class StoryBook:
                     (term, round(part, 4))
                     for term, part in shared_terms(json.loads(vector), json.loads(other[6]))
                 ][:SHARED_SHOWN]
-            if duplicate_of:
-                how = "duplicate"
-            elif matched:
-                how = "matched"
-            elif member == members[0]:
-                how = "first report"
-            else:
-                how = "moved"
+            how = "duplicate" if duplicate_of else "matched" if matched else "first report"
             out.append(
                 {
                     "id": member,

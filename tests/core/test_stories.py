@@ -1,0 +1,133 @@
+"""Level 3 scoring without I/O: stream frequency weighting, member matching, thresholds."""
+
+from __future__ import annotations
+
+import pytest
+
+from monitor.core.dedup import fingerprint
+from monitor.core.stories import (
+    Member,
+    StreamFrequency,
+    Thresholds,
+    clean_title,
+    cosine,
+    decide,
+    evidence,
+    idf,
+    title_affixes,
+    weigh,
+)
+
+
+def flat(word: str) -> float:
+    """A language in which every word is equally rare (Zipf 2)."""
+    return 2.0
+
+
+def test_a_word_common_in_the_stream_weighs_less_than_one_rare_in_it() -> None:
+    stream = StreamFrequency(100, {"biden": 40, "kentucky": 2})
+    assert idf("biden", stream, flat) < idf("kentucky", stream, flat)
+    # Without a stream, the language prior alone decides: equally rare words weigh the same.
+    assert idf("biden", StreamFrequency(), flat) == idf("kentucky", StreamFrequency(), flat)
+
+
+@pytest.mark.parametrize(
+    ("documents", "count", "lower_than_prior"),
+    [(0, 0, False), (10, 0, False), (300, 150, True), (3000, 1500, True)],
+)
+def test_the_stream_overrides_the_prior_as_it_grows(
+    documents: int, count: int, lower_than_prior: bool
+) -> None:
+    prior = idf("gaza", StreamFrequency(), flat)
+    seen = idf("gaza", StreamFrequency(documents, {"gaza": count}), flat)
+    assert (seen < prior - 0.5) is lower_than_prior
+
+
+def test_plus_counts_each_document_once() -> None:
+    stream = StreamFrequency(2, {"a": 1}).plus([{"a", "b"}, {"b"}])
+    assert stream.documents == 4
+    assert dict(stream.counts) == {"a": 2, "b": 2}
+
+
+def test_title_words_outweigh_body_words() -> None:
+    terms = evidence("Quake hits Lima", "Officials counted damage. " * 3 + "A quake was felt.")
+    assert terms["lima"] > terms["damage"]
+    assert terms["quake"] > terms["officials"]
+
+
+@pytest.mark.parametrize(
+    ("title", "recurring", "expected"),
+    [
+        ("Teen shot in Memphis - WMC Action News 5", ["wmc action news 5"], "Teen shot in Memphis"),
+        ("CBS 58 - Mother speaks out", ["cbs 58"], "Mother speaks out"),
+        (
+            "Teen shot in Memphis - WMC Action News 5",
+            [],
+            "Teen shot in Memphis - WMC Action News 5",
+        ),
+        ("One piece title", ["one piece title"], "One piece title"),
+    ],
+)
+def test_recurring_title_affixes_are_removed(
+    title: str, recurring: list[str], expected: str
+) -> None:
+    assert clean_title(title, recurring) == expected
+
+
+def test_title_affixes_are_the_first_and_last_segments() -> None:
+    assert title_affixes("A | B | C") == ("a", "c")
+    assert title_affixes("No separator here") is None
+
+
+def vector(stream: StreamFrequency, title: str, text: str) -> dict[str, float]:
+    return weigh(evidence(title, text), stream, flat)
+
+
+def member(item: str, story: str, title: str, text: str) -> Member:
+    return Member(item, story, vector(StreamFrequency(), title, text))
+
+
+def test_an_item_joins_the_story_of_its_best_matching_member() -> None:
+    members = [
+        member("a1", "story-a", "Earthquake hits Lima", "A magnitude 6.4 quake shook Lima."),
+        member("b1", "story-b", "Senate passes budget", "The Senate passed the budget bill."),
+    ]
+    new = vector(StreamFrequency(), "Lima earthquake toll rises", "The quake in Lima killed 12.")
+    empty = fingerprint("")
+    decision = decide(empty, new, [], members)
+    assert (decision.story, decision.matched) == ("story-a", "a1")
+    assert decision.similarity == pytest.approx(cosine(new, members[0].vector))
+
+
+@pytest.mark.parametrize(
+    ("join", "confident", "story", "is_confident"),
+    [(0.1, 0.2, "s", True), (0.1, 0.99, "s", False), (0.99, 0.99, None, True)],
+)
+def test_thresholds_decide_joining_and_confidence(
+    join: float, confident: float, story: str | None, is_confident: bool
+) -> None:
+    old = member("x", "s", "Lima earthquake", "A quake shook Lima, Peru.")
+    new = vector(StreamFrequency(), "Earthquake in Lima", "Lima, Peru, was shaken by a quake.")
+    decision = decide(fingerprint(""), new, [], [old], thresholds=Thresholds(join, confident))
+    assert decision.story == story
+    assert decision.confident is is_confident
+
+
+def test_a_story_keeps_the_identity_of_its_first_reports() -> None:
+    """A story that drifted (its later member is about something else) is not joined through a
+    sum of its members: only a member that itself matches counts."""
+    first = member("a1", "s", "Lima earthquake kills 12", "A quake shook Lima, killing 12.")
+    drift = member("a2", "s", "Peru election runoff set", "Peru votes in a runoff in June.")
+    new = vector(StreamFrequency(), "Peru runoff date", "The runoff vote in Peru is in June.")
+    decision = decide(fingerprint(""), new, [], [first, drift])
+    assert decision.matched == "a2"  # it matched the member it resembles, not a blend
+    alone = decide(fingerprint(""), new, [], [first])
+    assert alone.story is None
+
+
+def test_a_duplicate_found_among_close_members_wins_over_the_story() -> None:
+    text = " ".join(f"word{i}" for i in range(80))
+    fp = fingerprint(text)
+    old = Member("old", "s", vector(StreamFrequency(), "Same", text), fp)
+    decision = decide(fp, vector(StreamFrequency(), "Same", text), [], [old])
+    assert (decision.duplicate_of, decision.story) == ("old", "s")
