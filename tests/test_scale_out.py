@@ -333,7 +333,7 @@ async def test_scale_out_delivers_every_alert_once_and_processes_every_item_once
 
     def first_of(article: Article) -> Delivered:
         item = originals[article.key]
-        return alert_id(RULE, story_id(item)), item.id, False
+        return alert_id(RULE, story_id(item.id)), item.id, False
 
     expected = {first_of(article) for article in found}
     assert len({alert for alert, _, _ in expected}) == ARTICLES  # 2,000 stories

@@ -233,11 +233,17 @@ class StoryKeeper:
 
     async def _place(self, items: Sequence[Item], now: float) -> list[Placement]:
         texts = [plain_text(item.text) for item in items]
-        languages = [
-            self.language(item.language, tokenize(text[:2000]).words)
+        raw_words = [
+            [*tokenize(item.title).words, *tokenize(text).words]
             for item, text in zip(items, texts, strict=True)
         ]
-        cleaned, titles, streams = await self._read_source_and_stream(items, texts, languages, now)
+        languages = [
+            self.language(item.language, found[:200])
+            for item, found in zip(items, raw_words, strict=True)
+        ]
+        cleaned, titles, streams = await self._read_source_and_stream(
+            items, texts, raw_words, languages, now
+        )
         prepared = []
         for item, title, text, language in zip(items, titles, cleaned, languages, strict=True):
             tokens = tokenize(text)
@@ -271,6 +277,7 @@ class StoryKeeper:
         self,
         items: Sequence[Item],
         texts: Sequence[str],
+        words: Sequence[Sequence[str]],
         languages: Sequence[str],
         now: float,
     ) -> tuple[list[str], list[str], dict[str, StreamFrequency]]:
@@ -284,9 +291,8 @@ class StoryKeeper:
         per_item = [keyed_lines(text) for text in texts]
         affixes = [_affix_keys(item.title) for item in items]
         documents: dict[str, list[set[str]]] = defaultdict(list)
-        for item, text, language in zip(items, texts, languages, strict=True):
-            words = [*tokenize(item.title).words, *tokenize(text).words]
-            documents[language].append(counted(set(words), self.background(language)))
+        for found, language in zip(words, languages, strict=True):
+            documents[language].append(counted(set(found), self.background(language)))
         days = self._days(now)
         wanted = {
             language: sorted(set().union(*distinct)) for language, distinct in documents.items()
