@@ -190,8 +190,15 @@ def eval_group() -> None:
     help="Group the articles this many days at a time (0: all at once).",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
+@click.option(
+    "--semantic/--no-semantic",
+    default=None,
+    help="Also place with sentence embeddings [default: when the semantic extra is installed].",
+)
 @_fails_cleanly
-def eval_stories(paths: tuple[Path, ...], chunk_days: int, as_json: bool) -> None:
+def eval_stories(
+    paths: tuple[Path, ...], chunk_days: int, as_json: bool, semantic: bool | None
+) -> None:
     """Story grouping on labelled JSON lines ({id, title, text, date, source, url, cluster}):
     pairwise and B-cubed scores beside an online TF-IDF baseline, and placement speed."""
     settings = _settings()
@@ -202,6 +209,7 @@ def eval_stories(paths: tuple[Path, ...], chunk_days: int, as_json: bool) -> Non
             paths,
             chunk_days=chunk_days,
             batch=settings.batch_size,
+            semantic=semantic,
             progress=progress_for(prefix="eval: "),
         )
     )

@@ -456,3 +456,28 @@ def test_stories_explain_split_and_merge_from_the_command_line(env: dict[str, st
     assert back["items"] == story["items"]
     missing = invoke(["stories", "split", "no-such-item"], env)
     assert missing.exit_code == 1 and "no item" in missing.output
+
+
+def test_eval_stories_with_the_semantic_extra_or_a_clear_error(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    from monitor.app.semantic import available
+
+    path = labelled(
+        tmp_path / "set.jsonl",
+        [
+            row(1, "q", "Earthquake strikes near Lima", QUAKE_TEXT),
+            row(2, "b", "Budget", BUDGET_TEXT),
+        ],
+    )
+    result = invoke(["eval", "stories", str(path), "--semantic", "--json"], env)
+    if available():
+        [report] = json_lines(result.stdout)
+        assert report["semantic"]["true_pairs"] == 0 and report["semantic_items_per_s"] > 0
+    else:
+        assert result.exit_code == 1
+        assert "pip install 'newsmonitor[semantic]'" in result.output
+    plain = json_lines(
+        invoke(["eval", "stories", str(path), "--no-semantic", "--json"], env).stdout
+    )
+    assert plain[0]["semantic"] is None

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     story_window: int = Field(
         default=48 * 3600, gt=0, description="Seconds within which items can join a story."
     )
+    story_semantic: bool = Field(
+        default=False,
+        description="Blend sentence embeddings into story placement (the semantic extra).",
+    )
     reclaim_idle_s: float = Field(
         default=120.0,
         gt=0,

@@ -16,6 +16,7 @@ import httpx
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
+from monitor.app.semantic import embedder
 from monitor.app.settings import Settings
 from monitor.channels.base import Channel, Threads
 from monitor.channels.console import ConsoleChannel
@@ -226,4 +227,10 @@ def story_book(store: Store, settings: Settings) -> StoryBook:
 
 
 def story_keeper(store: Store, settings: Settings) -> StoryKeeper:
-    return StoryKeeper(store, window_s=settings.story_window, ttl_s=settings.dedup_ttl)
+    """Placement as configured: lexical, or with sentence embeddings (``story_semantic``)."""
+    return StoryKeeper(
+        store,
+        window_s=settings.story_window,
+        ttl_s=settings.dedup_ttl,
+        embed=embedder() if settings.story_semantic else None,
+    )

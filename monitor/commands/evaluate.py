@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from monitor.app.semantic import available, embedder
 from monitor.app.settings import Settings
 from monitor.core.grouping import Article, Scores, best_baseline, score
 from monitor.errors import ConfigError
@@ -24,7 +25,7 @@ from monitor.models import Item
 from monitor.ops.progress import SILENT, Progress
 from monitor.store import Store
 from monitor.store.server import RedisServer
-from monitor.store.stories import StoryKeeper, story_id
+from monitor.store.stories import Embedder, StoryKeeper, story_id
 
 __all__ = ["Evaluation", "Row", "evaluate_stories", "read_rows"]
 
@@ -62,6 +63,9 @@ class Evaluation:
     sweep: list[tuple[float, Scores]] = field(default_factory=list)
     wall_s: float = 0.0
     cpu_s: float = 0.0
+    semantic: Scores | None = None
+    semantic_followups: Scores | None = None
+    semantic_wall_s: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +80,13 @@ class Evaluation:
             "placement_items_per_s": round(self.articles / self.wall_s, 1) if self.wall_s else None,
             "placement_items_per_cpu_s": round(self.articles / self.cpu_s, 1)
             if self.cpu_s
+            else None,
+            "semantic": self.semantic.as_dict() if self.semantic else None,
+            "semantic_followups": self.semantic_followups.as_dict()
+            if self.semantic_followups
+            else None,
+            "semantic_items_per_s": round(self.articles / self.semantic_wall_s, 1)
+            if self.semantic_wall_s
             else None,
         }
 
@@ -122,56 +133,89 @@ def chunked(rows: Sequence[Row], days: int) -> list[list[Row]]:
     return [runs[key] for key in sorted(runs)]
 
 
+@dataclass
+class _Placed:
+    grouped: dict[str, str] = field(default_factory=dict)
+    confident: dict[str, str] = field(default_factory=dict)
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+
+
+async def _place_all(
+    client: Any,
+    name: str,
+    chunks: Sequence[Sequence[Row]],
+    settings: Settings,
+    batch: int,
+    embed: Embedder | None,
+    advance: Callable[[int], None],
+) -> _Placed:
+    """Every chunk through a fresh story store on ``client``, a batch at a time."""
+    placed = _Placed()
+    for index, chunk in enumerate(chunks):
+        store = Store(client, prefix=f"eval:{name}:{index}:")
+        keeper = StoryKeeper(
+            store, window_s=settings.story_window, ttl_s=settings.dedup_ttl, embed=embed
+        )
+        for start in range(0, len(chunk), batch):
+            run = chunk[start : start + batch]
+            started, started_cpu = time.perf_counter(), time.process_time()
+            placements = await keeper.place([r.item for r in run], run[-1].when)
+            placed.wall_s += time.perf_counter() - started
+            placed.cpu_s += time.process_time() - started_cpu
+            for row, where in zip(run, placements, strict=True):
+                placed.grouped[row.item.id] = where.story
+                sure = where.confident or where.duplicate_of is not None
+                placed.confident[row.item.id] = where.story if sure else story_id(row.item.id)
+            advance(len(run))
+    return placed
+
+
 async def evaluate_stories(
     settings: Settings,
     paths: Sequence[Path],
     *,
     chunk_days: int = 0,
     batch: int = 100,
+    semantic: bool | None = None,
     progress: Progress = SILENT,
 ) -> list[Evaluation]:
-    """Score story grouping on each labelled file (see the module docstring)."""
+    """Score story grouping on each labelled file (see the module docstring). ``semantic``:
+    also place with sentence embeddings (None: when the extra is installed)."""
+    use_semantic = available() if semantic is None else semantic
+    embed = embedder() if use_semantic else None
     results = []
     async with RedisServer.embedded() as client:
         for path in paths:
             rows = read_rows(path)
             chunks = chunked(rows, chunk_days)
-            grouped: dict[str, str] = {}
-            confident: dict[str, str] = {}
-            wall = cpu = 0.0
             with progress.task(f"placing {path.name}", total=len(rows)) as advance:
-                for index, chunk in enumerate(chunks):
-                    store = Store(client, prefix=f"eval:{path.name}:{index}:")
-                    keeper = StoryKeeper(
-                        store, window_s=settings.story_window, ttl_s=settings.dedup_ttl
-                    )
-                    for start in range(0, len(chunk), batch):
-                        run = chunk[start : start + batch]
-                        started, started_cpu = time.perf_counter(), time.process_time()
-                        placements = await keeper.place([r.item for r in run], run[-1].when)
-                        wall += time.perf_counter() - started
-                        cpu += time.process_time() - started_cpu
-                        for row, placed in zip(run, placements, strict=True):
-                            grouped[row.item.id] = placed.story
-                            sure = placed.confident or placed.duplicate_of is not None
-                            confident[row.item.id] = placed.story if sure else story_id(row.item.id)
-                        advance(len(run))
+                lexical = await _place_all(
+                    client, f"{path.name}:lexical", chunks, settings, batch, None, advance
+                )
             articles = [[row.article() for row in chunk] for chunk in chunks]
             threshold, base, sweep = best_baseline(articles)
-            results.append(
-                Evaluation(
-                    path=str(path),
-                    articles=len(rows),
-                    chunks=len(chunks),
-                    stories=score(articles, grouped),
-                    followups=score(articles, confident),
-                    baseline_threshold=threshold,
-                    baseline=base,
-                    sweep=sweep,
-                    wall_s=wall,
-                    cpu_s=cpu,
-                )
+            evaluation = Evaluation(
+                path=str(path),
+                articles=len(rows),
+                chunks=len(chunks),
+                stories=score(articles, lexical.grouped),
+                followups=score(articles, lexical.confident),
+                baseline_threshold=threshold,
+                baseline=base,
+                sweep=sweep,
+                wall_s=lexical.wall_s,
+                cpu_s=lexical.cpu_s,
             )
+            if embed is not None:
+                with progress.task(f"placing {path.name} (semantic)", total=len(rows)) as advance:
+                    blended = await _place_all(
+                        client, f"{path.name}:semantic", chunks, settings, batch, embed, advance
+                    )
+                evaluation.semantic = score(articles, blended.grouped)
+                evaluation.semantic_followups = score(articles, blended.confident)
+                evaluation.semantic_wall_s = blended.wall_s
+            results.append(evaluation)
     return results
 
 
@@ -187,6 +231,15 @@ def report(evaluation: Evaluation) -> list[str]:
     e = evaluation
     rate = f"{e.articles / e.wall_s:,.0f} items/s" if e.wall_s else "-"
     per_cpu = f"{e.articles / e.cpu_s:,.0f} items per CPU-second" if e.cpu_s else "-"
+    semantic = (
+        [
+            line("with the semantic extra", e.semantic),
+            line("  confident ties (follow-ups)", e.semantic_followups),
+            f"  semantic placement: {e.articles / e.semantic_wall_s:,.0f} items/s wall",
+        ]
+        if e.semantic and e.semantic_followups and e.semantic_wall_s
+        else ["  semantic extra: not installed (pip install 'newsmonitor[semantic]')"]
+    )
     return [
         f"{e.path}: {e.articles} articles in {e.chunks} chunk(s), "
         f"{e.stories.true_pairs} same-event pairs",
@@ -196,4 +249,5 @@ def report(evaluation: Evaluation) -> list[str]:
         line(f"baseline TF-IDF (t={e.baseline_threshold:.2f})", e.baseline),
         f"  F1 over the baseline: {e.stories.f1 - e.baseline.f1:+.3f}",
         f"  placement: {rate} wall, {per_cpu} (this process; Redis excluded)",
+        *semantic,
     ]

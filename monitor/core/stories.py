@@ -52,6 +52,11 @@ class Thresholds:
 
 
 THRESHOLDS = Thresholds()
+SEMANTIC_WEIGHT = 0.5  # with sentence embeddings: their share of the similarity
+SEMANTIC_THRESHOLDS = Thresholds(join=0.40, confident=0.55)
+
+Embedding = Sequence[float]
+"""A unit-length sentence embedding of an item (the optional semantic signal)."""
 
 # --- what is compared ----------------------------------------------------------------------------
 
@@ -212,6 +217,7 @@ class Member:
     story: str
     vector: Mapping[str, float]
     fingerprint: Fingerprint | None = None
+    embedding: Embedding | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,11 +240,26 @@ def best_member(vector: Mapping[str, float], members: Iterable[Member]) -> tuple
     return scored[0]
 
 
+def blended(lexical: float, a: Embedding | None, b: Embedding | None, weight: float) -> float:
+    """The lexical similarity, blended with the embeddings' cosine when both items have one."""
+    if a is None or b is None or not weight:
+        return lexical
+    semantic = sum(x * y for x, y in zip(a, b, strict=True))
+    return (1.0 - weight) * lexical + weight * semantic
+
+
 def similarities(
-    vector: Mapping[str, float], members: Iterable[Member]
+    vector: Mapping[str, float],
+    members: Iterable[Member],
+    *,
+    embedding: Embedding | None = None,
+    weight: float = 0.0,
 ) -> list[tuple[float, Member]]:
-    """Each member with its similarity to ``vector``, most similar first (ties: earliest id)."""
-    scored = [(cosine(vector, member.vector), member) for member in members]
+    """Each member with its similarity to ``vector`` (blended with ``embedding`` when given),
+    most similar first (ties: earliest id)."""
+    scored = [
+        (blended(cosine(vector, m.vector), embedding, m.embedding, weight), m) for m in members
+    ]
     return sorted(scored, key=lambda pair: (-pair[0], pair[1].item))
 
 
@@ -249,14 +270,17 @@ def decide(
     members: Sequence[Member],
     *,
     thresholds: Thresholds = THRESHOLDS,
+    embedding: Embedding | None = None,
+    weight: float = 0.0,
 ) -> Decision:
     """Level 2 first (the most similar duplicate wins), then level 3: the story of the
     best-matching earlier item, when it matches well enough.
 
     Duplicates are looked for among ``known`` (items sharing a band of the fingerprint) and the
     members close enough to join: a teaser shares few shingles with its full text, but its
-    subject."""
-    scored = similarities(vector, members)
+    subject. With ``embedding`` (the semantic extra), similarities blend in the embeddings'
+    cosine with ``weight``."""
+    scored = similarities(vector, members, embedding=embedding, weight=weight)
     close = [
         Known(m.item, m.story, m.fingerprint)
         for score, m in scored

@@ -21,6 +21,7 @@ frequencies the story window), so memory stays bounded.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import math
@@ -30,14 +31,18 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import xxhash
 
 from monitor.core.dedup import Fingerprint, fingerprint, keyed_lines, strip_boilerplate
 from monitor.core.frequencies import background_for, language_code
 from monitor.core.html import html_to_text
 from monitor.core.stories import (
+    SEMANTIC_THRESHOLDS,
+    SEMANTIC_WEIGHT,
     THRESHOLDS,
     Background,
+    Embedding,
     Known,
     Member,
     StreamFrequency,
@@ -95,6 +100,11 @@ class Placement:
     matched_title: str = ""
 
 
+Embedder = Callable[[Sequence[str]], Sequence[Embedding]]
+"""Texts to unit-length sentence embeddings (``app.semantic``)."""
+EMBEDDED_WORDS = 200  # words of title and text given to the embedder (its input is bounded)
+
+
 @dataclass
 class _Prepared:
     item: Item
@@ -104,6 +114,7 @@ class _Prepared:
     vector: dict[str, float]
     bands: list[str]
     terms: list[str]
+    embedding: Embedding | None = None
 
 
 @dataclass
@@ -179,16 +190,21 @@ class StoryKeeper:
         background: Callable[[str], Background] = background_for,
         window_s: int = 48 * 3600,
         ttl_s: int = 30 * 86400,
-        thresholds: Thresholds = THRESHOLDS,
+        thresholds: Thresholds | None = None,
+        embed: Embedder | None = None,
     ) -> None:
         """``language(stated, words)`` names an item's language (guessed from its words when
-        the item does not say); ``background(code)`` gives that language's word frequencies."""
+        the item does not say); ``background(code)`` gives that language's word frequencies.
+        ``embed`` (the semantic extra) turns texts into unit sentence embeddings, blended into
+        every similarity; it runs in a thread, off the event loop."""
         self.store = store
         self.language = language
         self.background = background
         self.window_s = window_s
         self.ttl_s = ttl_s
-        self.thresholds = thresholds
+        self.embed = embed
+        self.thresholds = thresholds or (SEMANTIC_THRESHOLDS if embed else THRESHOLDS)
+        self.weight = SEMANTIC_WEIGHT if embed else 0.0
         self._count_words = store.client.register_script(COUNT_WORDS)
 
     async def place(self, items: Sequence[Item], now: float) -> list[Placement]:
@@ -267,6 +283,14 @@ class StoryKeeper:
                     index_terms(vector),
                 )
             )
+        if self.embed is not None:
+            inputs = [
+                " ".join([title, ". ", *text.split()[:EMBEDDED_WORDS]])
+                for title, text in zip(titles, cleaned, strict=True)
+            ]
+            embeddings = await asyncio.to_thread(self.embed, inputs)
+            for p, embedding in zip(prepared, embeddings, strict=True):
+                p.embedding = tuple(float(x) for x in embedding)
         async with exclusive(self.store):  # read, decide and write as one step across workers
             candidates, band_hits, term_hits = await self._candidates(prepared)
             decided = self._decide(prepared, candidates, band_hits, term_hits)
@@ -400,7 +424,8 @@ class StoryKeeper:
         async with self.store.pipeline() as pipe:
             for item in wanted:
                 pipe.hmget(
-                    keys.doc(item), ["fingerprint", "story", "vector", "title", "source", "when"]
+                    keys.doc(item),
+                    ["fingerprint", "story", "vector", "title", "source", "when", "embedding"],
                 )
             docs = await pipe.execute()
         candidates = {
@@ -438,6 +463,8 @@ class StoryKeeper:
                     if c.member and abs(c.when - p.when) <= self.window_s
                 ],
                 thresholds=self.thresholds,
+                embedding=p.embedding,
+                weight=self.weight,
             )
             story = decision.story or story_id(p.item.id)
             matched = found[decision.matched] if decision.matched else None
@@ -446,7 +473,9 @@ class StoryKeeper:
                 batch.sources[story].add(matched.source)
             batch.candidates[p.item.id] = _Candidate(
                 Known(p.item.id, story, p.fingerprint),
-                Member(p.item.id, story, p.vector, p.fingerprint) if p.vector else None,
+                Member(p.item.id, story, p.vector, p.fingerprint, p.embedding)
+                if p.vector
+                else None,
                 p.item.title,
                 p.item.source,
                 p.when,
@@ -497,6 +526,7 @@ class StoryKeeper:
                         "url": item.url or "",
                         "seen": now,
                         "when": p.when,
+                        "embedding": encode_embedding(p.embedding),
                     },
                 )
                 pipe.expire(doc, ttl)
@@ -551,13 +581,30 @@ def _candidate(
     title: str | None,
     source: str | None,
     when: str | None,
+    embedding: str | None,
 ) -> _Candidate | None:
     if not story:
         return None
     fp = Fingerprint.decode(encoded) if encoded else None
-    member = Member(item, story, json.loads(vector), fp) if vector else None
+    member = (
+        Member(item, story, json.loads(vector), fp, decode_embedding(embedding)) if vector else None
+    )
     known = Known(item, story, fp) if fp is not None else None
     return _Candidate(known, member, title or "", source or "", float(when or 0))
+
+
+def encode_embedding(embedding: Embedding | None) -> str:
+    """An embedding as stored: float16, base64 (768 bytes for 384 dimensions); "" for none."""
+    if embedding is None:
+        return ""
+    return base64.b64encode(np.asarray(embedding, dtype=np.float16).tobytes()).decode()
+
+
+def decode_embedding(stored: str | None) -> Embedding | None:
+    if not stored:
+        return None
+    values = np.frombuffer(base64.b64decode(stored), dtype=np.float16).astype(np.float64)
+    return tuple(values.tolist())
 
 
 def _rounded(vector: Mapping[str, float]) -> dict[str, float]:

@@ -9,6 +9,7 @@ from monitor.core.stories import (
     Member,
     StreamFrequency,
     Thresholds,
+    blended,
     clean_title,
     cosine,
     decide,
@@ -131,3 +132,36 @@ def test_a_duplicate_found_among_close_members_wins_over_the_story() -> None:
     old = Member("old", "s", vector(StreamFrequency(), "Same", text), fp)
     decision = decide(fp, vector(StreamFrequency(), "Same", text), [], [old])
     assert (decision.duplicate_of, decision.story) == ("old", "s")
+
+
+@pytest.mark.parametrize(
+    ("lexical", "a", "b", "weight", "expected"),
+    [
+        (0.2, (1.0, 0.0), (1.0, 0.0), 0.5, 0.6),
+        (0.2, (1.0, 0.0), (0.0, 1.0), 0.5, 0.1),
+        (0.2, None, (1.0, 0.0), 0.5, 0.2),  # an item without an embedding: lexical alone
+        (0.2, (1.0, 0.0), (1.0, 0.0), 0.0, 0.2),
+    ],
+)
+def test_embeddings_blend_into_the_similarity(
+    lexical: float,
+    a: tuple[float, ...] | None,
+    b: tuple[float, ...] | None,
+    weight: float,
+    expected: float,
+) -> None:
+    assert blended(lexical, a, b, weight) == pytest.approx(expected)
+
+
+def test_embeddings_can_tie_reports_that_share_few_words() -> None:
+    old = Member(
+        "x",
+        "s",
+        vector(StreamFrequency(), "Lima quake", "A quake shook Lima."),
+        embedding=(1.0, 0.0),
+    )
+    new = vector(StreamFrequency(), "Peru tremor", "Buildings swayed in Peru's capital.")
+    lexical = decide(fingerprint(""), new, [], [old])
+    assert lexical.story is None
+    semantic = decide(fingerprint(""), new, [], [old], embedding=(1.0, 0.0), weight=0.6)
+    assert semantic.story == "s" and semantic.similarity >= 0.6

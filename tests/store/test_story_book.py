@@ -155,3 +155,30 @@ async def test_a_loose_tie_alerts_as_its_own_story_naming_the_one_it_may_belong_
     alert = second[0]
     assert not alert.followup and alert.story != placed.story
     assert alert.related == placed.story and alert.related_title == QUAKE[0].title
+
+
+def topic_embedder(texts: list[str]) -> list[tuple[float, float]]:
+    """A stand-in sentence model with two topics: earthquakes and budgets (unit vectors)."""
+    return [
+        (1.0, 0.0) if "quake" in t.lower() or "tremor" in t.lower() else (0.0, 1.0) for t in texts
+    ]
+
+
+async def test_the_keeper_stores_embeddings_and_blends_them(store: Store) -> None:
+    keeper = StoryKeeper(store, embed=topic_embedder)  # type: ignore[arg-type]
+    tremor = make_item(
+        "tremor-1",
+        source="tv",
+        title="Tremor rattles residents",
+        text="Residents ran into the streets as the ground shook for forty seconds; windows "
+        "cracked, dogs barked and neighbours gathered in parks until the shaking stopped. "
+        "In Lima, families stayed outdoors.",
+    )
+    first, _ = await keeper.place([QUAKE[0], BUDGET], NOW)
+    [placed] = await keeper.place([tremor], NOW + 60)
+    # The words barely overlap; the embeddings, read back from Redis, tie it to the quake.
+    assert placed.story == first.story and placed.matched == "quake-1"
+    lexical = await StoryKeeper(Store(store.client, prefix="lexical:")).place(
+        [QUAKE[0], BUDGET, tremor], NOW
+    )
+    assert lexical[2].story not in {lexical[0].story, lexical[1].story}
