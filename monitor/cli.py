@@ -27,13 +27,19 @@ from monitor.commands.evaluate import report as evaluation_report
 from monitor.commands.replay import replay
 from monitor.commands.rules import explain, try_rules
 from monitor.commands.sources import check_sources
-from monitor.commands.stories import explain_story, merge_stories, recent_stories, split_item
+from monitor.commands.stories import (
+    explain_story,
+    explanation_lines,
+    merge_stories,
+    printable,
+    recent_stories,
+    split_item,
+)
 from monitor.core.rules import WatchConfig
 from monitor.errors import ConfigError, StoreError
 from monitor.ops.logs import configure
 from monitor.ops.progress import Progress, is_terminal, progress_for
 from monitor.ops.redaction import redact, register
-from monitor.store.story_book import Joined
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -232,7 +238,11 @@ def stories(ctx: click.Context, limit: int, as_json: bool, explain_id: str | Non
         return
     settings = _settings()
     if explain_id is not None:
-        _print_explanation(asyncio.run(explain_story(settings, explain_id)), as_json)
+        for joined in asyncio.run(explain_story(settings, explain_id)):
+            if as_json:
+                click.echo(json.dumps(joined, ensure_ascii=False))
+            else:
+                click.echo("\n".join(explanation_lines(joined)))
         return
     found = asyncio.run(recent_stories(settings, limit))
     if as_json:
@@ -246,37 +256,11 @@ def stories(ctx: click.Context, limit: int, as_json: bool, explain_id: str | Non
         last = datetime.fromtimestamp(story["last_seen"], UTC).strftime("%Y-%m-%d %H:%M")
         click.echo(
             f"{story['id']}  {story['items']} items ({story['duplicates']} duplicates), "
-            f"{len(story['sources'])} sources, {first} → {last} UTC: {_printable(story['title'])}"
+            f"{len(story['sources'])} sources, {first} → {last} UTC: {printable(story['title'])}"
         )
         for member in story["members"]:
             mark = f"  = duplicate of {member['duplicate_of']}" if member["duplicate_of"] else ""
-            click.echo(f"    {_printable(member['source'])}: {_printable(member['title'])}{mark}")
-
-
-def _printable(text: str) -> str:
-    """Feed text for the terminal: control and format characters (escape sequences, bidi
-    overrides, line breaks) become spaces."""
-    return "".join(c if c.isprintable() else " " for c in text)
-
-
-def _print_explanation(members: list[Joined], as_json: bool) -> None:
-    for member in members:
-        if as_json:
-            click.echo(json.dumps(member, ensure_ascii=False))
-            continue
-        click.echo(f"{member['id']}  {_printable(member['source'])}: {_printable(member['title'])}")
-        if member["how"] == "matched":
-            sure = "confident" if member["confident"] else "loose: its rule matches alerted"
-            click.echo(
-                f"    joined: matched {member['matched']} at {member['similarity']:.3f} ({sure})"
-                f": {_printable(member['matched_title'] or '')}"
-            )
-            shared = ", ".join(f"{term} {part:.3f}" for term, part in member["shared"])
-            click.echo(f"    shared terms: {shared or '(none kept)'}")
-        elif member["how"] == "duplicate":
-            click.echo(f"    joined: duplicate of {member['matched']} ({member['similarity']:.2f})")
-        else:
-            click.echo(f"    joined: {member['how']}")
+            click.echo(f"    {printable(member['source'])}: {printable(member['title'])}{mark}")
 
 
 @stories.command(name="split")

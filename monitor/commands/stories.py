@@ -8,7 +8,14 @@ from monitor.app.settings import Settings
 from monitor.app.wiring import open_store, redis_server, story_book
 from monitor.store.story_book import Joined, StoryBook, StorySummary
 
-__all__ = ["explain_story", "merge_stories", "recent_stories", "split_item"]
+__all__ = [
+    "explain_story",
+    "explanation_lines",
+    "merge_stories",
+    "printable",
+    "recent_stories",
+    "split_item",
+]
 
 
 def _book(client: Any, settings: Settings) -> StoryBook:
@@ -37,3 +44,27 @@ async def merge_stories(settings: Settings, into: str, other: str) -> int:
     """Move every item of ``other`` into ``into``: how many moved."""
     async with redis_server(settings) as client:
         return await _book(client, settings).merge(into, other)
+
+
+def printable(text: str) -> str:
+    """Feed text for the terminal: control and format characters (escape sequences, bidi
+    overrides, line breaks) become spaces."""
+    return "".join(c if c.isprintable() else " " for c in text)
+
+
+def explanation_lines(member: Joined) -> list[str]:
+    """How ``monitor stories --explain`` shows one member."""
+    lines = [f"{member['id']}  {printable(member['source'])}: {printable(member['title'])}"]
+    if member["how"] == "matched":
+        sure = "confident" if member["confident"] else "loose: its rule matches alerted"
+        lines.append(
+            f"    joined: matched {member['matched']} at {member['similarity']:.3f} ({sure})"
+            f": {printable(member['matched_title'] or '')}"
+        )
+        shared = ", ".join(f"{term} {part:.3f}" for term, part in member["shared"])
+        lines.append(f"    shared terms: {shared or '(none kept)'}")
+    elif member["how"] == "duplicate":
+        lines.append(f"    joined: duplicate of {member['matched']} ({member['similarity']:.2f})")
+    else:
+        lines.append(f"    joined: {member['how']}")
+    return lines

@@ -52,8 +52,42 @@ class Thresholds:
 
 
 THRESHOLDS = Thresholds()
-SEMANTIC_WEIGHT = 0.5  # with sentence embeddings: their share of the similarity
-SEMANTIC_THRESHOLDS = Thresholds(join=0.40, confident=0.55)
+SEMANTIC_WEIGHT = 0.7  # with sentence embeddings: their share of a short item's similarity
+SEMANTIC_THRESHOLDS = Thresholds(join=0.45, confident=0.65)
+SHORT_WORDS = 80  # up to this many words, an item is short: the embedding has its full weight
+
+
+@dataclass(frozen=True, slots=True)
+class Semantic:
+    """How much the embeddings count for one item, and the thresholds that go with it."""
+
+    weight: float
+    thresholds: Thresholds
+
+
+def semantic_share(words: int, *, short: int = SHORT_WORDS) -> float:
+    """The embeddings' full weight for a short item (an RSS title and description), less as the
+    text grows: a long article's own words tell its event apart better than a sentence model
+    that reads its first 256 tokens and finds every shooting report alike."""
+    return min(1.0, short / max(words, 1))
+
+
+def semantic_for(words: int, *, lexical: Thresholds = THRESHOLDS) -> Semantic:
+    """The weight and thresholds for an item of ``words`` words: both move from the semantic
+    ones to the lexical ones as the share falls."""
+    share = semantic_share(words)
+
+    def between(a: float, b: float) -> float:
+        return a + (b - a) * share
+
+    return Semantic(
+        SEMANTIC_WEIGHT * share,
+        Thresholds(
+            between(lexical.join, SEMANTIC_THRESHOLDS.join),
+            between(lexical.confident, SEMANTIC_THRESHOLDS.confident),
+        ),
+    )
+
 
 Embedding = Sequence[float]
 """A unit-length sentence embedding of an item (the optional semantic signal)."""

@@ -4,7 +4,8 @@ For a batch of new items, a constant number of pipelined round trips, whatever i
 
 1. count each line and each title affix per source and week (lines that keep recurring are
    boilerplate, affixes that recur are the site's name), read and count the stream's document
-   frequencies of the batch's words (one hash per language and day, one script call per hash);
+   frequencies of the batch's words (one hash per language and day, one script call per hash)
+   (``placement_inputs.py``);
 2. under the placement lock, look up candidates: items sharing an LSH band of the MinHash
    signature, and items of the story window indexed under the item's strongest terms;
 3. fetch those candidates' fingerprints, vectors and stories;
@@ -32,55 +33,38 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-import xxhash
 
-from monitor.core.dedup import Fingerprint, fingerprint, keyed_lines, strip_boilerplate
+from monitor.core.dedup import Fingerprint, fingerprint
 from monitor.core.frequencies import background_for, language_code
 from monitor.core.html import html_to_text
 from monitor.core.stories import (
-    SEMANTIC_THRESHOLDS,
-    SEMANTIC_WEIGHT,
     THRESHOLDS,
     Background,
     Embedding,
     Known,
     Member,
-    StreamFrequency,
+    Semantic,
     Thresholds,
-    clean_title,
-    counted,
     decide,
     evidence,
     index_terms,
-    title_affixes,
+    semantic_for,
     weigh,
 )
 from monitor.core.text import tokenize
 from monitor.errors import StoreError
 from monitor.models import Item
 from monitor.store import Store
-from monitor.store.commands import translated
 from monitor.store.keys import digest
+from monitor.store.placement_inputs import PlacementInputs
 
 logger = logging.getLogger(__name__)
 
-DAY_S = 86400
-WEEK_S = 7 * DAY_S
-REPEATED = 3  # a line seen in this many items of one source (within two weeks) is boilerplate
-RECURRING_AFFIX = 2  # a title's first or last segment seen this often in one source: a site name
 TERM_CANDIDATES = 40  # most recent items read under each index term
 SHORT_TEXT = 40  # words: below this, the fingerprint covers the title as well
 PLACEMENT_LOCK_MS = 30_000  # far longer than a batch's placement; frees itself if a worker dies
 PLACEMENT_WAIT_S = 60.0
 FUTURE_S = 3600  # a publication time this far ahead of the clock is not believed
-DOCUMENTS = "\x00documents"  # the frequency hash's field counting the documents themselves
-
-# One call per frequency hash and batch: add 1 to each word given, set the TTL once.
-COUNT_WORDS = """
-for i = 2, #ARGV do redis.call('HINCRBY', KEYS[1], ARGV[i], 1) end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-return #ARGV - 1
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +98,9 @@ class _Prepared:
     vector: dict[str, float]
     bands: list[str]
     terms: list[str]
+    words: int
     embedding: Embedding | None = None
+    semantic: Semantic | None = None
 
 
 @dataclass
@@ -203,9 +189,8 @@ class StoryKeeper:
         self.window_s = window_s
         self.ttl_s = ttl_s
         self.embed = embed
-        self.thresholds = thresholds or (SEMANTIC_THRESHOLDS if embed else THRESHOLDS)
-        self.weight = SEMANTIC_WEIGHT if embed else 0.0
-        self._count_words = store.client.register_script(COUNT_WORDS)
+        self.thresholds = thresholds or THRESHOLDS
+        self.inputs = PlacementInputs(store, background, window_s)
 
     async def place(self, items: Sequence[Item], now: float) -> list[Placement]:
         """Place each item; an item placed before (its entry is being redelivered after a
@@ -257,9 +242,7 @@ class StoryKeeper:
             self.language(item.language, found[:200])
             for item, found in zip(items, raw_words, strict=True)
         ]
-        cleaned, titles, streams = await self._read_source_and_stream(
-            items, texts, raw_words, languages, now
-        )
+        cleaned, titles, streams = await self.inputs.read(items, texts, raw_words, languages, now)
         prepared = []
         for item, title, text, language in zip(items, titles, cleaned, languages, strict=True):
             tokens = tokenize(text)
@@ -281,6 +264,7 @@ class StoryKeeper:
                     vector,
                     fp.bands(),
                     index_terms(vector),
+                    len(words),
                 )
             )
         if self.embed is not None:
@@ -291,105 +275,12 @@ class StoryKeeper:
             embeddings = await asyncio.to_thread(self.embed, inputs)
             for p, embedding in zip(prepared, embeddings, strict=True):
                 p.embedding = tuple(float(x) for x in embedding)
+                p.semantic = semantic_for(p.words, lexical=self.thresholds)
         async with exclusive(self.store):  # read, decide and write as one step across workers
             candidates, band_hits, term_hits = await self._candidates(prepared)
             decided = self._decide(prepared, candidates, band_hits, term_hits)
             placements = await self._write(prepared, decided, now)
         return placements
-
-    async def _read_source_and_stream(
-        self,
-        items: Sequence[Item],
-        texts: Sequence[str],
-        words: Sequence[Sequence[str]],
-        languages: Sequence[str],
-        now: float,
-    ) -> tuple[list[str], list[str], dict[str, StreamFrequency]]:
-        """Round trip 1, and one script call per frequency hash: count lines and title affixes
-        per source; read the stream's frequencies of the batch's words, then count the batch.
-
-        Returns the texts without boilerplate, the titles without their site's name, and each
-        language's stream frequencies with the batch's own documents included."""
-        week = int(now // WEEK_S)
-        keys = self.store.keys
-        per_item = [keyed_lines(text) for text in texts]
-        affixes = [_affix_keys(item.title) for item in items]
-        documents: dict[str, list[set[str]]] = defaultdict(list)
-        for found, language in zip(words, languages, strict=True):
-            documents[language].append(counted(set(found), self.background(language)))
-        days = self._days(now)
-        wanted = {
-            language: sorted(set().union(*distinct)) for language, distinct in documents.items()
-        }
-        async with self.store.pipeline() as pipe:
-            for item, lines, affix in zip(items, per_item, affixes, strict=True):
-                current, previous = keys.lines(item.source, week), keys.lines(item.source, week - 1)
-                counted_keys = [key for _, key in lines] + [key for _, key in affix]
-                for key in counted_keys:
-                    pipe.hincrby(current, key, 1)
-                if counted_keys:
-                    pipe.expire(current, 2 * WEEK_S + DAY_S)
-                    pipe.hmget(previous, counted_keys)
-            for language, words in wanted.items():
-                for day in days:
-                    pipe.hmget(keys.frequencies(language, day), [DOCUMENTS, *words])
-            results = await pipe.execute()
-        cleaned: list[str] = []
-        titles: list[str] = []
-        position = 0
-        for item, text, lines, affix in zip(items, texts, per_item, affixes, strict=True):
-            size = len(lines) + len(affix)
-            if not size:
-                cleaned.append(strip_boilerplate(text))
-                titles.append(item.title)
-                continue
-            now_counts = [int(c) for c in results[position : position + size]]
-            before = [int(c or 0) for c in results[position + size + 1]]
-            position += size + 2
-            totals = [a + b for a, b in zip(now_counts, before, strict=True)]
-            repeated = [
-                line
-                for (line, _), total in zip(lines, totals[: len(lines)], strict=True)
-                if total >= REPEATED
-            ]
-            cleaned.append(strip_boilerplate(text, repeated))
-            recurring = [
-                segment
-                for (segment, _), total in zip(affix, totals[len(lines) :], strict=True)
-                if total >= RECURRING_AFFIX
-            ]
-            titles.append(clean_title(item.title, recurring))
-        streams: dict[str, StreamFrequency] = {}
-        for language, words in wanted.items():
-            sums = [0] * (len(words) + 1)
-            for _ in days:
-                reply = results[position]
-                position += 1
-                sums = [t + int(c or 0) for t, c in zip(sums, reply, strict=True)]
-            stored = StreamFrequency(
-                sums[0], {w: c for w, c in zip(words, sums[1:], strict=True) if c}
-            )
-            streams[language] = stored.plus(documents[language])
-        await self._count(documents, days[-1])
-        return cleaned, titles, streams
-
-    def _days(self, now: float) -> list[int]:
-        """The day buckets the story window covers, oldest first (the last one: today)."""
-        today = int(now // DAY_S)
-        return list(range(today - math.ceil(self.window_s / DAY_S), today + 1))
-
-    async def _count(self, documents: Mapping[str, list[set[str]]], day: int) -> None:
-        """Add the batch's documents to today's frequency hash of each language."""
-        ttl = self.window_s + 2 * DAY_S
-        for language, distinct in documents.items():
-            args: list[str | int] = [ttl]
-            for words in distinct:
-                args.append(DOCUMENTS)
-                args.extend(sorted(words))
-            with translated("story frequencies"):
-                await self._count_words(
-                    keys=[self.store.keys.frequencies(language, day)], args=args
-                )
 
     async def _candidates(
         self, prepared: Sequence[_Prepared]
@@ -462,9 +353,9 @@ class StoryKeeper:
                     for c in found.values()
                     if c.member and abs(c.when - p.when) <= self.window_s
                 ],
-                thresholds=self.thresholds,
+                thresholds=p.semantic.thresholds if p.semantic else self.thresholds,
                 embedding=p.embedding,
-                weight=self.weight,
+                weight=p.semantic.weight if p.semantic else 0.0,
             )
             story = decision.story or story_id(p.item.id)
             matched = found[decision.matched] if decision.matched else None
@@ -560,17 +451,6 @@ class StoryKeeper:
             replace(placed, sources=int(replies[position]))
             for placed, position in zip(placements, positions, strict=True)
         ]
-
-
-def _affix_keys(title: str) -> list[tuple[str, str]]:
-    """A title's first and last segments with the keys they are counted under."""
-    affixes = title_affixes(title)
-    if affixes is None:
-        return []
-    return [
-        (segment, "t:" + xxhash.xxh3_64_hexdigest(segment.encode()))
-        for segment in dict.fromkeys(affixes)
-    ]
 
 
 def _candidate(

@@ -6,6 +6,10 @@ import pytest
 
 from monitor.core.dedup import fingerprint
 from monitor.core.stories import (
+    SEMANTIC_THRESHOLDS,
+    SEMANTIC_WEIGHT,
+    SHORT_WORDS,
+    THRESHOLDS,
     Member,
     StreamFrequency,
     Thresholds,
@@ -15,6 +19,7 @@ from monitor.core.stories import (
     decide,
     evidence,
     idf,
+    semantic_for,
     title_affixes,
     weigh,
 )
@@ -165,3 +170,23 @@ def test_embeddings_can_tie_reports_that_share_few_words() -> None:
     assert lexical.story is None
     semantic = decide(fingerprint(""), new, [], [old], embedding=(1.0, 0.0), weight=0.6)
     assert semantic.story == "s" and semantic.similarity >= 0.6
+
+
+@pytest.mark.parametrize(
+    ("words", "weight", "join"),
+    [
+        (20, SEMANTIC_WEIGHT, SEMANTIC_THRESHOLDS.join),  # an RSS entry: the embedding counts fully
+        (SHORT_WORDS, SEMANTIC_WEIGHT, SEMANTIC_THRESHOLDS.join),
+        (2 * SHORT_WORDS, SEMANTIC_WEIGHT / 2, (THRESHOLDS.join + SEMANTIC_THRESHOLDS.join) / 2),
+        (100 * SHORT_WORDS, SEMANTIC_WEIGHT / 100, None),  # a long article: nearly lexical
+    ],
+)
+def test_the_embeddings_count_less_as_the_text_grows(
+    words: int, weight: float, join: float | None
+) -> None:
+    semantic = semantic_for(words)
+    assert semantic.weight == pytest.approx(weight)
+    if join is not None:
+        assert semantic.thresholds.join == pytest.approx(join)
+    else:
+        assert semantic.thresholds.join == pytest.approx(THRESHOLDS.join, abs=0.01)

@@ -26,8 +26,9 @@ from monitor.roles.process import Processor, Runtime
 from monitor.sources.replay import read_items
 from monitor.store import Store
 from monitor.store.keys import ALERT_BUCKET_S, alert_bucket
+from monitor.store.placement_inputs import COUNT_WORDS
 from monitor.store.snapshot import Queue, Snapshot, read_snapshot
-from monitor.store.stories import COUNT_WORDS, StoryKeeper
+from monitor.store.stories import StoryKeeper
 from monitor.store.streams import item_entry
 from tests.conftest import TEST_REDIS_URL, RoundTrips
 

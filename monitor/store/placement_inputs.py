@@ -1,0 +1,154 @@
+"""What story placement reads from Redis before it decides, in one round trip and one script
+call per language: how often each line and title affix recurred in a source (boilerplate and
+site names), and the stream's document frequencies of the batch's words, which it then counts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+
+import xxhash
+
+from monitor.core.dedup import keyed_lines, strip_boilerplate
+from monitor.core.stories import (
+    Background,
+    StreamFrequency,
+    clean_title,
+    counted,
+    title_affixes,
+)
+from monitor.models import Item
+from monitor.store import Store
+from monitor.store.commands import translated
+
+DAY_S = 86400
+WEEK_S = 7 * DAY_S
+REPEATED = 3  # a line seen in this many items of one source (within two weeks) is boilerplate
+RECURRING_AFFIX = 2  # a title's first or last segment seen this often in one source: a site name
+DOCUMENTS = "\x00documents"  # the frequency hash's field counting the documents themselves
+
+# One call per frequency hash and batch: add 1 to each word given, set the TTL once.
+COUNT_WORDS = """
+for i = 2, #ARGV do redis.call('HINCRBY', KEYS[1], ARGV[i], 1) end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return #ARGV - 1
+"""
+
+
+class PlacementInputs:
+    """Reads (and counts) what placement needs from a source's history and the stream."""
+
+    def __init__(
+        self, store: Store, background: Callable[[str], Background], window_s: int
+    ) -> None:
+        self.store = store
+        self.background = background
+        self.window_s = window_s
+        self._count_words = store.client.register_script(COUNT_WORDS)
+
+    async def read(
+        self,
+        items: Sequence[Item],
+        texts: Sequence[str],
+        words: Sequence[Sequence[str]],
+        languages: Sequence[str],
+        now: float,
+    ) -> tuple[list[str], list[str], dict[str, StreamFrequency]]:
+        """Round trip 1, and one script call per frequency hash: count lines and title affixes
+        per source; read the stream's frequencies of the batch's words, then count the batch.
+
+        Returns the texts without boilerplate, the titles without their site's name, and each
+        language's stream frequencies with the batch's own documents included."""
+        week = int(now // WEEK_S)
+        keys = self.store.keys
+        per_item = [keyed_lines(text) for text in texts]
+        affixes = [_affix_keys(item.title) for item in items]
+        documents: dict[str, list[set[str]]] = defaultdict(list)
+        for found, language in zip(words, languages, strict=True):
+            documents[language].append(counted(set(found), self.background(language)))
+        days = self._days(now)
+        wanted = {
+            language: sorted(set().union(*distinct)) for language, distinct in documents.items()
+        }
+        async with self.store.pipeline() as pipe:
+            for item, lines, affix in zip(items, per_item, affixes, strict=True):
+                current, previous = keys.lines(item.source, week), keys.lines(item.source, week - 1)
+                counted_keys = [key for _, key in lines] + [key for _, key in affix]
+                for key in counted_keys:
+                    pipe.hincrby(current, key, 1)
+                if counted_keys:
+                    pipe.expire(current, 2 * WEEK_S + DAY_S)
+                    pipe.hmget(previous, counted_keys)
+            for language, words in wanted.items():
+                for day in days:
+                    pipe.hmget(keys.frequencies(language, day), [DOCUMENTS, *words])
+            results = await pipe.execute()
+        cleaned: list[str] = []
+        titles: list[str] = []
+        position = 0
+        for item, text, lines, affix in zip(items, texts, per_item, affixes, strict=True):
+            size = len(lines) + len(affix)
+            if not size:
+                cleaned.append(strip_boilerplate(text))
+                titles.append(item.title)
+                continue
+            now_counts = [int(c) for c in results[position : position + size]]
+            before = [int(c or 0) for c in results[position + size + 1]]
+            position += size + 2
+            totals = [a + b for a, b in zip(now_counts, before, strict=True)]
+            repeated = [
+                line
+                for (line, _), total in zip(lines, totals[: len(lines)], strict=True)
+                if total >= REPEATED
+            ]
+            cleaned.append(strip_boilerplate(text, repeated))
+            recurring = [
+                segment
+                for (segment, _), total in zip(affix, totals[len(lines) :], strict=True)
+                if total >= RECURRING_AFFIX
+            ]
+            titles.append(clean_title(item.title, recurring))
+        streams: dict[str, StreamFrequency] = {}
+        for language, words in wanted.items():
+            sums = [0] * (len(words) + 1)
+            for _ in days:
+                reply = results[position]
+                position += 1
+                sums = [t + int(c or 0) for t, c in zip(sums, reply, strict=True)]
+            stored = StreamFrequency(
+                sums[0], {w: c for w, c in zip(words, sums[1:], strict=True) if c}
+            )
+            streams[language] = stored.plus(documents[language])
+        await self._count(documents, days[-1])
+        return cleaned, titles, streams
+
+    def _days(self, now: float) -> list[int]:
+        """The day buckets the story window covers, oldest first (the last one: today)."""
+        today = int(now // DAY_S)
+        return list(range(today - math.ceil(self.window_s / DAY_S), today + 1))
+
+    async def _count(self, documents: Mapping[str, list[set[str]]], day: int) -> None:
+        """Add the batch's documents to today's frequency hash of each language."""
+        ttl = self.window_s + 2 * DAY_S
+        for language, distinct in documents.items():
+            args: list[str | int] = [ttl]
+            for words in distinct:
+                args.append(DOCUMENTS)
+                args.extend(sorted(words))
+            with translated("story frequencies"):
+                await self._count_words(
+                    keys=[self.store.keys.frequencies(language, day)], args=args
+                )
+
+
+def _affix_keys(title: str) -> list[tuple[str, str]]:
+    """A title's first and last segments with the keys they are counted under."""
+    affixes = title_affixes(title)
+    if affixes is None:
+        return []
+    return [
+        (segment, "t:" + xxhash.xxh3_64_hexdigest(segment.encode()))
+        for segment in dict.fromkeys(affixes)
+    ]
