@@ -412,13 +412,13 @@ def test_eval_stories_names_the_line_of_a_bad_row(env: dict[str, str], tmp_path:
 def test_replay_with_the_published_clock_keeps_old_reports_apart(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    """Two reports of one story published three days apart: outside the 48 h story window on
+    """Two reports of one story published nine days apart: outside the 7-day story window on
     the published clock, so the second alerts again; on the arrival clock both arrive now."""
     feed = tmp_path / "feed"
     feed.mkdir()
     first = {"id": "a", "title": "Earthquake strikes near Lima", "text": QUAKE_TEXT}
     second = {"id": "b", "title": "Lima earthquake shakes Callao", "text": QUAKE_TEXT + " Again."}
-    (feed / "1.json").write_text(json.dumps({**second, "published": "2026-03-05T10:00:00+00:00"}))
+    (feed / "1.json").write_text(json.dumps({**second, "published": "2026-03-10T10:00:00+00:00"}))
     (feed / "2.json").write_text(json.dumps({**first, "published": "2026-03-01T10:00:00+00:00"}))
     rules = tmp_path / "rules"
     rules.mkdir()

@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(default=100, gt=0, description="Stream entries read per batch.")
     story_window: int = Field(
-        default=48 * 3600, gt=0, description="Seconds within which items can join a story."
+        default=7 * 86400, gt=0, description="Seconds within which items can join a story."
     )
     story_semantic: bool = Field(
         default=False,

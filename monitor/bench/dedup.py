@@ -27,7 +27,7 @@ from monitor.core.frequencies import background_for
 from monitor.core.stories import THRESHOLDS, StreamFrequency, cosine, evidence, index_terms, weigh
 from monitor.core.text import tokenize
 
-WINDOW_S = 48 * 3600
+WINDOW_S = 7 * 86400  # the default story window (MONITOR_STORY_WINDOW)
 
 
 @dataclass(frozen=True)

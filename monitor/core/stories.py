@@ -54,7 +54,7 @@ class Thresholds:
 THRESHOLDS = Thresholds()
 SEMANTIC_WEIGHT = 0.7  # with sentence embeddings: their share of a short item's similarity
 SEMANTIC_THRESHOLDS = Thresholds(join=0.45, confident=0.65)
-SHORT_WORDS = 80  # up to this many words, an item is short: the embedding has its full weight
+SHORT_WORDS = 40  # up to this many words, an item is short: the embedding has its full weight
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import xxhash
 
@@ -21,13 +21,25 @@ from monitor.core.stories import (
 )
 from monitor.models import Item
 from monitor.store import Store
-from monitor.store.commands import translated
+from monitor.store.scripts import Scripts
 
 DAY_S = 86400
 WEEK_S = 7 * DAY_S
 REPEATED = 3  # a line seen in this many items of one source (within two weeks) is boilerplate
 RECURRING_AFFIX = 2  # a title's first or last segment seen this often in one source: a site name
 DOCUMENTS = "\x00documents"  # the frequency hash's field counting the documents themselves
+
+# One call per item: add 1 to each field (ARGV[2..]) of this week's hash KEYS[1] (TTL ARGV[1]),
+# and return each field's total over this week and the last (KEYS[2]).
+COUNT_LINES = """
+local totals = {}
+for i = 2, #ARGV do
+  local before = tonumber(redis.call('HGET', KEYS[2], ARGV[i]) or 0)
+  totals[i - 1] = redis.call('HINCRBY', KEYS[1], ARGV[i], 1) + before
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return totals
+"""
 
 # One call per frequency hash and batch: add 1 to each word given, set the TTL once.
 COUNT_WORDS = """
@@ -46,7 +58,7 @@ class PlacementInputs:
         self.store = store
         self.background = background
         self.window_s = window_s
-        self._count_words = store.client.register_script(COUNT_WORDS)
+        self.scripts = Scripts(store.client, lines=COUNT_LINES, words=COUNT_WORDS)
 
     async def read(
         self,
@@ -74,17 +86,25 @@ class PlacementInputs:
         }
         async with self.store.pipeline() as pipe:
             for item, lines, affix in zip(items, per_item, affixes, strict=True):
-                current, previous = keys.lines(item.source, week), keys.lines(item.source, week - 1)
                 counted_keys = [key for _, key in lines] + [key for _, key in affix]
-                for key in counted_keys:
-                    pipe.hincrby(current, key, 1)
                 if counted_keys:
-                    pipe.expire(current, 2 * WEEK_S + DAY_S)
-                    pipe.hmget(previous, counted_keys)
+                    self.scripts.call(
+                        pipe,
+                        "lines",
+                        [keys.lines(item.source, week), keys.lines(item.source, week - 1)],
+                        [2 * WEEK_S + DAY_S, *counted_keys],
+                    )
             for language, words in wanted.items():
                 for day in days:
                     pipe.hmget(keys.frequencies(language, day), [DOCUMENTS, *words])
-            results = await pipe.execute()
+            ttl = self.window_s + 2 * DAY_S
+            for language, distinct in documents.items():  # counted after they were read
+                args: list[str | int] = [ttl]
+                for document in distinct:
+                    args.append(DOCUMENTS)
+                    args.extend(sorted(document))
+                self.scripts.call(pipe, "words", [keys.frequencies(language, days[-1])], args)
+            results = await self.scripts.execute(pipe)
         cleaned: list[str] = []
         titles: list[str] = []
         position = 0
@@ -94,10 +114,8 @@ class PlacementInputs:
                 cleaned.append(strip_boilerplate(text))
                 titles.append(item.title)
                 continue
-            now_counts = [int(c) for c in results[position : position + size]]
-            before = [int(c or 0) for c in results[position + size + 1]]
-            position += size + 2
-            totals = [a + b for a, b in zip(now_counts, before, strict=True)]
+            totals = [int(c) for c in results[position]]
+            position += 1
             repeated = [
                 line
                 for (line, _), total in zip(lines, totals[: len(lines)], strict=True)
@@ -121,26 +139,12 @@ class PlacementInputs:
                 sums[0], {w: c for w, c in zip(words, sums[1:], strict=True) if c}
             )
             streams[language] = stored.plus(documents[language])
-        await self._count(documents, days[-1])
         return cleaned, titles, streams
 
     def _days(self, now: float) -> list[int]:
         """The day buckets the story window covers, oldest first (the last one: today)."""
         today = int(now // DAY_S)
         return list(range(today - math.ceil(self.window_s / DAY_S), today + 1))
-
-    async def _count(self, documents: Mapping[str, list[set[str]]], day: int) -> None:
-        """Add the batch's documents to today's frequency hash of each language."""
-        ttl = self.window_s + 2 * DAY_S
-        for language, distinct in documents.items():
-            args: list[str | int] = [ttl]
-            for words in distinct:
-                args.append(DOCUMENTS)
-                args.extend(sorted(words))
-            with translated("story frequencies"):
-                await self._count_words(
-                    keys=[self.store.keys.frequencies(language, day)], args=args
-                )
 
 
 def _affix_keys(title: str) -> list[tuple[str, str]]:

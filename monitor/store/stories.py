@@ -57,6 +57,7 @@ from monitor.models import Item
 from monitor.store import Store
 from monitor.store.keys import digest
 from monitor.store.placement_inputs import PlacementInputs
+from monitor.store.scripts import Scripts
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,38 @@ SHORT_TEXT = 40  # words: below this, the fingerprint covers the title as well
 PLACEMENT_LOCK_MS = 30_000  # far longer than a batch's placement; frees itself if a worker dies
 PLACEMENT_WAIT_S = 60.0
 FUTURE_S = 3600  # a publication time this far ahead of the clock is not believed
+
+
+# Reads one item's candidates: KEYS are its band sets (ARGV[1] of them), then its term index
+# sorted sets; ARGV[2] is how many items to read per term, then a (max, min) score per term.
+CANDIDATES = """
+local bands, limit, out = tonumber(ARGV[1]), tonumber(ARGV[2]), {}
+for i = 1, bands do out[i] = redis.call('SMEMBERS', KEYS[i]) end
+for i = bands + 1, #KEYS do
+  local t = i - bands
+  out[i] = redis.call('ZREVRANGEBYSCORE', KEYS[i], ARGV[1 + 2 * t], ARGV[2 + 2 * t],
+                      'LIMIT', 0, limit)
+end
+return out
+"""
+
+# Adds ARGV[2] to every set in KEYS, each set living ARGV[1] seconds from now.
+ADD_MEMBERS = """
+for _, key in ipairs(KEYS) do
+  redis.call('SADD', key, ARGV[2])
+  redis.call('EXPIRE', key, ARGV[1])
+end
+return #KEYS
+"""
+
+# Indexes item ARGV[3] at score ARGV[2] under every sorted set in KEYS (TTL ARGV[1]).
+INDEX = """
+for _, key in ipairs(KEYS) do
+  redis.call('ZADD', key, ARGV[2], ARGV[3])
+  redis.call('EXPIRE', key, ARGV[1])
+end
+return #KEYS
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +207,7 @@ class StoryKeeper:
         *,
         language: Callable[[str | None, Sequence[str]], str] = language_code,
         background: Callable[[str], Background] = background_for,
-        window_s: int = 48 * 3600,
+        window_s: int = 7 * 86400,
         ttl_s: int = 30 * 86400,
         thresholds: Thresholds | None = None,
         embed: Embedder | None = None,
@@ -191,6 +224,9 @@ class StoryKeeper:
         self.embed = embed
         self.thresholds = thresholds or THRESHOLDS
         self.inputs = PlacementInputs(store, background, window_s)
+        self.scripts = Scripts(
+            store.client, candidates=CANDIDATES, add_members=ADD_MEMBERS, index=INDEX
+        )
 
     async def place(self, items: Sequence[Item], now: float) -> list[Placement]:
         """Place each item; an item placed before (its entry is being redelivered after a
@@ -290,27 +326,21 @@ class StoryKeeper:
         keys = self.store.keys
         async with self.store.pipeline() as pipe:
             for p in prepared:
-                for band in p.bands:
-                    pipe.smembers(keys.band(band))
-                for term in p.terms:
-                    pipe.zrevrangebyscore(
-                        keys.item_term(term),
-                        p.when + self.window_s,
-                        p.when - self.window_s,
-                        start=0,
-                        num=TERM_CANDIDATES,
-                    )
-            results = await pipe.execute()
+                ranges: list[float] = []
+                for _ in p.terms:
+                    ranges += [p.when + self.window_s, p.when - self.window_s]
+                self.scripts.call(
+                    pipe,
+                    "candidates",
+                    [keys.band(b) for b in p.bands] + [keys.item_term(t) for t in p.terms],
+                    [len(p.bands), TERM_CANDIDATES, *ranges],
+                )
+            results = await self.scripts.execute(pipe)
         band_hits: list[set[str]] = []
         term_hits: list[set[str]] = []
-        position = 0
-        for p in prepared:
-            members = results[position : position + len(p.bands)]
-            position += len(p.bands)
-            band_hits.append(set().union(*members) if members else set())
-            found = results[position : position + len(p.terms)]
-            position += len(p.terms)
-            term_hits.append(set().union(*found) if found else set())
+        for p, found in zip(prepared, results, strict=True):
+            band_hits.append(set().union(*found[: len(p.bands)]))
+            term_hits.append(set().union(*found[len(p.bands) :]))
         wanted = sorted(set().union(*band_hits, *term_hits))
         async with self.store.pipeline() as pipe:
             for item in wanted:
@@ -421,19 +451,23 @@ class StoryKeeper:
                     },
                 )
                 pipe.expire(doc, ttl)
-                for band in p.bands:
-                    pipe.sadd(keys.band(band), item.id)
-                    pipe.expire(keys.band(band), ttl)
+                if p.bands:
+                    self.scripts.call(
+                        pipe, "add_members", [keys.band(b) for b in p.bands], [ttl, item.id]
+                    )
                 story = keys.story(placed.story)
                 if placed.new_story:
                     pipe.hsetnx(story, "title", item.title)
                     pipe.hsetnx(story, "url", item.url or "")
                     pipe.hsetnx(story, "first_seen", now)
-                if placed.duplicate_of is None:
-                    for term in p.terms:
-                        pipe.zadd(keys.item_term(term), {item.id: p.when})
-                        pipe.expire(keys.item_term(term), self.window_s)
-                else:
+                if placed.duplicate_of is None and p.terms:
+                    self.scripts.call(
+                        pipe,
+                        "index",
+                        [keys.item_term(t) for t in p.terms],
+                        [self.window_s, p.when, item.id],
+                    )
+                elif placed.duplicate_of is not None:
                     pipe.hincrby(story, "duplicates", 1)
                 pipe.hset(story, "last_seen", now)
                 pipe.hincrby(story, "items", 1)
@@ -446,7 +480,7 @@ class StoryKeeper:
                 pipe.expire(keys.story_sources(placed.story), ttl)
                 pipe.zadd(keys.stories, {placed.story: now})
             pipe.zremrangebyscore(keys.stories, "-inf", now - ttl)
-            replies = await pipe.execute()
+            replies = await self.scripts.execute(pipe)
         return [
             replace(placed, sources=int(replies[position]))
             for placed, position in zip(placements, positions, strict=True)

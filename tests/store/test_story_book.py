@@ -182,3 +182,14 @@ async def test_the_keeper_stores_embeddings_and_blends_them(store: Store) -> Non
         [QUAKE[0], BUDGET, tremor], NOW
     )
     assert lexical[2].story not in {lexical[0].story, lexical[1].story}
+
+
+async def test_scripts_redis_forgot_after_a_restart_are_loaded_again(store: Store) -> None:
+    keeper = StoryKeeper(store)
+    [first] = await keeper.place([QUAKE[0]], NOW)
+    await store.client.script_flush()  # what a restart does to the script cache
+    [second] = await keeper.place([QUAKE[1]], NOW + 60)
+    assert second.story == first.story and second.matched == "quake-1"
+    # The rerun script calls took effect once: each band holds the item once, lines count once.
+    joined = await StoryBook(store).explain(first.story)
+    assert [j["id"] for j in joined] == ["quake-1", "quake-2"]

@@ -1,0 +1,64 @@
+"""Lua scripts called by their SHA inside ordinary pipelines, so a batch's many small writes
+and reads cost one command each and no round trip of their own.
+
+Redis forgets its scripts when it restarts. ``execute`` runs a pipeline without raising on the
+first error; any script call that came back ``NOSCRIPT`` is run again, alone, once the scripts are
+loaded, and its reply takes its place. Only script calls are rerun: every other command of the
+pipeline has already taken effect once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError, RedisError
+
+from monitor.errors import StoreError
+
+
+class Scripts:
+    """A set of Lua scripts, known by name, called with ``call`` in a pipeline."""
+
+    def __init__(self, client: Redis, **sources: str) -> None:
+        self.client = client
+        self.sources = sources
+        self.shas = {
+            name: hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+            for name, source in sources.items()
+        }
+
+    def call(self, pipe: Pipeline, name: str, keys: list[str], args: list[Any]) -> None:
+        """Queue the script ``name`` on ``pipe``."""
+        pipe.evalsha(self.shas[name], len(keys), *keys, *args)
+
+    async def load(self) -> None:
+        """Load every script of the set (one round trip)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for source in self.sources.values():
+                pipe.script_load(source)
+            await pipe.execute()
+
+    async def execute(self, pipe: Pipeline) -> list[Any]:
+        """Run ``pipe``; script calls Redis no longer knew are rerun after loading the scripts.
+        Any other error becomes ``StoreError``."""
+        stack = list(pipe.command_stack)
+        try:
+            replies = list(await pipe.execute(raise_on_error=False))
+            missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            if missing:
+                await self.load()
+                async with self.client.pipeline(transaction=False) as again:
+                    for index in missing:
+                        args, options = stack[index]
+                        again.execute_command(*args, **options)
+                    for index, reply in zip(missing, await again.execute(), strict=True):
+                        replies[index] = reply
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis pipeline failed: {exc}") from exc
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise StoreError(f"Redis pipeline failed: {reply}") from reply
+        return replies
