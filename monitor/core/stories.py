@@ -30,6 +30,7 @@ Background = Callable[[str], float]
 
 TOP_TERMS = 40  # terms kept per item
 INDEX_TERMS = 12  # an item's strongest terms, under which later items find it
+QUERY_TERMS = 40  # the terms under which an item looks for earlier ones
 TITLE_WEIGHT = 5.0  # a title word counts as much as this many mentions in the body
 LEAD_WEIGHT = 2.0  # a word of the lead (LEAD_WORDS) counts double: it says what happened
 LEAD_WORDS = 50
@@ -70,6 +71,19 @@ def semantic_share(words: int, *, short: int = SHORT_WORDS) -> float:
     text grows: a long article's own words tell its event apart better than a sentence model
     that reads its first 256 tokens and finds every shooting report alike."""
     return min(1.0, short / max(words, 1))
+
+
+LONG_JOIN = 0.21  # the join threshold of a long article
+LONG_FROM, LONG_TO = 100, 400  # words: between these the join threshold eases to LONG_JOIN
+
+
+def for_length(words: int, thresholds: Thresholds = THRESHOLDS) -> Thresholds:
+    """The thresholds for an item of ``words`` words: two long reports of one event share a
+    smaller part of their many terms than two short ones, so joining eases as texts grow (the
+    confident threshold, which makes follow-ups, does not)."""
+    ease = min(1.0, max(0.0, (words - LONG_FROM) / (LONG_TO - LONG_FROM)))
+    floor = min(LONG_JOIN, thresholds.join)
+    return Thresholds(thresholds.join - (thresholds.join - floor) * ease, thresholds.confident)
 
 
 def semantic_for(words: int, *, lexical: Thresholds = THRESHOLDS) -> Semantic:
@@ -229,6 +243,12 @@ def shared_terms(a: Mapping[str, float], b: Mapping[str, float]) -> list[tuple[s
 def index_terms(vector: Mapping[str, float]) -> list[str]:
     """The terms under which an item is found by later items."""
     return list(vector)[:INDEX_TERMS]
+
+
+def query_terms(vector: Mapping[str, float]) -> list[str]:
+    """The terms under which an item looks for earlier items: more than it is indexed under,
+    so two reports are compared when one's strongest terms are anywhere among the other's."""
+    return list(vector)[:QUERY_TERMS]
 
 
 # --- deciding ------------------------------------------------------------------------------------

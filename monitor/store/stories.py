@@ -47,7 +47,9 @@ from monitor.core.stories import (
     Thresholds,
     decide,
     evidence,
+    for_length,
     index_terms,
+    query_terms,
     semantic_for,
     weigh,
 )
@@ -130,7 +132,8 @@ class _Prepared:
     fingerprint: Fingerprint
     vector: dict[str, float]
     bands: list[str]
-    terms: list[str]
+    terms: list[str]  # indexed under
+    query: list[str]  # looked up by
     words: int
     embedding: Embedding | None = None
     semantic: Semantic | None = None
@@ -300,6 +303,7 @@ class StoryKeeper:
                     vector,
                     fp.bands(),
                     index_terms(vector),
+                    query_terms(vector),
                     len(words),
                 )
             )
@@ -311,7 +315,7 @@ class StoryKeeper:
             embeddings = await asyncio.to_thread(self.embed, inputs)
             for p, embedding in zip(prepared, embeddings, strict=True):
                 p.embedding = tuple(float(x) for x in embedding)
-                p.semantic = semantic_for(p.words, lexical=self.thresholds)
+                p.semantic = semantic_for(p.words, lexical=for_length(p.words, self.thresholds))
         async with exclusive(self.store):  # read, decide and write as one step across workers
             candidates, band_hits, term_hits = await self._candidates(prepared)
             decided = self._decide(prepared, candidates, band_hits, term_hits)
@@ -327,12 +331,12 @@ class StoryKeeper:
         async with self.store.pipeline() as pipe:
             for p in prepared:
                 ranges: list[float] = []
-                for _ in p.terms:
+                for _ in p.query:
                     ranges += [p.when + self.window_s, p.when - self.window_s]
                 self.scripts.call(
                     pipe,
                     "candidates",
-                    [keys.band(b) for b in p.bands] + [keys.item_term(t) for t in p.terms],
+                    [keys.band(b) for b in p.bands] + [keys.item_term(t) for t in p.query],
                     [len(p.bands), TERM_CANDIDATES, *ranges],
                 )
             results = await self.scripts.execute(pipe)
@@ -368,7 +372,7 @@ class StoryKeeper:
         placements: list[Placement] = []
         for p, bands, terms in zip(prepared, band_hits, term_hits, strict=True):
             near = set(bands) | {i for b in p.bands for i in batch.by_band.get(b, ())}
-            related = set(terms) | {i for t in p.terms for i in batch.by_term.get(t, ())}
+            related = set(terms) | {i for t in p.query for i in batch.by_term.get(t, ())}
             found = {
                 i: c
                 for i in sorted((near | related) - {p.item.id})
@@ -383,7 +387,9 @@ class StoryKeeper:
                     for c in found.values()
                     if c.member and abs(c.when - p.when) <= self.window_s
                 ],
-                thresholds=p.semantic.thresholds if p.semantic else self.thresholds,
+                thresholds=p.semantic.thresholds
+                if p.semantic
+                else for_length(p.words, self.thresholds),
                 embedding=p.embedding,
                 weight=p.semantic.weight if p.semantic else 0.0,
             )

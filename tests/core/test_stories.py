@@ -6,6 +6,9 @@ import pytest
 
 from monitor.core.dedup import fingerprint
 from monitor.core.stories import (
+    LONG_FROM,
+    LONG_JOIN,
+    LONG_TO,
     SEMANTIC_THRESHOLDS,
     SEMANTIC_WEIGHT,
     SHORT_WORDS,
@@ -18,7 +21,10 @@ from monitor.core.stories import (
     cosine,
     decide,
     evidence,
+    for_length,
     idf,
+    index_terms,
+    query_terms,
     semantic_for,
     title_affixes,
     weigh,
@@ -190,3 +196,23 @@ def test_the_embeddings_count_less_as_the_text_grows(
         assert semantic.thresholds.join == pytest.approx(join)
     else:
         assert semantic.thresholds.join == pytest.approx(THRESHOLDS.join, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("words", "join"),
+    [(30, THRESHOLDS.join), (LONG_FROM, THRESHOLDS.join), (LONG_TO, LONG_JOIN), (2000, LONG_JOIN)],
+)
+def test_joining_eases_for_long_articles_and_confidence_does_not(words: int, join: float) -> None:
+    thresholds = for_length(words)
+    assert thresholds.join == pytest.approx(join)
+    assert thresholds.confident == THRESHOLDS.confident
+
+
+def test_a_stricter_join_than_the_long_one_is_never_raised() -> None:
+    assert for_length(2000, Thresholds(join=0.1, confident=0.2)).join == 0.1
+
+
+def test_an_item_looks_up_more_terms_than_it_is_indexed_under() -> None:
+    vector = {f"t{i}": 1.0 for i in range(60)}
+    assert index_terms(vector) == query_terms(vector)[: len(index_terms(vector))]
+    assert len(query_terms(vector)) > len(index_terms(vector))
