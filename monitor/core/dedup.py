@@ -105,13 +105,18 @@ def strip_boilerplate(text: str, repeated: Iterable[str] = ()) -> str:
     return "\n".join(kept)
 
 
+_WORDS = re.compile(r"\w+")
+
+
 def keyed_lines(text: str) -> list[tuple[str, str]]:
-    """A text's substantial lines with short, stable keys, for counting repeats across items."""
+    """A text's substantial lines with short, stable keys, for counting repeats across items.
+    The key is the line's words, case-folded: a cheap normalization (the same line recurs
+    verbatim, or nearly, in a source's items), not the full one of matching."""
     keyed = []
     for line in text.splitlines():
-        norm = normalize(line)
-        if len(norm) >= 12:
-            keyed.append((line, xxhash.xxh3_64_hexdigest(norm.encode())))
+        words = " ".join(_WORDS.findall(line.casefold()))
+        if len(words) >= 12:
+            keyed.append((line, xxhash.xxh3_64_hexdigest(words.encode())))
     return keyed
 
 

@@ -21,6 +21,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from monitor.core.dedup import Fingerprint, is_duplicate, jaccard
 from monitor.core.text import Tokens, tokenize
@@ -165,6 +166,7 @@ def evidence(title: str, text: str, *, text_tokens: Tokens | None = None) -> dic
 _ENDS = {".", "!", "?", ":", '"', "“", "”"}
 
 
+@lru_cache(maxsize=200_000)
 def prior_share(word: str, background: Background) -> float:
     """The share of ordinary documents that contain ``word``, from its frequency in the language."""
     per_word = 10 ** (background(word) - 9)

@@ -41,6 +41,23 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 return totals
 """
 
+# The sum of each field (ARGV) over the hashes in KEYS (a language's days): one reply, however
+# many days the window covers. HMGET in slices, so a large batch stays within Lua's stack.
+SUM_FIELDS = """
+local sums = {}
+for i = 1, #ARGV do sums[i] = 0 end
+for _, key in ipairs(KEYS) do
+  for start = 1, #ARGV, 1000 do
+    local stop = math.min(start + 999, #ARGV)
+    local values = redis.call('HMGET', key, unpack(ARGV, start, stop))
+    for j = 1, stop - start + 1 do
+      if values[j] then sums[start + j - 1] = sums[start + j - 1] + tonumber(values[j]) end
+    end
+  end
+end
+return sums
+"""
+
 # One call per frequency hash and batch: add 1 to each word given, set the TTL once.
 COUNT_WORDS = """
 for i = 2, #ARGV do redis.call('HINCRBY', KEYS[1], ARGV[i], 1) end
@@ -58,7 +75,7 @@ class PlacementInputs:
         self.store = store
         self.background = background
         self.window_s = window_s
-        self.scripts = Scripts(store.client, lines=COUNT_LINES, words=COUNT_WORDS)
+        self.scripts = Scripts(store.client, lines=COUNT_LINES, words=COUNT_WORDS, sums=SUM_FIELDS)
 
     async def read(
         self,
@@ -95,8 +112,12 @@ class PlacementInputs:
                         [2 * WEEK_S + DAY_S, *counted_keys],
                     )
             for language, words in wanted.items():
-                for day in days:
-                    pipe.hmget(keys.frequencies(language, day), [DOCUMENTS, *words])
+                self.scripts.call(
+                    pipe,
+                    "sums",
+                    [keys.frequencies(language, day) for day in days],
+                    [DOCUMENTS, *words],
+                )
             ttl = self.window_s + 2 * DAY_S
             for language, distinct in documents.items():  # counted after they were read
                 args: list[str | int] = [ttl]
@@ -130,11 +151,8 @@ class PlacementInputs:
             titles.append(clean_title(item.title, recurring))
         streams: dict[str, StreamFrequency] = {}
         for language, words in wanted.items():
-            sums = [0] * (len(words) + 1)
-            for _ in days:
-                reply = results[position]
-                position += 1
-                sums = [t + int(c or 0) for t, c in zip(sums, reply, strict=True)]
+            sums = [int(c) for c in results[position]]
+            position += 1
             stored = StreamFrequency(
                 sums[0], {w: c for w, c in zip(words, sums[1:], strict=True) if c}
             )
