@@ -93,9 +93,33 @@ class Poller:
             logger.error("poll failed: %s", exc, extra=context(source=scheduled.id))
             self.metrics.poll_failed(scheduled.id)
             return None
+        except Exception as exc:  # a bug on hostile input: this source fails, the job lives on
+            logger.exception(
+                "poll failed unexpectedly: %s: %s",
+                type(exc).__name__,
+                exc,
+                extra=context(source=scheduled.id),
+            )
+            self.metrics.poll_failed(scheduled.id)
+            await self._record_failure(scheduled, f"internal error: {type(exc).__name__}: {exc}")
+            return None
         finally:
             if task is not None:
                 self._inflight.discard(task)
+
+    async def _record_failure(self, scheduled: Scheduled, error: str) -> None:
+        """Count a poll that died as a failed poll in the source's health (so /healthz,
+        ``sources list`` and operator alerts see it); never raises."""
+        try:
+            health = FeedHealth.from_mapping(await self.store.get_health(scheduled.id))
+            updated = health.update(PollOutcome(at=utc_now(self.clock), error=error))
+            await self.store.set_health(scheduled.id, updated.to_mapping())
+            if self.operator is not None:
+                await self.operator.source_polled(scheduled.id, health, updated)
+        except Exception as exc:
+            logger.error(
+                "could not record the failed poll: %s", exc, extra=context(source=scheduled.id)
+            )
 
     async def _poll(self, scheduled: Scheduled, *, force: bool) -> FetchResult | None:
         source, spec = scheduled.source, scheduled.spec

@@ -92,28 +92,41 @@ def parse_feed(
         raise SourceError("empty document")
     document = _json_document(data)
     if document is not None:
-        return _unique(_json_feed_items(document, source, url, now), None)
+        return _unique(*_json_feed_items(document, source, url, now))
     parsed, bozo = _feedparser(data, charset)
     if not parsed.entries and bozo is not None:
         raise SourceError(f"not a readable feed: {bozo}")
     if not parsed.entries and not parsed.get("version"):
         raise SourceError("not a feed: no RSS, Atom or RDF document element")
     base = url or _str(parsed.feed.get("link"))
-    return _unique(feed_items(parsed, source, base, now), bozo)
+    items, skipped = feed_items(parsed, source, base, now)
+    return _unique(items, skipped, bozo)
 
 
-def feed_items(parsed: Any, source: str, url: str | None, now: datetime | None) -> list[Item]:
+def feed_items(
+    parsed: Any, source: str, url: str | None, now: datetime | None
+) -> tuple[list[Item], list[str]]:
     """The items of a feedparser result, entry by entry (what ``parse_feed`` does after
-    parsing); ``url`` resolves relative links."""
+    parsing), and the entries that could not be read, each with its position and why (the rest
+    of the feed goes through); ``url`` resolves relative links."""
     language = _str(parsed.feed.get("language")) or _detail_language(parsed.feed, "title")
     rss = not str(parsed.get("version") or "").startswith("atom")
-    return [_entry_item(entry, source, url, language, now, rss) for entry in parsed.entries]
+    items: list[Item] = []
+    skipped: list[str] = []
+    for index, entry in enumerate(parsed.entries, 1):
+        try:
+            items.append(_entry_item(entry, source, url, language, now, rss))
+        except Exception as exc:  # one unreadable entry must not cost the others
+            skipped.append(f"entry {index} skipped: {type(exc).__name__}: {exc}")
+    return items, skipped
 
 
-def _unique(items: Iterable[Item], bozo: str | None) -> ParsedFeed:
+def _unique(
+    items: Iterable[Item], skipped: Iterable[str] = (), bozo: str | None = None
+) -> ParsedFeed:
     """The first entry of each GUID; later repeats become problems (the id would clash)."""
     kept: dict[str, Item] = {}
-    problems: list[str] = []
+    problems: list[str] = list(skipped)
     for item in items:
         if item.id in kept:
             problems.append(f"entry with a duplicate GUID {item.guid!r} (kept the first)")
@@ -146,8 +159,12 @@ def _feedparser(data: bytes, charset: str | None) -> tuple[Any, str | None]:
     ):
         headers["content-type"] = f"application/xml; charset={charset}"
     decoding: dict[str, Any] = {}
-    utf8 = feedparser.encodings.convert_to_utf8(headers, data, decoding)
-    safe, removed = _without_internal_subset(utf8)
+    try:
+        utf8 = feedparser.encodings.convert_to_utf8(headers, data, decoding)
+    except (ValueError, LookupError) as exc:  # an encoding name with a NUL or bad bytes in it
+        utf8 = _as_utf8(data)
+        decoding = {"bozo": True, "bozo_exception": f"unusable encoding declaration ({exc})"}
+    safe, removed = _without_internal_subset(_CHARREF.sub(_valid_charref, utf8))
     # A file-like object: feedparser would try to open or download a str or bytes argument.
     parsed = feedparser.parse(
         io.BytesIO(safe),
@@ -159,6 +176,27 @@ def _feedparser(data: bytes, charset: str | None) -> tuple[Any, str | None]:
     )
     reasons = [_bozo_message(decoding), removed, _bozo_message(parsed)]
     return parsed, "; ".join(r for r in reasons if r) or None
+
+
+_CHARREF = re.compile(rb"&#(?:[xX]([0-9a-fA-F]{1,16})|([0-9]{1,20}));")
+_DECLARED_ENCODING = re.compile(rb"(<\?xml[^>]*?)\s+encoding\s*=\s*(['\"])[^'\"]*\2", re.IGNORECASE)
+
+
+def _valid_charref(match: re.Match[bytes]) -> bytes:
+    """A numeric character reference to a character that cannot exist (beyond U+10FFFF, a
+    surrogate, NUL) becomes U+FFFD; the parser would raise on it."""
+    hexa, decimal = match.groups()
+    code = int(hexa, 16) if hexa else int(decimal)
+    if 0 < code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF:
+        return match.group()
+    return b"&#xFFFD;"
+
+
+def _as_utf8(data: bytes) -> bytes:
+    """A document whose encoding declaration cannot be used, read as UTF-8 (bad bytes replaced)
+    with that declaration removed."""
+    text = data.decode("utf-8", errors="replace").encode("utf-8")
+    return _DECLARED_ENCODING.sub(rb"\1", text.replace(b"\x00", b""), count=1)
 
 
 def _without_internal_subset(data: bytes) -> tuple[bytes, str | None]:
@@ -319,8 +357,11 @@ def _web_url(link: str | None, base: str | None) -> str | None:
     as ``urn:…`` end up in feedparser's ``link`` when an entry has none)."""
     if not link:
         return None
-    absolute = urljoin(base, link) if base else link
-    return absolute if urlsplit(absolute).scheme in ("http", "https") else None
+    try:
+        absolute = urljoin(base, link) if base else link
+        return absolute if urlsplit(absolute).scheme in ("http", "https") else None
+    except ValueError:  # "http://[x/": not a URL at all
+        return None
 
 
 def _detail_text(holder: Mapping[str, Any], key: str | None, rss: bool) -> str:
@@ -420,18 +461,23 @@ def is_json_feed(document: Any) -> bool:
 
 def _json_feed_items(
     document: dict[str, Any], source: str, url: str | None, now: datetime | None
-) -> tuple[Item, ...]:
+) -> tuple[tuple[Item, ...], list[str]]:
     entries = document.get("items")
     if not isinstance(entries, list):
         raise SourceError("JSON Feed without an items list")
     base = url or _str(document.get("feed_url")) or _str(document.get("home_page_url"))
     language = _str(document.get("language"))
     feed_authors = _json_authors(document)
-    return tuple(
-        _json_feed_item(entry, source, base, language, feed_authors, now)
-        for entry in entries
-        if isinstance(entry, dict)
-    )
+    items: list[Item] = []
+    skipped: list[str] = []
+    for index, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict):
+            continue
+        try:
+            items.append(_json_feed_item(entry, source, base, language, feed_authors, now))
+        except Exception as exc:  # one unreadable entry must not cost the others
+            skipped.append(f"entry {index} skipped: {type(exc).__name__}: {exc}")
+    return tuple(items), skipped
 
 
 def _json_feed_item(
@@ -554,6 +600,8 @@ class FeedSource:
             )
         except SourceError as exc:
             parsed, error = ParsedFeed(()), str(exc)
+        except Exception as exc:  # a parser bug on hostile bytes: this source's error, no more
+            parsed, error = ParsedFeed(()), f"unreadable feed: {type(exc).__name__}: {exc}"
         else:
             if not parsed.items:
                 error = "the feed has no entries"

@@ -106,3 +106,25 @@ async def test_entries_already_seen_are_not_appended_again(store: Store) -> None
     source.fetches = 0  # the next fetch returns an item with the same id
     await poller.poll(poller.sources[0], force=True)
     assert await store.items.length() == 1
+
+
+class Exploding(Counting):
+    """A source with a bug: its fetch raises something that is not one of ours."""
+
+    async def fetch(self, state: Mapping[str, str]) -> FetchResult:
+        self.fetches += 1
+        raise KeyError("tags")
+
+
+async def test_a_source_that_raises_fails_alone_and_its_health_says_so(store: Store) -> None:
+    broken, fine = Exploding("broken"), Counting("fine")
+    spec = PollSpec(60, 60, 60)
+    poller = Poller(store, [Scheduled(broken, spec), Scheduled(fine, spec)], owner="a")
+    await poller.poll_all()  # one source's exception cancels nothing
+    assert (broken.fetches, fine.fetches) == (1, 1)
+    assert await store.items.length() == 1
+    health = FeedHealth.from_mapping(await store.get_health("broken"))
+    assert health.consecutive_failures == 1 and "KeyError" in (health.error or "")
+    # The poll can run again: nothing died.
+    assert await poller.poll(poller.sources[0], force=True) is None
+    assert broken.fetches == 2

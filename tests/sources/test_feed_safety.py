@@ -13,10 +13,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import feedparser
 import pytest
 
 from monitor.errors import SourceError
-from monitor.sources.feed import parse_feed
+from monitor.sources.feed import feed_items, parse_feed
 from tests.sources.http_server import Server
 
 SECRET = "TOP-SECRET-7f3a9c"
@@ -137,7 +138,7 @@ CHILD = textwrap.dedent(
     import json, resource, sys, time
     resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
     from monitor.errors import SourceError
-    from monitor.sources.feed import parse_feed
+    from monitor.sources.feed import feed_items, parse_feed
     data = sys.stdin.buffer.read()
     started = time.monotonic()
     try:
@@ -172,3 +173,51 @@ def test_entity_bombs_finish_fast_in_bounded_memory(bomb: str) -> None:
     assert outcome["items"] == 1
     assert outcome["text"] < len(bomb)  # nothing was expanded
     assert "DOCTYPE internal subset removed" in outcome["bozo"]
+
+
+GOOD_ENTRY = "<item><title>Good one</title><link>https://example.com/a</link><guid>a</guid></item>"
+
+
+def rss(*entries: str, declaration: str = '<?xml version="1.0"?>') -> str:
+    channel = f"<channel><title>t</title>{''.join(entries)}</channel>"
+    return f'{declaration}<rss version="2.0">{channel}</rss>'
+
+
+@pytest.mark.parametrize(
+    ("document", "kept", "noted"),
+    [
+        # urljoin raises "Invalid IPv6 URL": the entry stays, without a link.
+        (
+            rss(GOOD_ENTRY, "<item><title>Bad</title><link>http://[x/</link><guid>b</guid></item>"),
+            2,
+            None,
+        ),
+        # A character reference beyond Unicode: the parser would raise; it becomes U+FFFD.
+        (rss(GOOD_ENTRY, "<item><title>Bad &#x110000; t</title><guid>b</guid></item>"), 2, None),
+        (rss(GOOD_ENTRY, "<item><title>Bad &#0; &#55296; t</title><guid>b</guid></item>"), 2, None),
+        # Encoding declarations that cannot be used: read as UTF-8, said so.
+        (rss(GOOD_ENTRY, declaration='<?xml version="1.0" encoding="\xe0tf-8"?>'), 1, "encoding"),
+        (rss(GOOD_ENTRY, declaration='<?xml version="1.0" encoding="utf\x00-8"?>'), 1, "encoding"),
+    ],
+)
+def test_one_malformed_entry_or_declaration_never_costs_the_rest(
+    document: str, kept: int, noted: str | None
+) -> None:
+    parsed = parse_feed(document.encode("latin-1"), "s", "https://example.com/feed")
+    assert len(parsed.items) == kept
+    assert parsed.items[0].title == "Good one" and parsed.items[0].url == "https://example.com/a"
+    if kept == 2:
+        assert parsed.items[1].url is None or parsed.items[1].url.startswith("https://")
+        assert "\ufffd" in parsed.items[1].title or parsed.items[1].title == "Bad"
+    if noted:
+        assert parsed.bozo is not None and noted in parsed.bozo
+
+
+def test_an_entry_that_cannot_be_read_is_skipped_and_named() -> None:
+    """Whatever a feed entry does to the extraction, the other entries go through and the
+    skipped one is a problem with its position and reason."""
+    document = feedparser.parse(rss(GOOD_ENTRY, GOOD_ENTRY.replace(">a<", ">b<")).encode())
+    document.entries[1] = "not an entry"  # what a parser bug can hand over
+    items, skipped = feed_items(document, "s", "https://example.com/feed", None)
+    assert [item.title for item in items] == ["Good one"]
+    assert len(skipped) == 1 and skipped[0].startswith("entry 2 skipped: AttributeError")
