@@ -11,6 +11,32 @@ SEVERITIES: tuple[Severity, ...] = ("low", "normal", "high", "critical")
 FIELDS: tuple[str, ...] = ("title", "text", "url", "source", "author")
 
 
+# Characters a feed must not get onto a terminal or into a message: C0 controls but tab and
+# line feed (ESC starts terminal escape sequences), DEL, C1 controls, and the bidirectional
+# embeddings, overrides and isolates that make text read in another order than it is.
+_INVISIBLE = {
+    code: None
+    for code in (
+        *range(0x00, 0x09),
+        0x0B,
+        0x0C,
+        *range(0x0E, 0x20),
+        *range(0x7F, 0xA0),
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+        0x061C,
+    )
+}
+
+
+def shown(text: str) -> str:
+    """Feed text as it may be shown anywhere: line breaks normalized to ``\n``, control and
+    bidirectional-override characters removed (see ``_INVISIBLE``)."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.translate(_INVISIBLE)
+
+
 def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
@@ -30,6 +56,15 @@ class Item:
     tags: tuple[str, ...] = ()
     language: str | None = None
     path: str | None = None
+
+    def __post_init__(self) -> None:
+        # Whatever a source sent, what flows on is safe to show anywhere (``shown``).
+        for name in ("title", "text", "source", "url"):
+            value = getattr(self, name)
+            if value and (cleaned := shown(value)) != value:
+                object.__setattr__(self, name, cleaned)
+        if any(shown(author) != author for author in self.authors):
+            object.__setattr__(self, "authors", tuple(shown(a) for a in self.authors))
 
     def field(self, name: str) -> str:
         """The text of a matchable field (see ``FIELDS``)."""

@@ -16,8 +16,10 @@ from pathlib import Path
 import feedparser
 import pytest
 
+from monitor.channels.console import alert_line
 from monitor.errors import SourceError
 from monitor.sources.feed import feed_items, parse_feed
+from tests.factories import make_alert
 from tests.sources.http_server import Server
 
 SECRET = "TOP-SECRET-7f3a9c"
@@ -138,7 +140,7 @@ CHILD = textwrap.dedent(
     import json, resource, sys, time
     resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
     from monitor.errors import SourceError
-    from monitor.sources.feed import feed_items, parse_feed
+    from monitor.sources.feed import parse_feed
     data = sys.stdin.buffer.read()
     started = time.monotonic()
     try:
@@ -221,3 +223,21 @@ def test_an_entry_that_cannot_be_read_is_skipped_and_named() -> None:
     items, skipped = feed_items(document, "s", "https://example.com/feed", None)
     assert [item.title for item in items] == ["Good one"]
     assert len(skipped) == 1 and skipped[0].startswith("entry 2 skipped: AttributeError")
+
+
+def test_feed_text_cannot_drive_a_terminal_or_reverse_what_it_shows() -> None:
+    """ESC sequences, C1 controls, carriage returns and the right-to-left override never leave
+    a feed: not in items, not on the console."""
+    title = "Breaking\x1b[2J\x1b]0;pwned\x07 news \u202egnp.exe\u202c \x9b31m"
+    text = "Line one\r\nLine two\rLine three\u2066isolated\u2069\x00"
+    document = (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><item>'
+        f"<title><![CDATA[{title}]]></title><description><![CDATA[{text}]]></description>"
+        "<guid>1</guid></item></channel></rss>"
+    )
+    [item] = parse_feed(document.encode(), "s").items
+    line = alert_line(make_alert(item=item))
+    for shown in (item.title, item.text, line):
+        assert not any(c in shown for c in "\x1b\x07\x9b\r\u202e\u202c\u2066\u2069\x00")
+    assert item.title.startswith("Breaking[2J]0;pwned news gnp.exe")
+    assert item.text == "Line one\nLine two\nLine threeisolated"
