@@ -1,13 +1,20 @@
-"""How common a word is in ordinary text (wordfreq), for weighting what a story is about."""
+"""How common a word is in ordinary text (wordfreq), for weighting what a story is about, and
+which language an item is in when it does not say (stop-word profiles: a few hundred KB).
+
+A language's frequency table (tens of MB) is loaded the first time a word of that language is
+weighed, and only then; guessing a language never loads one.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache, lru_cache
 
+from stop_words import get_stop_words
 from wordfreq import available_languages, zipf_frequency
 
 from monitor.core.stories import Background
+from monitor.core.text import tokenize
 
 FALLBACK = "en"
 
@@ -17,9 +24,12 @@ def _languages() -> frozenset[str]:
     return frozenset(available_languages())
 
 
-# Languages a feed is likely to be in when it does not say; the guess picks the one in which the
-# text's words are most common.
-GUESSED = ("en", "es", "de", "fr", "it", "pt", "nl", "sv", "pl", "ru", "uk", "tr")
+# Languages a feed is likely to be in when it does not say; the guess picks the one whose
+# function words (the stop-words package's lists) make up most of the text's first words.
+GUESSED = (
+    "en", "es", "de", "fr", "it", "pt", "nl", "sv", "pl", "ru", "uk", "tr",
+    "ar", "el", "he", "fa", "bg",
+)  # fmt: skip
 GUESS_WORDS = 60
 
 
@@ -38,12 +48,34 @@ def background_for(language: str | None, words: Sequence[str] = ()) -> Backgroun
 
 
 def guess_language(words: Sequence[str]) -> str:
-    """The language whose ordinary words these are: the highest mean Zipf frequency."""
+    """The language most of whose function words these are (ties and no evidence: English).
+    A word counts for each language it is a function word of, shared equally among them: "la"
+    says less than "und"."""
     sample = [w for w in words[:GUESS_WORDS] if not w.isdigit()]
     if not sample:
         return FALLBACK
-    scores = {lang: sum(map(_frequency(lang), sample)) for lang in GUESSED}
+    profiles, shared = _profiles(), _shared()
+    scores = {lang: sum(1.0 / shared[w] for w in sample if w in profiles[lang]) for lang in GUESSED}
     return max(scores, key=lambda lang: (scores[lang], lang == FALLBACK))
+
+
+@cache
+def _shared() -> dict[str, int]:
+    """In how many of the guessed languages each function word is one."""
+    counts: dict[str, int] = {}
+    for profile in _profiles().values():
+        for word in profile:
+            counts[word] = counts.get(word, 0) + 1
+    return counts
+
+
+@cache
+def _profiles() -> dict[str, frozenset[str]]:
+    """Each language's function words, normalized as text is (accents folded, lower case)."""
+    return {
+        lang: frozenset(word for entry in get_stop_words(lang) for word in tokenize(entry).words)
+        for lang in GUESSED
+    }
 
 
 @cache

@@ -241,6 +241,10 @@ class StoryKeeper:
         placed = {p.item: p for p in await self._place(fresh, now)} if fresh else {}
         return [earlier.get(item.id) or placed[item.id] for item in items]
 
+    def _warm(self, languages: Sequence[str]) -> None:
+        for language in languages:
+            self.background(language)("the")
+
     async def _placed_before(self, items: Sequence[Item]) -> dict[str, Placement]:
         keys = self.store.keys
         fields = ["story", "duplicate_of", "matched", "similarity", "confident"]
@@ -281,6 +285,8 @@ class StoryKeeper:
             self.language(item.language, found[:200])
             for item, found in zip(items, raw_words, strict=True)
         ]
+        # A language's frequency table (tens of MB, a second to read) loads in a thread.
+        await asyncio.to_thread(self._warm, sorted(set(languages)))
         cleaned, titles, streams = await self.inputs.read(items, texts, raw_words, languages, now)
         prepared = []
         for item, title, text, language in zip(items, titles, cleaned, languages, strict=True):
