@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from monitor.core.frequencies import guess_language
 from monitor.core.text import tokenize
+from tests.children import run_child
 
 
 @pytest.mark.parametrize(
@@ -66,14 +63,6 @@ CHILD = textwrap.dedent(
 @pytest.mark.peak_memory  # a child inherits the peak of the process that forks it
 def test_items_without_a_language_load_only_the_tables_they_need() -> None:
     """Guessing loads no frequency table; two languages cost two tables, not twelve."""
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD],
-        capture_output=True,
-        timeout=60,
-        check=False,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
-    outcome = json.loads(done.stdout)
+    outcome = run_child(CHILD)
     assert outcome["languages"] == ["en", "de"]
     assert outcome["max_rss_mb"] < 300, outcome

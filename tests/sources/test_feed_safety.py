@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import pytest
 from monitor.channels.console import alert_line
 from monitor.errors import SourceError
 from monitor.sources.feed import feed_items, parse_feed
+from tests.children import run_child
 from tests.factories import make_alert
 from tests.sources.http_server import Server
 
@@ -159,16 +158,7 @@ CHILD = textwrap.dedent(
 @pytest.mark.peak_memory  # a child inherits the peak of the process that forks it
 @pytest.mark.parametrize("bomb", [BILLION_LAUGHS, QUADRATIC], ids=["billion-laughs", "quadratic"])
 def test_entity_bombs_finish_fast_in_bounded_memory(bomb: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD],
-        input=bomb.encode(),
-        capture_output=True,
-        timeout=30,
-        check=False,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
-    outcome = json.loads(done.stdout)
+    outcome = run_child(CHILD, bomb.encode(), timeout=30)
     assert outcome["seconds"] < 5
     assert outcome["max_rss_mb"] < 300
     assert "error" not in outcome, outcome
