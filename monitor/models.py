@@ -56,6 +56,9 @@ class Item:
     tags: tuple[str, ...] = ()
     language: str | None = None
     path: str | None = None
+    shared_url: bool = False
+    """Other entries of the same feed document carry this link too (a podcast's or a live
+    page's home page): the link is shown, but it does not identify the entry."""
 
     def __post_init__(self) -> None:
         # Whatever a source sent, what flows on is safe to show anywhere (``shown``).
@@ -78,6 +81,8 @@ class Item:
         data["published"] = self.published.isoformat() if self.published else None
         data["authors"] = list(self.authors)
         data["tags"] = list(self.tags)
+        if not self.shared_url:
+            del data["shared_url"]  # the usual case says nothing
         return data
 
     @classmethod
@@ -103,6 +108,7 @@ class Item:
             tags=tuple(data.get("tags") or ()),
             language=data.get("language"),
             path=data.get("path"),
+            shared_url=bool(data.get("shared_url", False)),
         )
 
 

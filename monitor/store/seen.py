@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 
@@ -20,9 +21,18 @@ def seen_key(keys: Keys, item: Item) -> str:
 
 
 def seen_keys(keys: Keys, item: Item) -> list[str]:
-    """The level-1 keys of an item: source + GUID, and its canonical URL when it has one."""
-    url = canonical_url(item.url) if item.url else None
+    """The level-1 keys of an item: source + GUID, and its canonical URL when that identifies
+    it: not a site's root page, not a link other entries of its feed share (``shared_url``)."""
+    url = canonical_url(item.url) if item.url and not item.shared_url else None
+    if url is not None and _is_site_root(url):
+        url = None
     return [seen_key(keys, item), *([keys.seen_url(url)] if url else [])]
+
+
+def _is_site_root(url: str) -> bool:
+    """``https://host/`` (no path, no query): a home page, never one entry's own address."""
+    parts = urlsplit(url)
+    return parts.path in ("", "/") and not parts.query
 
 
 class SeenKeys:

@@ -58,3 +58,47 @@ async def test_two_daemons_poll_a_feed_once_per_interval_between_them(
     await asyncio.sleep(1.1)
     await asyncio.gather(a.poll(scheduled[0]), b.poll(scheduled[0]))
     assert len(server.hits("/feed")) == 2  # due again: once between them
+
+
+def rss_with_guids(count: int, link: str) -> bytes:
+    body = "".join(
+        f"<item><title>Episode {n}: guest {n * 3}</title><link>{link}</link><guid>ep-{n}</guid>"
+        f"<description>Episode {n} of the show, about topic {n * 11}.</description></item>"
+        for n in range(count)
+    )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+        f"<title>Show</title><link>https://show.example/</link>{body}</channel></rss>"
+    ).encode()
+
+
+async def test_entries_that_share_one_link_are_all_taken_in(
+    server: hs.Server, client: httpx.AsyncClient, limits: FetchLimits, store: Store
+) -> None:
+    """A podcast's 130 episodes all link to its home page (and a live page's updates to one
+    page): the GUIDs tell them apart, the shared link identifies none of them."""
+    poller_and_processor = []
+    for source_id, link in (
+        ("show", "https://show.example/"),
+        ("live", "https://live.example/blog"),
+    ):
+        server.static(f"/{source_id}", rss_with_guids(130, link), ("Content-Type", "text/xml"))
+        source = FeedSource(source_id, server.url(f"/{source_id}"), client, limits)
+        poller = Poller(store, [Scheduled(source, PollSpec(60, 60, 60))], owner="a")
+        poller_and_processor.append(poller)
+    runtime = Runtime.build(build_config([], {}))
+    processor = Processor(store, lambda: runtime, StoryKeeper(store))
+    await processor.start()
+    for poller in poller_and_processor:
+        await poller.poll(poller.sources[0], force=True)
+    assert await store.items.length() == 260
+    taken = []
+    while entries := await store.items.read("process", "worker", 100, None):
+        taken.extend((await processor.handle(entries)).placements)
+    assert len(taken) == 260  # none dropped as already seen
+    # A later poll with one new episode takes exactly that one in.
+    server.static(
+        "/show", rss_with_guids(131, "https://show.example/"), ("Content-Type", "text/xml")
+    )
+    await poller_and_processor[0].poll(poller_and_processor[0].sources[0], force=True)
+    assert await store.items.length() == 261
