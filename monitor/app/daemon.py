@@ -190,25 +190,33 @@ class App:
         """
         assert self.rules_dir is not None
         loaded = rules_snapshot(self.rules_dir)
-        async for _ in watchfiles.awatch(
-            self.rules_dir,
-            watch_filter=lambda _, path: path.endswith(SUFFIXES),
-            debounce=RELOAD_DEBOUNCE_MS,
-            step=50,
-            stop_event=self.stopping,
-            rust_timeout=1000,
-            yield_on_timeout=True,
-        ):
-            current = rules_snapshot(self.rules_dir)
-            if current != loaded:
-                loaded = current
-                self.reload(poller)
+        while not self.stopping.is_set():
+            try:
+                async for _ in watchfiles.awatch(
+                    self.rules_dir,
+                    watch_filter=lambda _, path: path.endswith(SUFFIXES),
+                    debounce=RELOAD_DEBOUNCE_MS,
+                    step=50,
+                    stop_event=self.stopping,
+                    rust_timeout=1000,
+                    yield_on_timeout=True,
+                ):
+                    current = rules_snapshot(self.rules_dir)
+                    if current != loaded:
+                        loaded = current
+                        await self.reload(poller)
+            except Exception as exc:  # the watcher never dies: log, pause, watch again
+                logger.exception("watching %s failed: %s", self.rules_dir, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), 1.0)
 
-    def reload(self, poller: Poller) -> bool:
-        """Apply the rules directory as it is now; on any problem keep the last good config."""
+    async def reload(self, poller: Poller) -> bool:
+        """Apply the rules directory as it is now; on any problem keep the last good config.
+        Reading and compiling run in a thread: the roles go on meanwhile."""
         assert self.rules_dir is not None
+        rules_dir = self.rules_dir
         try:
-            config = load_config(self.rules_dir)
+            config, runtime = await asyncio.to_thread(_compiled, rules_dir)
             register(config.secrets)
             sources = build_sources(config, self.http, self.limits) if "poll" in self.roles else []
             channels = self._channels(config)
@@ -218,9 +226,15 @@ class App:
             logger.error("reload failed: the last good configuration stays in force")
             self.metrics.reloaded(ok=False, rules=None, at=time.time())
             return False
+        except Exception as exc:
+            logger.exception(
+                "reload failed unexpectedly (%s): the last good configuration stays", exc
+            )
+            self.metrics.reloaded(ok=False, rules=None, at=time.time())
+            return False
         before = {spec.id: spec for spec in self.runtime.config.sources}
         changed = {spec.id for spec in config.sources if before.get(spec.id) not in (None, spec)}
-        self.runtime = Runtime.build(config)
+        self.runtime = runtime
         self.sources = sources
         poller.update(sources, changed)
         before_specs = {spec.id: spec for spec in self.runtime_channels}
@@ -344,3 +358,9 @@ class App:
             while role in self.roles and asyncio.get_running_loop().time() < deadline:
                 if await step(self.consumer, count=count) == 0:
                     break
+
+
+def _compiled(rules_dir: Path) -> tuple[WatchConfig, Runtime]:
+    """The rules directory read and compiled (run in a thread by ``App.reload``)."""
+    config = load_config(rules_dir)
+    return config, Runtime.build(config)

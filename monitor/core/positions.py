@@ -75,14 +75,31 @@ class Document:
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+MAX_BYTES = 1_000_000  # a rules file larger than this is refused unread
+MAX_VALUES = 100_000  # values a file may expand to, aliases included (an alias bomb stops here)
+MAX_NESTING = 64  # mappings and sequences nested deeper (a recursive alias) are refused
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+class _Refused(Exception):
+    """The document is refused as a whole; the problem is already recorded."""
+
+
 class Reader:
     def __init__(self, path: str, env: Mapping[str, str], problems: list[Problem]) -> None:
         self.doc = Document(path, None)
         self.constructor = yaml.SafeLoader("")
         self.env = env
         self.problems = problems
+        self.values = 0
+        self.nesting = 0
 
     def read(self, text: str) -> Document:
+        if len(text) > MAX_BYTES:
+            self.problems.append(
+                Problem(self.doc.path, 1, 1, f"the file is larger than {MAX_BYTES:,} bytes")
+            )
+            return self.doc
         try:
             root = yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.MarkedYAMLError as exc:
@@ -95,14 +112,41 @@ class Reader:
             self.problems.append(Problem(self.doc.path, 1, 1, f"invalid YAML: {exc}"))
             return self.doc
         self.doc.lines = text.splitlines()
-        self.doc.data = self.convert(root, ()) if root is not None else None
+        try:
+            self.doc.data = self.convert(root, ()) if root is not None else None
+        except _Refused:
+            self.doc.data = None
         return self.doc
 
     def convert(self, node: yaml.Node, loc: YamlPath) -> Any:
+        self.values += 1
+        if self.values > MAX_VALUES:
+            self.problem(node, f"the file expands to more than {MAX_VALUES:,} values (aliases?)")
+            raise _Refused
         self.doc.values[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            self.nesting += 1
+            if self.nesting > MAX_NESTING:
+                self.problem(node, f"nested more than {MAX_NESTING} deep (a recursive alias?)")
+                raise _Refused
+            try:
+                return self.collection(node, loc)
+            finally:
+                self.nesting -= 1
+        self.doc.styles[loc] = node.style if isinstance(node, yaml.ScalarNode) else None
+        value = self.scalar(node)
+        if isinstance(value, str) and "${" in value:
+            value = self.expand(value, node)
+        return value
+
+    def collection(self, node: yaml.MappingNode | yaml.SequenceNode, loc: YamlPath) -> Any:
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
+            merged: list[dict[Any, Any]] = []
             for key_node, value_node in node.value:
+                if key_node.tag == _MERGE:  # <<: *defaults, or <<: [*a, *b]
+                    merged.extend(self.merged(value_node, loc))
+                    continue
                 key = self.scalar(key_node)
                 key_loc = (*loc, str(key))
                 if key in out:
@@ -116,20 +160,32 @@ class Reader:
                     key_node.start_mark.column + 1,
                 )
                 out[key] = self.convert(value_node, key_loc)
+            for defaults in merged:  # keys written out win over merged ones, as YAML says
+                for key, value in defaults.items():
+                    out.setdefault(key, value)
             return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self.convert(child, (*loc, i)) for i, child in enumerate(node.value)]
-        self.doc.styles[loc] = node.style if isinstance(node, yaml.ScalarNode) else None
-        value = self.scalar(node)
-        if isinstance(value, str) and "${" in value:
-            value = self.expand(value, node)
-        return value
+        return [self.convert(child, (*loc, i)) for i, child in enumerate(node.value)]
+
+    def merged(self, node: yaml.Node, loc: YamlPath) -> list[dict[Any, Any]]:
+        """The mappings a merge key (``<<``) brings in; anything else is a problem."""
+        sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        out = []
+        for source in sources:
+            if not isinstance(source, yaml.MappingNode):
+                self.problem(source, "a merge key (<<) takes a mapping or a list of mappings")
+                continue
+            out.append(self.convert(source, loc))
+        return out
 
     def scalar(self, node: yaml.Node) -> Any:
         if not isinstance(node, yaml.ScalarNode):
             self.problem(node, "a key must be a plain value")
             return f"<{node.tag}>"
-        return self.constructor.construct_object(node, deep=True)
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:  # a tag SafeLoader does not know (!!python/object…)
+            self.problem(node, f"unsupported value: {getattr(exc, 'problem', None) or exc}")
+            return None
 
     def expand(self, value: str, node: yaml.Node) -> str:
         def substitute(match: re.Match[str]) -> str:

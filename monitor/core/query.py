@@ -298,11 +298,22 @@ _ParseFn: TypeAlias = Callable[[], Node]
 _TERM_START = {"LPAREN", "NOT", "MINUS", "FIELD", "PHRASE", "WORD", "ENTITY", "REGEX"}
 
 
+MAX_DEPTH = 32  # parentheses and NOT/- nested deeper than this are refused, never recursed into
+
+
 class _Parser:
     def __init__(self, query: str, entities: Mapping[str, Sequence[str]]) -> None:
         self.toks = _lex(query)
         self.pos = 0
         self.entities = entities
+        self.depth = 0
+
+    def deeper(self, offset: int) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise QuerySyntaxError(
+                f"nested more than {MAX_DEPTH} deep (parentheses, NOT or -)", offset
+            )
 
     @property
     def tok(self) -> _Tok:
@@ -351,7 +362,10 @@ class _Parser:
     def parse_unary(self) -> Node:
         if self.tok.kind in ("NOT", "MINUS"):
             op = self.take()
-            return Not(self.operand(self.parse_unary, op.value, op.offset))
+            self.deeper(op.offset)
+            node = Not(self.operand(self.parse_unary, op.value, op.offset))
+            self.depth -= 1
+            return node
         return self.parse_primary()
 
     def operand(self, parse: _ParseFn, op: str, offset: int) -> Node:
@@ -365,10 +379,12 @@ class _Parser:
         if tok.kind == "LPAREN":
             if self.tok.kind == "RPAREN":
                 raise QuerySyntaxError("empty parentheses", tok.offset)
+            self.deeper(tok.offset)
             node = self.parse_or()
             if self.tok.kind != "RPAREN":
                 raise QuerySyntaxError("missing ')' to close this '('", tok.offset)
             self.take()
+            self.depth -= 1
             return node
         if tok.kind == "FIELD":
             name = tok.value.lower()

@@ -79,3 +79,29 @@ async def test_a_removed_source_stops_being_polled(daemon: tuple[App, Path]) -> 
     await until(lambda: poller.scheduled == ["seeds"])
     (rules / "sources.yaml").write_text(sources_yaml("seeds", "again"))
     await until(lambda: poller.scheduled == ["again", "seeds"])
+
+
+HOSTILE = {
+    "deep parentheses": "rules:\n  - {id: first, query: '" + "(" * 200 + "a" + ")" * 200 + "'}\n",
+    "NOT repeated": "rules:\n  - {id: first, query: '" + "NOT " * 5000 + "a'}\n",
+    "recursive alias": "rules: &r\n  - *r\n",
+    "alias bomb": "rules:\n  - &a {id: a, query: x}\n"
+    + "".join(f"x{i}: &x{i} [{', '.join([f'*x{i - 1}' if i else '*a'] * 9)}]\n" for i in range(9)),
+}
+
+
+async def test_hostile_rule_files_never_stop_the_watcher(
+    daemon: tuple[App, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each hostile file is refused with a position, the last good rules stay, and a valid edit
+    made afterwards still applies."""
+    app, rules = daemon
+    caplog.set_level(logging.ERROR, logger="monitor.app.daemon")
+    for name, text in HOSTILE.items():
+        caplog.clear()
+        (rules / "rules.yaml").write_text(text)
+        await until(lambda: "the last good configuration stays in force" in caplog.text)
+        assert f"{rules / 'rules.yaml'}:" in caplog.text, name
+        assert rule_ids(app) == ["first"], name
+    (rules / "rules.yaml").write_text("rules:\n  - {id: after, query: lavrov}\n")
+    await until(lambda: rule_ids(app) == ["after"])

@@ -774,3 +774,57 @@ def test_values_from_the_environment_never_appear_in_messages(text: str) -> None
     assert found
     assert all("s3cr3t-value" not in message for message in found)
     assert any("${TOK}" in message for message in found)
+
+
+def problems_of(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        build_config([("r.yaml", text)], {})
+    return [str(problem) for problem in caught.value.problems]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "rules:\n  - {id: x, query: '" + "(" * 40 + "a" + ")" * 40 + "'}\n",
+            "r.yaml:2:53: nested more than 32 deep (parentheses, NOT or -)",
+        ),
+        ("rules:\n  - {id: x, query: '" + "NOT " * 5000 + "a'}\n", "r.yaml:2:149: nested more"),
+        ("rules:\n  - {id: x, query: '" + "-" * 5000 + "a'}\n", "r.yaml:2:53: nested more"),
+        ("rules: &r\n  - *r\n", "r.yaml:1:8: nested more than 64 deep (a recursive alias?)"),
+        (
+            "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+            + "".join(
+                f"a{i}: &a{i} [{', '.join(['*a' if not i else f'*a{i - 1}'] * 10)}]\n"
+                for i in range(6)
+            ),
+            "the file expands to more than 100,000 values (aliases?)",
+        ),
+        (
+            "rules:\n  - {id: x, query: a, severity: !!python/name:os.system x}\n",
+            "unsupported value",
+        ),
+        ("rules: " + "x" * 1_000_001 + "\n", "r.yaml:1:1: the file is larger than 1,000,000 bytes"),
+    ],
+)
+def test_hostile_files_are_refused_with_a_position(text: str, expected: str) -> None:
+    assert any(problem.startswith(expected) or expected in problem for problem in problems_of(text))
+
+
+def test_merge_keys_bring_in_defaults_and_written_keys_win() -> None:
+    config = build_config(
+        [
+            (
+                "r.yaml",
+                "rules:\n"
+                "  - &base {id: a, query: maduro, severity: high, cooldown: 6h}\n"
+                "  - <<: *base\n"
+                "    id: b\n"
+                "    severity: low\n",
+            )
+        ],
+        {},
+    )
+    a, b = config.rules
+    assert (b.id, b.severity, b.cooldown) == ("b", "low", 6 * 3600)
+    assert a.severity == "high"
