@@ -180,6 +180,11 @@ def tokenize(text: str) -> Tokens:
         ):
             continue  # possessive 's: "Russia's" is the token "russia", "U.S.'s" is "us"
         start, end = folded.span(fstart, fend)
+        if ends and start < ends[-1]:
+            # One character folded into two tokens ("¼" is "1⁄4"): they are one token of it.
+            words[-1] += word
+            ends[-1] = max(ends[-1], end)
+            continue
         words.append(word)
         starts.append(start)
         ends.append(end)
