@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Literal, TypeAlias, get_args
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -85,6 +86,23 @@ def _digest_off(value: object) -> object:
     return "off" if value is False else value  # YAML reads a bare `off` as false
 
 
+def _check_http_url(value: str) -> str:
+    """A URL polling can fetch: http or https, with a host. The message never repeats the URL
+    (it may hold a secret)."""
+    try:
+        parts = urlsplit(value.strip())
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError as exc:
+        raise ValueError(f"not a URL ({exc})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        shown = f"{parts.scheme}://" if parts.scheme else "no scheme"
+        raise ValueError(f"a source URL must start with http:// or https:// (this one has {shown})")
+    if not parts.hostname:
+        raise ValueError("a source URL needs a host after the scheme: https://host/path")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
 DigestText = Annotated[str, BeforeValidator(_digest_off), AfterValidator(_check_digest)]
 QuietText = Annotated[str, AfterValidator(_check_quiet)]
 Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
@@ -113,7 +131,7 @@ class FeedSourceSpec(_Spec):
 
     id: Id
     type: Literal["feed"]
-    url: str
+    url: HttpUrl
     every: Duration = 300
     min: Duration = 60
     max: Duration = 3600
@@ -126,7 +144,7 @@ class WireSourceSpec(_Spec):
 
     id: Id
     type: Literal["wire"]
-    url: str
+    url: HttpUrl
     format: Literal["ninjs", "mapping"] = "ninjs"
     mapping: dict[str, str] = Field(default_factory=dict)
     headers: dict[str, SecretStr] = Field(default_factory=dict)

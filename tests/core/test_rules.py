@@ -381,8 +381,8 @@ def test_unknown_source_and_channel_references() -> None:
         ),
         ("rulez:\n  - id: a\n", "r.yaml:1:1: unknown key 'rulez' (did you mean 'rules'?)"),
         (
-            "sources:\n  - {id: s, type: feed, url: u, evry: 5m}\n",
-            "r.yaml:2:33: unknown key 'evry' (did you mean 'every'?)",
+            "sources:\n  - {id: s, type: feed, url: 'http://u/', evry: 5m}\n",
+            "r.yaml:2:43: unknown key 'evry' (did you mean 'every'?)",
         ),
         (
             "channels:\n  - {id: c, type: slack, webhook: x}\n",
@@ -414,7 +414,7 @@ def test_unknown_key(text: str, expected: str) -> None:
             "channels:\n  - {id: e, type: email, host: h, from: a@b, to: [c@d], email: x@y}\n",
             "r.yaml:2:57: unknown key 'email'",
         ),
-        ("sources:\n  - {id: f, type: feed, url: u, feed: x}\n", "r.yaml:2:33: unknown key 'feed'"),
+        ("sources:\n  - {id: f, type: feed, url: 'http://u/', feed: x}\n", "r.yaml:2:43: unknown key 'feed'"),
     ],
 )
 def test_unknown_key_named_like_the_type(text: str, expected: str) -> None:
@@ -608,8 +608,8 @@ def test_missing_env_variables_are_reported_where_used() -> None:
 
 
 _SECRET_PLACES = {
-    "wire headers": "sources:\n  - {id: w, type: wire, url: u, headers: {Authorization: '${S}'}}\n",
-    "feed headers": "sources:\n  - {id: f, type: feed, url: u, headers: {Authorization: '${S}'}}\n",
+    "wire headers": "sources:\n  - {id: w, type: wire, url: 'http://u/', headers: {Authorization: '${S}'}}\n",
+    "feed headers": "sources:\n  - {id: f, type: feed, url: 'http://u/', headers: {Authorization: '${S}'}}\n",
     "slack webhook_url": "channels:\n  - {id: c, type: slack, webhook_url: '${S}'}\n",
     "slack token": "channels:\n  - {id: c, type: slack, token: '${S}', channel: '#desk'}\n",
     "webhook url": "channels:\n  - {id: c, type: webhook, url: 'https://h/${S}'}\n",
@@ -631,7 +631,7 @@ def test_secrets_never_in_repr(text: str) -> None:
 def test_secrets_never_in_error_messages() -> None:
     text = """
     sources:
-      - {id: w, type: wire, url: u, headers: {Authorization: "Bearer ${S}"}, every: 5x}
+      - {id: w, type: wire, url: 'http://u/', headers: {Authorization: "Bearer ${S}"}, every: 5x}
     channels:
       - {id: c, type: slack, webhook_url: "${S}", token: "${S}", chanel: x}
       - {id: m, type: email, host: h, from: a@b, to: [], password: "${S}"}
@@ -828,3 +828,23 @@ def test_merge_keys_bring_in_defaults_and_written_keys_win() -> None:
     a, b = config.rules
     assert (b.id, b.severity, b.cooldown) == ("b", "low", 6 * 3600)
     assert a.severity == "high"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("file:///etc/passwd", "must start with http:// or https:// (this one has file://)"),
+        ("ftp://host/feed", "(this one has ftp://)"),
+        ("feed://host/feed", "(this one has feed://)"),
+        ("example.com/feed", "(this one has no scheme)"),
+        ("http:///x", "needs a host after the scheme"),
+        ("http://[x/", "not a URL (Invalid IPv6 URL)"),
+    ],
+)
+def test_a_source_url_polling_cannot_fetch_is_refused_by_rules_check(
+    url: str, message: str
+) -> None:
+    for kind in ("feed", "wire"):
+        [problem] = problems_of(f"sources:\n  - {{id: s, type: {kind}, url: '{url}'}}\n")
+        assert problem.startswith("r.yaml:2:") and "sources[0].url" in problem
+        assert message in problem
