@@ -414,7 +414,10 @@ def test_unknown_key(text: str, expected: str) -> None:
             "channels:\n  - {id: e, type: email, host: h, from: a@b, to: [c@d], email: x@y}\n",
             "r.yaml:2:57: unknown key 'email'",
         ),
-        ("sources:\n  - {id: f, type: feed, url: 'http://u/', feed: x}\n", "r.yaml:2:43: unknown key 'feed'"),
+        (
+            "sources:\n  - {id: f, type: feed, url: 'http://u/', feed: x}\n",
+            "r.yaml:2:43: unknown key 'feed'",
+        ),
     ],
 )
 def test_unknown_key_named_like_the_type(text: str, expected: str) -> None:
@@ -608,8 +611,10 @@ def test_missing_env_variables_are_reported_where_used() -> None:
 
 
 _SECRET_PLACES = {
-    "wire headers": "sources:\n  - {id: w, type: wire, url: 'http://u/', headers: {Authorization: '${S}'}}\n",
-    "feed headers": "sources:\n  - {id: f, type: feed, url: 'http://u/', headers: {Authorization: '${S}'}}\n",
+    "wire headers": "sources:\n  - {id: w, type: wire, url: 'http://u/',"
+    " headers: {Authorization: '${S}'}}\n",
+    "feed headers": "sources:\n  - {id: f, type: feed, url: 'http://u/',"
+    " headers: {Authorization: '${S}'}}\n",
     "slack webhook_url": "channels:\n  - {id: c, type: slack, webhook_url: '${S}'}\n",
     "slack token": "channels:\n  - {id: c, type: slack, token: '${S}', channel: '#desk'}\n",
     "webhook url": "channels:\n  - {id: c, type: webhook, url: 'https://h/${S}'}\n",
