@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import ipaddress
 import re
 import time
 import weakref
@@ -67,6 +68,9 @@ class FetchLimits:
     per_host: int = 2
     max_connections: int = 100
     max_redirects: int = 5
+    private_redirects: bool = False
+    """Follow a redirect to a more internal address than the URL's own (public → private,
+    loopback or link-local; anything → link-local, where cloud metadata lives)."""
 
     def timeout(self) -> httpx.Timeout:
         """httpx timeouts for one request; the pool wait is bounded by the total deadline."""
@@ -363,6 +367,70 @@ def _fetch_error(
     return FetchError(kind, f"HTTP error: {detail}")
 
 
+_ADDRESS_CLASSES = ("a public", "a private", "a loopback", "a link-local")
+
+
+def address_class(address: str) -> int:
+    """0 public, 1 private (RFC 1918, unique local, shared), 2 loopback, 3 link-local or
+    unspecified (cloud metadata answers there)."""
+    try:
+        ip = ipaddress.ip_address(address.strip("[]").split("%")[0])
+    except ValueError:
+        return 2 if address.lower() in ("localhost", "localhost.") else 0
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_link_local or ip.is_unspecified:
+        return 3
+    if ip.is_loopback:
+        return 2
+    if ip.is_private or ip in _SHARED:
+        return 1
+    return 0
+
+
+_SHARED = ipaddress.ip_network("100.64.0.0/10")
+
+
+async def _host_class(host: str, loop: asyncio.AbstractEventLoop) -> int:
+    """The most internal class among the addresses ``host`` stands for (resolved when it is a
+    name; a name that does not resolve counts as public: fetching it fails anyway)."""
+    literal = address_class(host)
+    if literal or _is_ip(host):
+        return literal
+    try:
+        found = await loop.getaddrinfo(host, None)
+    except OSError:
+        return 0
+    return max((address_class(str(info[4][0])) for info in found), default=0)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+async def _refuse_inward(
+    start: httpx.URL, target: httpx.URL, limits: FetchLimits, loop: asyncio.AbstractEventLoop
+) -> None:
+    """A redirect may not lead further in than where the fetch started (a public feed sending
+    the poller to 169.254.169.254 or to a service on the host), unless allowed."""
+    if limits.private_redirects:
+        return
+    inside = await _host_class(target.host, loop)
+    if not inside:
+        return
+    outside = await _host_class(start.host, loop)
+    if inside > outside or (inside == 3 and outside != 3):
+        raise FetchError(
+            FetchErrorKind.REDIRECT,
+            f"refusing a redirect from {_ADDRESS_CLASSES[outside]} address to"
+            f" {_ADDRESS_CLASSES[inside]} one ({target.host})",
+        )
+
+
 async def fetch_url(
     client: httpx.AsyncClient,
     url: str,
@@ -391,6 +459,7 @@ async def fetch_url(
     except httpx.InvalidURL:
         origin = current
     visited = {str(current)}
+    current_start = current
     moved_to: str | None = None
     permanent = True
     status: int | None = None
@@ -456,6 +525,7 @@ async def fetch_url(
                                     FetchErrorKind.REDIRECT,
                                     f"redirect loop: {target} was already visited",
                                 )
+                            await _refuse_inward(current_start, target, limits, loop)
                             visited.add(str(target))
                             permanent = permanent and status in _PERMANENT
                             if permanent:

@@ -38,7 +38,7 @@ from monitor.http import make_client
 from monitor.ops.endpoints import Server
 from monitor.ops.logs import context
 from monitor.ops.metrics import Metrics
-from monitor.ops.redaction import register
+from monitor.ops.redaction import redact, register
 from monitor.ops.watchdog import Operator
 from monitor.roles.dispatch import Dispatcher
 from monitor.roles.poll import Poller
@@ -101,6 +101,7 @@ class App:
         self.consumer = consumer_name()
         self.stopping = asyncio.Event()
         self.poller: Poller | None = None
+        self.operator: Operator | None = None
 
     def _channels(self, config: WatchConfig) -> dict[str, Channel]:
         if "dispatch" not in self.roles:
@@ -122,7 +123,7 @@ class App:
     async def run(self, *, once: bool = False) -> None:
         async with redis_server(self.settings) as client:
             store = self.store = self.threads.store = open_store(client, self.settings)
-            operator = Operator(
+            operator = self.operator = Operator(
                 store,
                 lambda: self.runtime.config,
                 source_failing_after=self.settings.source_failing_after,
@@ -225,12 +226,14 @@ class App:
                 logger.error("reload: %s", problem)
             logger.error("reload failed: the last good configuration stays in force")
             self.metrics.reloaded(ok=False, rules=None, at=time.time())
+            await self._tell_operator([str(problem) for problem in exc.problems])
             return False
         except Exception as exc:
             logger.exception(
                 "reload failed unexpectedly (%s): the last good configuration stays", exc
             )
             self.metrics.reloaded(ok=False, rules=None, at=time.time())
+            await self._tell_operator([f"{type(exc).__name__}: {exc}"])
             return False
         before = {spec.id: spec for spec in self.runtime.config.sources}
         changed = {spec.id for spec in config.sources if before.get(spec.id) not in (None, spec)}
@@ -256,7 +259,18 @@ class App:
             len(channels),
         )
         self.metrics.reloaded(ok=True, rules=len(config.rules), at=time.time())
+        await self._tell_operator([])
         return True
+
+    async def _tell_operator(self, problems: list[str]) -> None:
+        """A failed reload raises an operator alert (and a /healthz warning); the next good one
+        clears it. Redis trouble here never stops the reload."""
+        if self.operator is None or self.rules_dir is None:
+            return
+        try:
+            await self.operator.reloaded(str(self.rules_dir), [redact(p) for p in problems])
+        except StoreError as exc:
+            logger.error("operator alert for the reload not queued: %s", exc)
 
     @contextlib.asynccontextmanager
     async def _endpoint(self) -> AsyncIterator[Server | None]:

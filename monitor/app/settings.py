@@ -66,6 +66,11 @@ class Settings(BaseSettings):
         default=10_000_000, gt=0, description="Cap on a response body, decompressed."
     )
     fetch_per_host: int = Field(default=2, gt=0, description="Concurrent requests per host.")
+    fetch_private_redirects: bool = Field(
+        default=False,
+        description="Follow redirects to more internal addresses (private, loopback, "
+        "link-local) than the source's own.",
+    )
     dedup_ttl: int = Field(
         default=30 * 86400, gt=0, description="Seconds fingerprints and stories are kept."
     )

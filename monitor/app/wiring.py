@@ -109,6 +109,7 @@ def fetch_limits(settings: Settings) -> FetchLimits:
         total_s=settings.fetch_total_s,
         max_bytes=settings.fetch_max_bytes,
         per_host=settings.fetch_per_host,
+        private_redirects=settings.fetch_private_redirects,
     )
 
 

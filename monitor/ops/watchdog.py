@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from monitor.clock import Clock, system_clock
@@ -110,6 +110,27 @@ class Operator:
                 source,
                 title=f"Source {source} works again",
                 text=f"It failed {before.consecutive_failures} polls in a row, then recovered.",
+            )
+
+    async def reloaded(self, rules_dir: str, problems: Sequence[str]) -> None:
+        """After a reload of ``rules_dir``: raise when it failed (``problems``), clear when a
+        reload works again."""
+        if problems:
+            shown = "; ".join(problems[:3]) + (
+                f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            )
+            await self._raise(
+                "config",
+                rules_dir,
+                title=f"Rules reload failed: {problems[0]}",
+                text=f"The last good configuration stays in force. Problems: {shown}",
+            )
+        else:
+            await self._clear(
+                "config",
+                rules_dir,
+                title="Rules reload works again",
+                text="The rules directory loaded without problems and is in force.",
             )
 
     async def delivery(self, channel: str, ok: bool, error: str | None = None) -> None:

@@ -105,3 +105,19 @@ async def test_hostile_rule_files_never_stop_the_watcher(
         assert rule_ids(app) == ["first"], name
     (rules / "rules.yaml").write_text("rules:\n  - {id: after, query: lavrov}\n")
     await until(lambda: rule_ids(app) == ["after"])
+
+
+async def test_a_failed_reload_shows_in_healthz_until_a_good_one(daemon: tuple[App, Path]) -> None:
+    app, rules = daemon
+    (rules / "rules.yaml").write_text("rules:\n  - {id: first, query: 'maduro AND (x'}\n")
+
+    async def warnings() -> tuple[str, ...]:
+        return (await app.health()).warnings
+
+    deadline = asyncio.get_running_loop().time() + 15
+    while not any(w.startswith(f"config {rules} failing since") for w in await warnings()):
+        assert asyncio.get_running_loop().time() < deadline, await warnings()
+        await asyncio.sleep(0.05)
+    (rules / "rules.yaml").write_text("rules:\n  - {id: fixed, query: maduro}\n")
+    await until(lambda: rule_ids(app) == ["fixed"])
+    assert not any(w.startswith("config") for w in await warnings())

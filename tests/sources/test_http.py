@@ -12,6 +12,7 @@ import socket
 import time
 import tracemalloc
 import zlib
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import brotli  # type: ignore[import-untyped]
@@ -21,9 +22,11 @@ import pytest
 from monitor import __version__
 from monitor.errors import FetchErrorKind
 from monitor.http import (
+    DEFAULT_LIMITS,
     USER_AGENT,
     Download,
     FetchLimits,
+    address_class,
     fetch_url,
     make_client,
     parse_max_age,
@@ -448,3 +451,57 @@ def test_next_state_after_200_304_and_a_move() -> None:
     assert (kept["etag"], kept["last_modified"]) == ('"1"', "old")
     moved = Download("https://b.example/", status=200, moved_to="https://b.example/")
     assert next_state(moved, {}, configured)["url"] == "https://b.example/"
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "http://169.254.169.254/latest/meta-data/",  # cloud metadata
+        "http://[fe80::1]/x",
+        "http://0.0.0.0:9/x",
+        "http://[::ffff:169.254.169.254]/x",
+    ],
+)
+async def test_a_redirect_into_link_local_space_is_refused_before_connecting(
+    server: Server, client: httpx.AsyncClient, location: str
+) -> None:
+    server.routes["/feed"] = hs.redirect(302, location)
+    download = await fetch_url(client, server.url("/feed"))
+    assert download.error_kind is FetchErrorKind.REDIRECT
+    assert download.error is not None
+    assert "refusing a redirect from a loopback address to a link-local one" in download.error
+    assert len(server.requests) == 1
+    allowed = replace(DEFAULT_LIMITS, private_redirects=True, connect_s=0.5, total_s=2)
+    opened = await fetch_url(client, server.url("/feed"), limits=allowed)
+    assert opened.error_kind is not FetchErrorKind.REDIRECT  # it tried (and failed to connect)
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("93.184.216.34", 0),
+        ("2606:2800:220:1::", 0),
+        ("10.1.2.3", 1),
+        ("192.168.0.1", 1),
+        ("100.64.0.1", 1),
+        ("fd00::1", 1),
+        ("127.0.0.1", 2),
+        ("::1", 2),
+        ("localhost", 2),
+        ("169.254.169.254", 3),
+        ("::ffff:169.254.169.254", 3),
+        ("0.0.0.0", 3),
+        ("news.example", 0),
+    ],
+)
+def test_addresses_are_ranked_from_public_to_link_local(address: str, kind: int) -> None:
+    assert address_class(address) == kind
+
+
+async def test_a_redirect_between_loopback_addresses_is_followed(
+    server: Server, client: httpx.AsyncClient
+) -> None:
+    server.routes["/feed"] = hs.redirect(302, server.url("/real").replace("127.0.0.1", "localhost"))
+    server.static("/real", FEED)
+    download = await fetch_url(client, server.url("/feed"))
+    assert download.error is None and download.body == FEED
