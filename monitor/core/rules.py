@@ -128,6 +128,8 @@ class _Builder:
             )
             return
         for key, value in doc.data.items():
+            if isinstance(key, str) and key.startswith("x-"):
+                continue  # a place for YAML anchors (x-defaults: &d …), as in Compose files
             if key not in _TOP:
                 self.error(doc, (key,), _unknown_key(str(key), _TOP), key=True)
             elif value is not None:

@@ -853,3 +853,21 @@ def test_a_source_url_polling_cannot_fetch_is_refused_by_rules_check(
         [problem] = problems_of(f"sources:\n  - {{id: s, type: {kind}, url: '{url}'}}\n")
         assert problem.startswith("r.yaml:2:") and "sources[0].url" in problem
         assert message in problem
+
+
+def test_top_level_x_keys_hold_anchors_for_merge_keys() -> None:
+    config = build_config(
+        [
+            (
+                "r.yaml",
+                "x-defaults: &d {severity: high, cooldown: 6h}\n"
+                "rules:\n"
+                "  - <<: *d\n"
+                "    id: a\n"
+                "    query: maduro\n",
+            )
+        ],
+        {},
+    )
+    [rule] = config.rules
+    assert (rule.severity, rule.cooldown) == ("high", 6 * 3600)
