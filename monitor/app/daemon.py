@@ -50,6 +50,9 @@ __all__ = ["DRAIN_S", "ROLES", "App", "rules_snapshot"]
 
 logger = logging.getLogger(__name__)
 
+HEARTBEAT_S = 2.0  # how often a process says it is alive
+ALIVE_S = 8.0  # how long a heartbeat lasts: a dead process's work is taken over after this
+
 ROLES = ("poll", "process", "dispatch")
 DRAIN_S = 30.0  # at shutdown, queued work is finished for at most this long
 RELOAD_DEBOUNCE_MS = 300  # a save is applied well within 2 s
@@ -98,7 +101,7 @@ class App:
         self.channels = self._channels(config)
         self.runtime_channels = list(config.channels)
         self._closing: set[asyncio.Future[None]] = set()
-        self.consumer = consumer_name()
+        self.consumer = consumer_name(settings)
         self.stopping = asyncio.Event()
         self.poller: Poller | None = None
         self.operator: Operator | None = None
@@ -139,6 +142,7 @@ class App:
                 story_keeper(store, self.settings),
                 reclaim_idle_ms=idle_ms,
                 metrics=self.metrics,
+                take_over_dead=True,
             )
             dispatcher = Dispatcher(
                 store,
@@ -147,7 +151,10 @@ class App:
                 metrics=self.metrics,
                 config=lambda: self.runtime.config,
                 operator=operator,
+                alive_s=ALIVE_S,
             )
+            # Alive before the first read: a restart finds its predecessor's work at once.
+            beating = asyncio.create_task(self._heartbeat([self.consumer, dispatcher.owner]))
             if "process" in self.roles:
                 await processor.start()
             if "dispatch" in self.roles:
@@ -176,11 +183,26 @@ class App:
                 await poller.stop()
                 await asyncio.gather(*loops)
             await self._drain(processor, dispatcher)
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
             for channel in self.channels.values():
                 await channel.close()
             if self._closing:
                 await asyncio.gather(*self._closing)
             await self.http.aclose()
+
+    async def _heartbeat(self, owners: list[str]) -> None:
+        """Keep this process's consumer and dispatcher alive in Redis (``ALIVE_S``, renewed
+        every ``HEARTBEAT_S``): when the beat stops, other processes take over their pending
+        entries and settle their sends in flight. Redis trouble is retried on the next beat."""
+        assert self.store is not None
+        while True:
+            try:
+                await self.store.beat(owners, ALIVE_S)
+            except StoreError as exc:
+                logger.warning("heartbeat not written: %s", exc)
+            await asyncio.sleep(HEARTBEAT_S)
 
     async def _watch(self, poller: Poller) -> None:
         """Reload the configuration whenever a YAML file under the rules directory changes.

@@ -57,7 +57,14 @@ class Settings(BaseSettings):
     reclaim_idle_s: float = Field(
         default=120.0,
         gt=0,
-        description="Seconds an entry stays with a consumer before another may take it over.",
+        description="Seconds an entry stays with a consumer before another may take it over "
+        "(a safety net: a process whose heartbeat stops is taken over within seconds).",
+    )
+    consumer: str | None = Field(
+        default=None,
+        description="This process's consumer name in the stream groups (default: host and "
+        "process id). A stable name per process slot lets a restart resume its own pending "
+        "entries at once.",
     )
     fetch_connect_s: float = Field(default=10.0, gt=0, description="HTTP connect timeout.")
     fetch_read_s: float = Field(default=20.0, gt=0, description="HTTP read timeout.")

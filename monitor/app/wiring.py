@@ -97,8 +97,11 @@ class ThreadStore:
             await self.store.set_thread(channel, story, ref)
 
 
-def consumer_name() -> str:
-    """Unique per process, readable in ``XINFO CONSUMERS``."""
+def consumer_name(settings: Settings | None = None) -> str:
+    """``MONITOR_CONSUMER`` when set (one name per process slot), else unique per process;
+    readable in ``XINFO CONSUMERS``."""
+    if settings is not None and settings.consumer:
+        return settings.consumer
     return f"{socket.gethostname()}-{os.getpid()}"
 
 

@@ -12,8 +12,9 @@ and the channels of a batch are served concurrently. For each entry:
 * a permanent failure, an unknown channel, a malformed entry → the dead-letter stream with the
   reason, then acknowledged. ``monitor alerts retry`` puts dead letters back in the outbox.
 
-Entries left pending by a dispatcher that died are handed to another (XAUTOCLAIM) after
-``reclaim_idle_ms``, longer than any send may take, and the sent marks make them go out once.
+Entries left pending by a dispatcher that died are taken over as soon as its heartbeat lapses
+(in the daemon; ``reclaim_idle_ms`` of idleness otherwise), and the sent marks and in-flight
+locks make them go out once.
 Each channel has a rate limit (its class attributes ``rate_per_s`` and ``burst``), and a 429
 pauses that channel, not the others.
 """
@@ -26,6 +27,7 @@ import json
 import logging
 import os
 import random
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -57,6 +59,8 @@ from monitor.store.streams import (
 )
 
 logger = logging.getLogger(__name__)
+
+REAP_EVERY_S = 2.0  # how often a dispatcher looks for the pending entries of dead consumers
 
 ORPHANED = (
     "its dispatcher died while sending it and the channel cannot say whether it arrived; "
@@ -167,13 +171,21 @@ class Dispatcher:
         config: Callable[[], WatchConfig] | None = None,
         metrics: Metrics | None = None,
         operator: Operator | None = None,
+        alive_s: float | None = None,
     ) -> None:
+        """``alive_s``: how long this dispatcher's liveness lasts without renewal; the daemon
+        renews it with a heartbeat (``HEARTBEAT_S``), and then also takes over at once the
+        pending entries of consumers whose heartbeat stopped. Without it, liveness lasts
+        ``reclaim_idle_ms`` from the last send, and only idle entries are reclaimed."""
         self.store = store
         self.operator = operator
         self.metrics = metrics or Metrics()
         self.channels = channels
         self.policy = policy or RetryPolicy()
         self.reclaim_idle_ms = reclaim_idle_ms
+        self.alive_s = alive_s if alive_s is not None else reclaim_idle_ms / 1000
+        self.take_over_dead = alive_s is not None
+        self._reaped = float("-inf")
         self.sent_ttl_s = sent_ttl_s or store.seen_ttl
         self.clock = clock
         self.config = config
@@ -190,9 +202,20 @@ class Dispatcher:
         now = self.clock()
         await self.store.release_delayed(now)
         await self.release_digests(now)
-        entries = await self.store.outbox.autoclaim(
-            DISPATCH_GROUP, consumer, self.reclaim_idle_ms, count
-        )
+        entries: list[tuple[str, dict[str, Any]]] = []
+        if self.take_over_dead and time.monotonic() - self._reaped >= REAP_EVERY_S:
+            self._reaped = time.monotonic()
+            # What is still pending on this name: left by a predecessor of the same name, or
+            # a send another dispatcher held ("busy") and may have settled since.
+            entries = await self.store.outbox.own_pending(DISPATCH_GROUP, consumer, count)
+            if not entries:
+                entries = await self.store.outbox.claim_from_dead(
+                    DISPATCH_GROUP, consumer, self.store.alive_many, count
+                )
+        if not entries:
+            entries = await self.store.outbox.autoclaim(
+                DISPATCH_GROUP, consumer, self.reclaim_idle_ms, count
+            )
         if not entries:
             entries = await self.store.outbox.read(DISPATCH_GROUP, consumer, count, block_ms)
         await self.deliver(entries)
@@ -370,7 +393,7 @@ class Dispatcher:
         limit = self._limit(channel)
         await limit.acquire()
         # Another dispatcher may have taken the entry over while it waited for the rate limit.
-        begun = await self.store.begin_send(q.delivery, self.owner, self.reclaim_idle_ms / 1000)
+        begun = await self.store.begin_send(q.delivery, self.owner, self.alive_s)
         if begun.state == "sent":
             await self.store.outbox.ack(DISPATCH_GROUP, [q.entry])
             return _outcome(q, "duplicate")
@@ -417,7 +440,7 @@ class Dispatcher:
     ) -> Outcome | None:
         """A dispatcher died while sending ``q``: ask the channel whether it arrived. An
         outcome when that settles it; None when it should be sent (again)."""
-        if not await self.store.recovering(q.delivery, self.owner, self.reclaim_idle_ms / 1000):
+        if not await self.store.recovering(q.delivery, self.owner, self.alive_s):
             return _outcome(q, "busy")
         confirm = getattr(channel, "confirm", None)
         arrived: bool | None = None

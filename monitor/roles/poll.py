@@ -39,7 +39,7 @@ JITTER = 0.1  # next runs are spread by up to this share of the interval (at mos
 MAX_JITTER_S = 30.0
 EARLY = 0.05  # a job firing this share of the interval (at most EARLY_MAX_S) early still polls
 EARLY_MAX_S = 1.0
-LEASE_MS = 90_000  # longer than any poll's total deadline; renewed while the poll runs
+LEASE_MS = 15_000  # renewed every 5 s while the poll runs: a dead poller frees its source fast
 MAX_CONCURRENT_POLLS = 100  # more wait their turn: memory and connections stay bounded
 
 

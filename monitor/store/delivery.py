@@ -63,6 +63,23 @@ class Deliveries:
     outbox: Stream
     _release_hold: AsyncScript
 
+    async def beat(self, owners: Sequence[str], ttl_s: float) -> None:
+        """Say these consumers (and dispatchers) are alive for ``ttl_s`` more seconds: what
+        their pending entries and in-flight sends are left to, until it lapses."""
+        with translated("heartbeat"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for owner in owners:
+                    pipe.set(self.keys.alive(owner), "1", px=max(int(ttl_s * 1000), 1))
+                await pipe.execute()
+
+    async def alive_many(self, owners: list[str]) -> list[bool]:
+        """Whether each named consumer's heartbeat is current."""
+        with translated("EXISTS alive"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for owner in owners:
+                    pipe.exists(self.keys.alive(owner))
+                return [bool(found) for found in await pipe.execute()]
+
     async def begin_send(
         self, delivery: str, owner: str, alive_s: float = ALIVE_TTL_S, now: float | None = None
     ) -> SendState:

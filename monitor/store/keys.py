@@ -91,7 +91,8 @@ class Keys:
         return f"{self.prefix}inflight:{_id(delivery)}"
 
     def alive(self, owner: str) -> str:
-        """String, TTL 120 s, renewed before every send: this dispatcher is running."""
+        """String, short TTL renewed by a heartbeat (and before every send): this consumer or
+        dispatcher is running; its pending entries and in-flight sends are its own."""
         return f"{self.prefix}alive:{_id(owner)}"
 
     def sent(self, delivery: str) -> str:

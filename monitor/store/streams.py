@@ -272,6 +272,67 @@ class Stream:
             response = await self._regrouped(group, xautoclaim)
         return await self._keep_ours(group, list(response[1]))
 
+    async def own_pending(
+        self, group: str, consumer: str, count: int
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Entries already delivered to ``consumer`` and not acknowledged: what a process that
+        restarted under the same name left unfinished."""
+
+        async def xreadgroup() -> Any:
+            return await self._client.xreadgroup(group, consumer, {self.key: "0"}, count=count)
+
+        with translated(f"XREADGROUP {self.key} {group} 0"):
+            response = await self._regrouped(group, xreadgroup)
+        return await self._keep_ours(group, _read_entries(response))
+
+    async def claim_from_dead(
+        self,
+        group: str,
+        consumer: str,
+        alive: Callable[[list[str]], Awaitable[list[bool]]],
+        count: int,
+        min_idle_ms: int = 1000,
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Take over up to ``count`` entries pending on consumers whose heartbeat stopped
+        (``alive`` says which of the named consumers still beat); a dead consumer left with
+        nothing pending is removed from the group. ``min_idle_ms`` keeps an entry a consumer
+        read a moment ago with its last breath from being taken twice at once."""
+        with translated(f"XPENDING {self.key} {group}"):
+            summary = await self._client.xpending(self.key, group)
+        others = [
+            str(c["name"]) for c in summary.get("consumers") or () if str(c["name"]) != consumer
+        ]
+        if not others:
+            return []
+        dead = [name for name, beats in zip(others, await alive(others), strict=True) if not beats]
+        taken: list[Any] = []
+        for name in dead:
+            wanted = count - len(taken)
+            with translated(f"XPENDING {self.key} {group} {name}"):
+                pending = await self._client.xpending_range(
+                    self.key, group, min="-", max="+", count=wanted, consumername=name
+                )
+                ids: list[Any] = [p["message_id"] for p in pending]
+                claimed = (
+                    await self._client.xclaim(self.key, group, consumer, min_idle_ms, ids)
+                    if ids
+                    else []
+                )
+                taken.extend(claimed)
+                if len(ids) < wanted and len(claimed) == len(ids):
+                    # Its last entries are ours now: the dead consumer leaves the group.
+                    await self._client.xgroup_delconsumer(self.key, group, name)
+            if len(taken) >= count:
+                break
+        if taken:
+            logger.warning(
+                "took over %d entries of %s from consumers that stopped: %s",
+                len(taken),
+                self.key,
+                ", ".join(dead),
+            )
+        return await self._keep_ours(group, [e for e in taken if e and e[1] is not None])
+
     async def pending_count(self, group: str) -> int:
         """Entries delivered to ``group`` and not acknowledged yet."""
         with translated(f"XPENDING {self.key} {group}"):

@@ -61,6 +61,15 @@ async def until(condition: Callable[[], Awaitable[bool]], within_s: float) -> No
         await asyncio.sleep(0.05)
 
 
+def bot_channels(fake: FakeSlack) -> str:
+    """``CHANNELS`` Slack channels posting with a bot token to the local Slack."""
+    return "\n".join(
+        f"  - {{id: slack-{n}, type: slack, token: {fake.token}, channel: C{n},"
+        f" api_url: '{fake.api_url}'}}"
+        for n in range(CHANNELS)
+    )
+
+
 def environment(tmp_path: Path, channels: str) -> dict[str, str]:
     rules = tmp_path / "rules"
     rules.mkdir()
@@ -112,12 +121,7 @@ async def kill_mid_run(
 async def test_sigkill_mid_batch_with_a_bot_token_delivers_each_alert_exactly_once(
     fake: FakeSlack, tmp_path: Path
 ) -> None:
-    channels = "\n".join(
-        f"  - {{id: slack-{n}, type: slack, token: {fake.token}, channel: C{n},"
-        f" api_url: '{fake.api_url}'}}"
-        for n in range(CHANNELS)
-    )
-    env = environment(tmp_path, channels)
+    env = environment(tmp_path, bot_channels(fake))
     async with RedisServer.embedded(tmp_path / "data") as client:
         store = Store(client)
 

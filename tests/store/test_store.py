@@ -329,3 +329,24 @@ async def test_a_lost_consumer_group_is_created_again(store: Store) -> None:
     claimed = await store.items.autoclaim("process", "c", 0, 10)
     assert claimed == []  # a fresh group has nothing pending
     assert [p for _, p in await store.items.read("process", "c", 10)] == [{"n": 3}]
+
+
+async def test_pending_entries_of_a_consumer_whose_heartbeat_stopped_are_taken_over(
+    store: Store,
+) -> None:
+    await store.items.ensure_group("g")
+    await store.items.add_many([{"n": n} for n in range(6)])
+    await store.beat(["alive-one"], 30)
+    assert len(await store.items.read("g", "alive-one", 3)) == 3
+    assert len(await store.items.read("g", "dead-one", 3)) == 3  # it never beat, or stopped
+    await asyncio.sleep(0.01)
+    taken = await store.items.claim_from_dead("g", "me", store.alive_many, 10, min_idle_ms=1)
+    assert sorted(payload["n"] for _, payload in taken) == [3, 4, 5]
+    # Nothing left on the dead consumer: the next look removes it from the group.
+    assert await store.items.claim_from_dead("g", "me", store.alive_many, 10, min_idle_ms=1) == []
+    consumers = {
+        c["name"] for c in await store.client.xinfo_consumers(store.keys.items_stream, "g")
+    }
+    assert consumers == {"alive-one", "me"}
+    # What is pending on "me" comes back to "me" when it starts again under the same name.
+    assert len(await store.items.own_pending("g", "me", 10)) == 3
