@@ -116,6 +116,19 @@ class _Spec(BaseModel):
 # --- sources ------------------------------------------------------------------------------------
 
 
+def _check_backlog(value: object) -> object:
+    if value is False or value == "none":
+        return "0s"  # YAML reads a bare `none`... as a string; `no`/`off` as false
+    if value == "all":
+        return value
+    parse_duration(value)
+    return value
+
+
+Backlog = Annotated[str | int, BeforeValidator(_check_backlog)]
+"""How far back a new source's first poll alerts: a duration, ``all`` or ``none``."""
+
+
 class ReplaySourceSpec(_Spec):
     """Files in a directory (``seeds/``-style text, feed files, JSON), re-read every ``every``."""
 
@@ -123,6 +136,7 @@ class ReplaySourceSpec(_Spec):
     type: Literal["replay"]
     path: str
     every: Duration = 60
+    backlog: Backlog = "all"  # files are replayed to be seen
     enabled: bool = True
 
 
@@ -132,6 +146,7 @@ class FeedSourceSpec(_Spec):
     id: Id
     type: Literal["feed"]
     url: HttpUrl
+    backlog: Backlog = "1h"
     every: Duration = 300
     min: Duration = 60
     max: Duration = 3600
@@ -145,6 +160,7 @@ class WireSourceSpec(_Spec):
     id: Id
     type: Literal["wire"]
     url: HttpUrl
+    backlog: Backlog = "1h"
     format: Literal["ninjs", "mapping"] = "ninjs"
     mapping: dict[str, str] = Field(default_factory=dict)
     headers: dict[str, SecretStr] = Field(default_factory=dict)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from monitor.core.config import FeedSourceSpec, ReplaySourceSpec, WireSourceSpec
+from monitor.core.config import FeedSourceSpec, ReplaySourceSpec, WireSourceSpec, parse_duration
 
 __all__ = [
     "HALF_LIFE_S",
@@ -71,6 +71,9 @@ class PollSpec:
     every: float
     min: float
     max: float
+    backlog_s: float | None = None
+    """On a source's first poll, entries published longer ago than this are marked seen
+    without alerting (None: every entry alerts; 0: none does)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +271,7 @@ def due_time(health: FeedHealth, spec: PollSpec) -> datetime | None:
 
 def poll_spec(spec: ReplaySourceSpec | FeedSourceSpec | WireSourceSpec) -> PollSpec:
     """How often a source is polled: a replayed directory at a fixed pace, others adaptively."""
+    backlog = None if spec.backlog == "all" else float(parse_duration(spec.backlog))
     if isinstance(spec, ReplaySourceSpec):
-        return PollSpec(float(spec.every), float(spec.every), float(spec.every))
-    return PollSpec(float(spec.every), float(spec.min), float(spec.max))
+        return PollSpec(float(spec.every), float(spec.every), float(spec.every), backlog)
+    return PollSpec(float(spec.every), float(spec.min), float(spec.max), backlog)

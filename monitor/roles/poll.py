@@ -55,6 +55,14 @@ class Scheduled:
         return self.source.id
 
 
+def _backlog_from(health: FeedHealth, spec: PollSpec, now: datetime) -> datetime | None:
+    """For a source never polled before, how far back its entries may alert (``backlog``);
+    None when everything new alerts (a source polled before, or ``backlog: all``)."""
+    if health.last_poll is not None or spec.backlog_s is None:
+        return None
+    return now - timedelta(seconds=spec.backlog_s)
+
+
 class Poller:
     """Fetches sources and appends what has not been seen to the items stream."""
 
@@ -138,7 +146,9 @@ class Poller:
             started = time.perf_counter()
             result = await source.fetch(state)
             fetch_s = time.perf_counter() - started
-            new = await self._append_new(result)
+            new = await self._append_new(
+                result, backlog_from=_backlog_from(health, spec, now), source=source.id
+            )
             self.metrics.polled(source.id, result, new, fetch_s)
             outcome = PollOutcome(
                 at=now,
@@ -178,15 +188,35 @@ class Poller:
             await asyncio.sleep(LEASE_MS / 3000)
             await self.store.acquire_lease(source, self.owner, LEASE_MS)
 
-    async def _append_new(self, result: FetchResult) -> int:
+    async def _append_new(
+        self, result: FetchResult, *, backlog_from: datetime | None = None, source: str = ""
+    ) -> int:
         """Append the entries not seen before (by source + GUID, or by canonical URL: a link
-        that only gained a tracking parameter is not new); how many there were."""
+        that only gained a tracking parameter is not new); how many there were.
+
+        ``backlog_from`` (a new source's first poll): entries published before it are marked
+        seen without being appended, so subscribing to a feed does not flood the desk with its
+        archive."""
         if not result.items:
             return 0
         keys = [seen_keys(self.store.keys, item) for item in result.items]
         found = iter(await self.store.exists_many([key for mine in keys for key in mine]))
         seen = [any([next(found) for _ in mine]) for mine in keys]
         new = [item for item, known in zip(result.items, seen, strict=True) if not known]
+        if backlog_from is not None:
+            old = [i for i in new if i.published is not None and i.published < backlog_from]
+            if old:
+                old_ids = {item.id for item in old}
+                await self.store.seen_batch(
+                    [key for item in old for key in seen_keys(self.store.keys, item)]
+                )
+                new = [item for item in new if item.id not in old_ids]
+                logger.info(
+                    "first poll: %d entries published before %s marked seen without alerting",
+                    len(old),
+                    backlog_from.isoformat(timespec="seconds"),
+                    extra=context(source=source),
+                )
         await self.store.items.add_many([item_entry(item) for item in new])
         return len(new)
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import httpx
+import pytest
 
 from monitor.core.polling import PollSpec
 from monitor.core.rules import build_config
@@ -102,3 +105,48 @@ async def test_entries_that_share_one_link_are_all_taken_in(
     )
     await poller_and_processor[0].poll(poller_and_processor[0].sources[0], force=True)
     assert await store.items.length() == 261
+
+
+def dated_rss(entries: list[tuple[int, datetime]]) -> bytes:
+    body = "".join(
+        f"<item><title>Story {n}</title><link>https://news.example/d/{n}</link>"
+        f"<guid>d{n}</guid><pubDate>{format_datetime(when)}</pubDate>"
+        f"<description>Story {n}: the council met.</description></item>"
+        for n, when in entries
+    )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+        f"<title>Example</title><link>https://news.example/</link>{body}</channel></rss>"
+    ).encode()
+
+
+@pytest.mark.parametrize(("backlog", "appended"), [(3600.0, 2), (None, 7), (0.0, 0)])
+async def test_a_new_sources_archive_is_marked_seen_without_alerting(
+    server: hs.Server,
+    client: httpx.AsyncClient,
+    limits: FetchLimits,
+    store: Store,
+    backlog: float | None,
+    appended: int,
+) -> None:
+    """Subscribing to a feed with years of entries: only those published within the source's
+    backlog window go on to alert; the rest are seen, and stay seen on the next poll."""
+    now = datetime.now(UTC)
+    old = [(n, datetime(2016, 5, n + 1, tzinfo=UTC)) for n in range(5)]
+    recent = [(n, now - timedelta(minutes=5 * n)) for n in (5, 6)]
+    server.static("/feed", dated_rss(old + recent), ("Content-Type", "text/xml"))
+    source = FeedSource("archive", server.url("/feed"), client, limits)
+    poller = Poller(store, [Scheduled(source, PollSpec(60, 60, 60, backlog_s=backlog))], owner="a")
+    runtime = Runtime.build(build_config([], {}))
+    processor = Processor(store, lambda: runtime, StoryKeeper(store))
+    await processor.start()
+    await poller.poll(poller.sources[0], force=True)
+    assert await store.items.length() == appended
+    while await processor.step("worker", count=100):
+        pass  # what went on is taken in: seen now
+    await poller.poll(poller.sources[0], force=True)  # the same feed again: nothing new
+    assert await store.items.length() == appended
+    later = (7, now)
+    server.static("/feed", dated_rss([*old, *recent, later]), ("Content-Type", "text/xml"))
+    await poller.poll(poller.sources[0], force=True)  # not the first poll: a new entry alerts
+    assert await store.items.length() == appended + 1
