@@ -344,7 +344,10 @@ def retry(ids: tuple[str, ...], every: bool) -> None:
     """Send dead letters again: the given ids, or all of them with --all."""
     if bool(ids) == every:
         raise click.UsageError("give dead-letter ids, or --all")
-    count = asyncio.run(retry_dead_letters(_settings(), None if every else list(ids)))
+    try:
+        count = asyncio.run(retry_dead_letters(_settings(), None if every else list(ids)))
+    except LookupError as exc:
+        raise click.ClickException(str(exc).strip("'\"")) from None
     click.echo(f"{count} dead letter{'s' if count != 1 else ''} back in the outbox")
 
 

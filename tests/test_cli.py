@@ -237,6 +237,9 @@ async def test_alerts_dead_lists_and_retry_requeues(tmp_path: Path) -> None:
         )
         usage = await asyncio.to_thread(invoke, ["alerts", "retry"], env)
         assert usage.exit_code == 2
+        unknown = await asyncio.to_thread(invoke, ["alerts", "retry", letter["id"], "0-1"], env)
+        assert unknown.exit_code == 1 and "no dead letter 0-1" in unknown.output
+        assert await store.dead.length() == 1  # nothing was retried
         retried = await asyncio.to_thread(invoke, ["alerts", "retry", letter["id"]], env)
         assert retried.exit_code == 0 and "1 dead letter back" in retried.stdout
         assert await store.dead.length() == 0

@@ -45,8 +45,11 @@ async def dead_letters(settings: Settings) -> list[DeadLetterRow]:
 
 
 async def retry_dead(store: Store, ids: Sequence[str] | None) -> int:
-    """Put dead letters (all, or those with these stream ids) back in the outbox, fresh."""
+    """Put dead letters (all, or those with these stream ids) back in the outbox, fresh.
+    ``LookupError`` naming the ids that are not dead letters, and nothing is retried."""
     letters = await store.dead_letters()
+    if ids is not None and (unknown := sorted(set(ids) - {i for i, _ in letters})):
+        raise LookupError(f"no dead letter {', '.join(unknown)} (see `monitor alerts dead`)")
     chosen = [(i, p) for i, p in letters if ids is None or i in ids]
     await store.outbox.add_many([fresh_entry(p) for _, p in chosen])
     await store.remove_dead([i for i, _ in chosen])
