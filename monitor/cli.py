@@ -114,7 +114,7 @@ rules_option = click.option(
 )
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="newsmonitor")
 @click.option(
     "--log-format",
@@ -125,7 +125,15 @@ rules_option = click.option(
 )
 @click.pass_context
 def main(ctx: click.Context, log_format: str | None) -> None:
-    """newsmonitor: alerts once per story from news feeds and wire services."""
+    """newsmonitor: alerts once per story from news feeds and wire services.
+
+    \b
+    Exit codes:
+      0  done (run: stopped cleanly; rules check: no problem)
+      1  a problem a user can act on: invalid rules, Redis unreachable, an unknown id,
+         a source that failed (sources check)
+      2  a command line that cannot be understood (unknown option, missing argument)
+    """
     ctx.obj = {"log_format": log_format}
 
 

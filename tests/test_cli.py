@@ -484,3 +484,18 @@ def test_eval_stories_with_the_semantic_extra_or_a_clear_error(
         invoke(["eval", "stories", str(path), "--no-semantic", "--json"], env).stdout
     )
     assert plain[0]["semantic"] is None
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["rules"], ["rules", "check"], ["stories", "split"], ["eval", "stories"]]
+)
+def test_dash_h_is_help_everywhere(env: dict[str, str], command: list[str]) -> None:
+    short, long = invoke([*command, "-h"], env), invoke([*command, "--help"], env)
+    assert short.exit_code == long.exit_code == 0
+    assert short.output == long.output and "Usage:" in short.output
+
+
+def test_the_exit_codes_are_in_the_help(env: dict[str, str]) -> None:
+    output = invoke(["--help"], env).output
+    assert "Exit codes:" in output
+    assert all(f"  {code}  " in output for code in "012")
