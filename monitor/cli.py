@@ -433,6 +433,8 @@ def check(directory: Path | None) -> None:
     """Validate the rules; exit 1 with path:line:col: message for each problem."""
     directory = directory or _settings().rules_dir
     config = _config(directory)
+    for warning in config.warnings:
+        click.echo(redact(str(warning)), err=True)
     click.echo(
         f"{directory}: OK: {len(config.sources)} sources, {len(config.entities)} entities, "
         f"{len(config.rules)} rules, {len(config.channels)} channels"

@@ -499,3 +499,17 @@ def test_the_exit_codes_are_in_the_help(env: dict[str, str]) -> None:
     output = invoke(["--help"], env).output
     assert "Exit codes:" in output
     assert all(f"  {code}  " in output for code in "012")
+
+
+def test_rules_check_warns_and_still_exits_0(env: dict[str, str], tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "rules.yaml").write_text(
+        "rules:\n  - {id: a, query: 'maduro and release'}\n  - {id: b, query: '\"x y\"'}\n"
+    )
+    result = invoke(["rules", "check", str(rules)], env)
+    assert result.exit_code == 0, result.output
+    assert f"{rules / 'rules.yaml'}:2:28: warning: lowercase 'and' is searched as a word" in (
+        result.stderr
+    )
+    assert "OK: 0 sources, 0 entities, 2 rules" in result.stdout

@@ -413,6 +413,62 @@ def parse(query: str, entities: Mapping[str, Sequence[str]] | None = None) -> No
     return _Parser(query, entities or {}).parse()
 
 
+_UNSPLIT = re.compile(
+    r"[\u0E00-\u0EFF\u1000-\u109F\u1780-\u17FF\u3040-\u30FF\u3400-\u4DBF\u4E00-\u9FFF\uF900-\uFAFF]"
+)
+_TERM_END = {"WORD", "PHRASE", "ENTITY", "REGEX", "RPAREN"}
+SHORT_PREFIX = 3  # letters before * below which a prefix matches too many words
+
+
+def lint(query: str) -> list[tuple[int, str]]:
+    """What in a valid query probably does not mean what its writer meant: ``(offset,
+    message)`` pairs for ``rules check`` to show as warnings."""
+    try:
+        toks = _lex(query)
+        tree = parse(query)
+    except QuerySyntaxError:
+        return []
+    found: list[tuple[int, str]] = []
+    for before, tok, after in zip([None, *toks[:-1]], toks, [*toks[1:], None], strict=True):
+        if tok.kind != "WORD":
+            continue
+        between = before is not None and before.kind in _TERM_END
+        if tok.value in ("and", "or", "not") and between and after and after.kind in _TERM_START:
+            found.append(
+                (
+                    tok.offset,
+                    f"lowercase '{tok.value}' is searched as a word: write {tok.value.upper()} "
+                    "for the operator",
+                )
+            )
+        if tok.value.endswith("*") and len(tok.value.rstrip("*")) < SHORT_PREFIX:
+            found.append(
+                (tok.offset, f"the prefix '{tok.value}' is short: it matches a great many words")
+            )
+    for tok in toks:
+        if tok.kind in ("WORD", "PHRASE") and len(_UNSPLIT.findall(tok.value)) > 1:
+            found.append(
+                (
+                    tok.offset,
+                    f"'{tok.value}' is in a script written without spaces: it matches only "
+                    "where the text has it as a word of its own",
+                )
+            )
+    if isinstance(tree, Not):
+        found.append((0, "the query is only a negation: it matches nearly every item"))
+    words = [t for t in toks if t.kind == "WORD"]
+    operators = any(t.value in ("and", "or", "not") for t in words)
+    if len(words) >= 2 and len(words) == len(toks) - 1 and not operators:
+        found.append(
+            (
+                0,
+                "the words are matched anywhere in the item (AND), not as a phrase: quote them "
+                'to match "the words in a row"',
+            )
+        )
+    return found
+
+
 def describe(node: Node) -> str:
     """The tree written back as a fully parenthesized query (for ``rules test`` and debugging)."""
     if isinstance(node, Term):

@@ -79,6 +79,8 @@ class WatchConfig:
     ] = ()
     secrets: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
     """Every value taken from the environment, so logs can mask them."""
+    warnings: tuple[Problem, ...] = field(default=(), compare=False)
+    """What is valid but probably not meant (``rules check`` shows them, exit 0)."""
 
     def channel(self, channel_id: str) -> ChannelSpec | None:
         return next((c for c in self.channels if c.id == channel_id), None)
@@ -96,6 +98,7 @@ class _Builder:
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
         self.first_seen: dict[tuple[str, str], str] = {}
         self.sources: list[tuple[Document, YamlPath, Any]] = []
         self.channels: list[tuple[Document, YamlPath, Any]] = []
@@ -260,6 +263,7 @@ class _Builder:
             rules=tuple(rules),
             channels=tuple(channels),
             secrets=frozenset(self.secrets),
+            warnings=tuple(self.warnings),
         )
 
     def compile_rule(
@@ -310,11 +314,15 @@ class _Builder:
 
     def compile_query(self, doc: Document, loc: YamlPath, text: str) -> q.Node | None:
         try:
-            return q.parse(text, self.entities)
+            node = q.parse(text, self.entities)
         except QuerySyntaxError as exc:
             line, col = doc.locate(loc, exc.offset)
             self.problems.append(Problem(doc.path, line, col, doc.redact(exc.message)))
             return None
+        for offset, message in q.lint(text):
+            line, col = doc.locate(loc, offset)
+            self.warnings.append(Problem(doc.path, line, col, "warning: " + doc.redact(message)))
+        return node
 
     def compile_structured(
         self, doc: Document, loc: YamlPath, parts: dict[str, Any]

@@ -13,6 +13,7 @@ from monitor.core.query import (
     Regex,
     Term,
     describe,
+    lint,
     parse,
 )
 from monitor.errors import MonitorError, QuerySyntaxError
@@ -297,3 +298,27 @@ def test_syntax_error_is_a_value_error() -> None:
 )
 def test_urls_are_words_not_fields(query: str, expected: str) -> None:
     assert describe(parse(query)) == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "warned"),
+    [
+        ("maduro and release", ["lowercase 'and' is searched as a word: write AND"]),
+        ("maduro or lavrov", ["lowercase 'or'"]),
+        ("NOT maduro", ["the query is only a negation"]),
+        ("-maduro", ["the query is only a negation"]),
+        ("nicolas maduro", ["the words are matched anywhere in the item (AND), not as a phrase"]),
+        ("ma* AND x", ["the prefix 'ma*' is short"]),
+        ("台湾 OR x", ["'台湾' is in a script written without spaces"]),
+        ('"nicolas maduro"', []),
+        ("maduro AND release*", []),
+        ("maduro", []),
+        ("(maduro OR lavrov) AND NOT sanctions", []),
+        ("and", []),
+    ],
+)
+def test_lint_warns_of_what_is_valid_but_probably_not_meant(query: str, warned: list[str]) -> None:
+    messages = [message for _, message in lint(query)]
+    assert len(messages) == len(warned), messages
+    for message, start in zip(messages, warned, strict=True):
+        assert message.startswith(start)
