@@ -6,6 +6,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from dotenv import dotenv_values
+
+from monitor.core.positions import MAX_BYTES
 from monitor.core.rules import WatchConfig, build_config
 from monitor.errors import ConfigError, Problem
 
@@ -25,6 +28,13 @@ def rule_files(directory: Path) -> list[Path]:
     )
 
 
+def environment(dotenv: Path = Path(".env")) -> dict[str, str]:
+    """What ``${VAR}`` in a rule file resolves from: the process environment, over the
+    ``.env`` file of the working directory (the file the ``MONITOR_*`` settings read too)."""
+    values = {k: v for k, v in dotenv_values(dotenv).items() if v is not None}
+    return {**values, **os.environ}
+
+
 def load_config(directory: Path, env: Mapping[str, str] | None = None) -> WatchConfig:
     """Load and validate the watch configuration; ``ConfigError`` lists every problem."""
     if not directory.exists():
@@ -33,9 +43,14 @@ def load_config(directory: Path, env: Mapping[str, str] | None = None) -> WatchC
     problems: list[Problem] = []
     for path in rule_files(directory):
         try:
+            if path.stat().st_size > MAX_BYTES:  # refused unread
+                problems.append(
+                    Problem(str(path), 1, 1, f"the file is larger than {MAX_BYTES:,} bytes")
+                )
+                continue
             documents.append((str(path), path.read_text(encoding="utf-8")))
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(Problem(str(path), 0, 0, f"cannot read: {exc}"))
     if problems:
         raise ConfigError(problems)
-    return build_config(documents, os.environ if env is None else env)
+    return build_config(documents, environment() if env is None else env)
