@@ -429,9 +429,13 @@ def rules() -> None:
 
 @rules.command()
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
-def check(directory: Path | None) -> None:
-    """Validate the rules; exit 1 with path:line:col: message for each problem."""
-    directory = directory or _settings().rules_dir
+@rules_option
+def check(directory: Path | None, rules_dir: Path | None) -> None:
+    """Validate the rules (DIRECTORY or --rules); exit 1 with path:line:col: message for each
+    problem, warnings on stderr with exit 0."""
+    if directory is not None and rules_dir is not None and directory != rules_dir:
+        raise click.UsageError("give the rules directory once: DIRECTORY or --rules")
+    directory = directory or rules_dir or _settings().rules_dir
     config = _config(directory)
     for warning in config.warnings:
         click.echo(redact(str(warning)), err=True)

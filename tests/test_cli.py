@@ -120,11 +120,17 @@ def test_rules_test_acceptance_on_seeds(env: dict[str, str]) -> None:
     assert accented == "Rodríguez"
 
 
-def test_rules_check_reports_file_line_col_and_exits_1(env: dict[str, str]) -> None:
-    result = invoke(["rules", "check", str(BROKEN)], env)
+@pytest.mark.parametrize("how", [[str(BROKEN)], ["--rules", str(BROKEN)]])
+def test_rules_check_reports_file_line_col_and_exits_1(env: dict[str, str], how: list[str]) -> None:
+    result = invoke(["rules", "check", *how], env)
     assert result.exit_code == 1
     assert BROKEN_MESSAGE in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_rules_check_takes_the_directory_once(env: dict[str, str]) -> None:
+    result = invoke(["rules", "check", str(RULES), "--rules", str(BROKEN)], env)
+    assert result.exit_code == 2 and "give the rules directory once" in result.output
 
 
 def test_rules_check_ok(env: dict[str, str]) -> None:
