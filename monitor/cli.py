@@ -31,9 +31,9 @@ from monitor.commands.stories import (
     explain_story,
     explanation_lines,
     merge_stories,
-    printable,
     recent_stories,
     split_item,
+    story_lines,
 )
 from monitor.core.rules import WatchConfig
 from monitor.errors import ConfigError, StoreError
@@ -260,15 +260,7 @@ def stories(ctx: click.Context, limit: int, as_json: bool, explain_id: str | Non
     if not found:
         click.echo("no stories yet")
     for story in found:
-        first = datetime.fromtimestamp(story["first_seen"], UTC).strftime("%Y-%m-%d %H:%M")
-        last = datetime.fromtimestamp(story["last_seen"], UTC).strftime("%Y-%m-%d %H:%M")
-        click.echo(
-            f"{story['id']}  {story['items']} items ({story['duplicates']} duplicates), "
-            f"{len(story['sources'])} sources, {first} → {last} UTC: {printable(story['title'])}"
-        )
-        for member in story["members"]:
-            mark = f"  = duplicate of {member['duplicate_of']}" if member["duplicate_of"] else ""
-            click.echo(f"    {printable(member['source'])}: {printable(member['title'])}{mark}")
+        click.echo("\n".join(story_lines(story)))
 
 
 @stories.command(name="split")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from monitor.app.settings import Settings
@@ -15,6 +16,7 @@ __all__ = [
     "printable",
     "recent_stories",
     "split_item",
+    "story_lines",
 ]
 
 
@@ -67,4 +69,18 @@ def explanation_lines(member: Joined) -> list[str]:
         lines.append(f"    joined: duplicate of {member['matched']} ({member['similarity']:.2f})")
     else:
         lines.append(f"    joined: {member['how']}")
+    return lines
+
+
+def story_lines(story: StorySummary) -> list[str]:
+    """How ``monitor stories`` shows one story: a line for it, an indented one per member."""
+    first = datetime.fromtimestamp(story["first_seen"], UTC).strftime("%Y-%m-%d %H:%M")
+    last = datetime.fromtimestamp(story["last_seen"], UTC).strftime("%Y-%m-%d %H:%M")
+    lines = [
+        f"{story['id']}  {story['items']} items ({story['duplicates']} duplicates), "
+        f"{len(story['sources'])} sources, {first} → {last} UTC: {printable(story['title'])}"
+    ]
+    for member in story["members"]:
+        mark = f"  = duplicate of {member['duplicate_of']}" if member["duplicate_of"] else ""
+        lines.append(f"    {printable(member['source'])}: {printable(member['title'])}{mark}")
     return lines
