@@ -372,11 +372,17 @@ _ADDRESS_CLASSES = ("a public", "a private", "a loopback", "a link-local")
 
 def address_class(address: str) -> int:
     """0 public, 1 private (RFC 1918, unique local, shared), 2 loopback, 3 link-local or
-    unspecified (cloud metadata answers there)."""
+    unspecified (cloud metadata answers there); a host name other than localhost is public."""
+    found = _literal_class(address)
+    return 0 if found is None else found
+
+
+def _literal_class(host: str) -> int | None:
+    """``address_class`` of an IP literal or localhost; None for any other host name."""
     try:
-        ip = ipaddress.ip_address(address.strip("[]").split("%")[0])
+        ip = ipaddress.ip_address(host.strip("[]").split("%")[0])
     except ValueError:
-        return 2 if address.lower() in ("localhost", "localhost.") else 0
+        return 2 if host.lower() in ("localhost", "localhost.") else None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     if ip.is_link_local or ip.is_unspecified:
@@ -394,22 +400,14 @@ _SHARED = ipaddress.ip_network("100.64.0.0/10")
 async def _host_class(host: str, loop: asyncio.AbstractEventLoop) -> int:
     """The most internal class among the addresses ``host`` stands for (resolved when it is a
     name; a name that does not resolve counts as public: fetching it fails anyway)."""
-    literal = address_class(host)
-    if literal or _is_ip(host):
+    literal = _literal_class(host)
+    if literal is not None:
         return literal
     try:
         found = await loop.getaddrinfo(host, None)
     except OSError:
         return 0
     return max((address_class(str(info[4][0])) for info in found), default=0)
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
 
 
 async def _refuse_inward(

@@ -288,14 +288,6 @@ class Decision:
     confident: bool = True
 
 
-def best_member(vector: Mapping[str, float], members: Iterable[Member]) -> tuple[float, Member]:
-    """The member most similar to ``vector`` (ties: the earliest id), and that similarity."""
-    scored = similarities(vector, members)
-    if not scored:
-        raise ValueError("no members to compare with")
-    return scored[0]
-
-
 def blended(lexical: float, a: Embedding | None, b: Embedding | None, weight: float) -> float:
     """The lexical similarity, blended with the embeddings' cosine when both items have one."""
     if a is None or b is None or not weight:

@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import random
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -48,6 +47,7 @@ from monitor.ops.watchdog import Operator
 from monitor.store import Store
 from monitor.store.streams import (
     DISPATCH_GROUP,
+    TakeOver,
     alert_ref,
     dead_entry,
     decode,
@@ -59,8 +59,6 @@ from monitor.store.streams import (
 )
 
 logger = logging.getLogger(__name__)
-
-REAP_EVERY_S = 2.0  # how often a dispatcher looks for the pending entries of dead consumers
 
 ORPHANED = (
     "its dispatcher died while sending it and the channel cannot say whether it arrived; "
@@ -184,8 +182,12 @@ class Dispatcher:
         self.policy = policy or RetryPolicy()
         self.reclaim_idle_ms = reclaim_idle_ms
         self.alive_s = alive_s if alive_s is not None else reclaim_idle_ms / 1000
-        self.take_over_dead = alive_s is not None
-        self._reaped = float("-inf")
+        # A send another dispatcher held ("busy") stays pending on this name until settled.
+        self._take_over = (
+            TakeOver(store.outbox, DISPATCH_GROUP, store.alive_many)
+            if alive_s is not None
+            else None
+        )
         self.sent_ttl_s = sent_ttl_s or store.seen_ttl
         self.clock = clock
         self.config = config
@@ -202,16 +204,7 @@ class Dispatcher:
         now = self.clock()
         await self.store.release_delayed(now)
         await self.release_digests(now)
-        entries: list[tuple[str, dict[str, Any]]] = []
-        if self.take_over_dead and time.monotonic() - self._reaped >= REAP_EVERY_S:
-            self._reaped = time.monotonic()
-            # What is still pending on this name: left by a predecessor of the same name, or
-            # a send another dispatcher held ("busy") and may have settled since.
-            entries = await self.store.outbox.own_pending(DISPATCH_GROUP, consumer, count)
-            if not entries:
-                entries = await self.store.outbox.claim_from_dead(
-                    DISPATCH_GROUP, consumer, self.store.alive_many, count
-                )
+        entries = await self._take_over(consumer, count) if self._take_over else []
         if not entries:
             entries = await self.store.outbox.autoclaim(
                 DISPATCH_GROUP, consumer, self.reclaim_idle_ms, count

@@ -121,13 +121,21 @@ class Poller:
         try:
             health = FeedHealth.from_mapping(await self.store.get_health(scheduled.id))
             updated = health.update(PollOutcome(at=utc_now(self.clock), error=error))
-            await self.store.set_health(scheduled.id, updated.to_mapping())
-            if self.operator is not None:
-                await self.operator.source_polled(scheduled.id, health, updated)
+            await self._save_health(scheduled.id, health, updated)
         except Exception as exc:
             logger.error(
                 "could not record the failed poll: %s", exc, extra=context(source=scheduled.id)
             )
+
+    async def _save_health(self, source: str, before: FeedHealth, after: FeedHealth) -> None:
+        """Keep the source's health after a poll and tell the operator watchdog; a failure to
+        queue an operator alert is logged, the poll itself stands."""
+        await self.store.set_health(source, after.to_mapping())
+        if self.operator is not None:
+            try:
+                await self.operator.source_polled(source, before, after)
+            except StoreError as exc:
+                logger.error("operator alert not queued: %s", exc, extra=context(source=source))
 
     async def _poll(self, scheduled: Scheduled, *, force: bool) -> FetchResult | None:
         source, spec = scheduled.source, scheduled.spec
@@ -162,14 +170,7 @@ class Poller:
             )
             updated = health.update(outcome)
             self._report(source.id, result, health, updated, state, new)
-            await self.store.set_health(source.id, updated.to_mapping())
-            if self.operator is not None:
-                try:
-                    await self.operator.source_polled(source.id, health, updated)
-                except StoreError as exc:  # the poll itself went fine: carry on
-                    logger.error(
-                        "operator alert not queued: %s", exc, extra=context(source=source.id)
-                    )
+            await self._save_health(source.id, health, updated)
             if result.state:
                 await self.store.set_state(
                     source.id, {k: (v or None) for k, v in result.state.items()}

@@ -29,11 +29,9 @@ from monitor.store import Store
 from monitor.store.keys import alert_count_field
 from monitor.store.seen import seen_keys
 from monitor.store.stories import Placement, StoryKeeper, story_id
-from monitor.store.streams import PROCESS_GROUP, entry_item, outbox_entry
+from monitor.store.streams import PROCESS_GROUP, TakeOver, entry_item, outbox_entry
 
 logger = logging.getLogger(__name__)
-
-REAP_EVERY_S = 2.0  # how often a consumer looks for the pending entries of dead ones
 
 
 @dataclass(frozen=True)
@@ -124,15 +122,16 @@ class Processor:
         self.clock = clock
         self.reclaim_idle_ms = reclaim_idle_ms
         self.count_alerts = count_alerts
-        self.take_over_dead = take_over_dead
-        self._reaped = float("-inf")
+        self._take_over = (
+            TakeOver(store.items, PROCESS_GROUP, store.alive_many) if take_over_dead else None
+        )
 
     async def start(self) -> None:
         await self.store.items.ensure_group(PROCESS_GROUP)
 
     async def step(self, consumer: str, *, count: int = 100, block_ms: int | None = None) -> int:
         """Process one batch: entries a dead consumer left pending first, then new ones."""
-        entries = await self._from_the_dead(consumer, count)
+        entries = await self._take_over(consumer, count) if self._take_over else []
         if not entries:
             entries = await self.store.items.autoclaim(
                 PROCESS_GROUP, consumer, self.reclaim_idle_ms, count
@@ -217,19 +216,6 @@ class Processor:
                 ),
             )
         return Processed(alerts, list(zip((item for _, item in new), placements, strict=True)))
-
-    async def _from_the_dead(self, consumer: str, count: int) -> list[tuple[str, dict[str, Any]]]:
-        """The pending entries of consumers whose heartbeat stopped (checked every
-        ``REAP_EVERY_S`` at most)."""
-        if not self.take_over_dead or time.monotonic() - self._reaped < REAP_EVERY_S:
-            return []
-        self._reaped = time.monotonic()
-        # What this name left unfinished (it restarted under the same name), then the dead's.
-        if own := await self.store.items.own_pending(PROCESS_GROUP, consumer, count):
-            return own
-        return await self.store.items.claim_from_dead(
-            PROCESS_GROUP, consumer, self.store.alive_many, count
-        )
 
     async def _unseen(self, items: Sequence[tuple[str, Item]]) -> list[tuple[str, Item]]:
         """Level 1: drop entries seen before, by source + GUID or by canonical URL."""

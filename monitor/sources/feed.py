@@ -123,16 +123,15 @@ def feed_items(
 def _sharing_links(items: list[Item]) -> list[Item]:
     """The items, those whose link other entries of the document (with other GUIDs) carry too
     marked ``shared_url``: such a link (a podcast's home page) identifies none of them."""
+    links = [canonical_url(item.url) if item.url else None for item in items]
     guids: dict[str, set[str]] = {}
-    for item in items:
-        if item.url and (url := canonical_url(item.url)):
+    for item, url in zip(items, links, strict=True):
+        if url:
             guids.setdefault(url, set()).add(item.guid or item.id)
     shared = {url for url, found in guids.items() if len(found) > 1}
-    if not shared:
-        return items
     return [
-        replace(item, shared_url=True) if item.url and canonical_url(item.url) in shared else item
-        for item in items
+        replace(item, shared_url=True) if url in shared else item
+        for item, url in zip(items, links, strict=True)
     ]
 
 

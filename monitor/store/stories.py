@@ -227,6 +227,7 @@ class StoryKeeper:
         self.embed = embed
         self.thresholds = thresholds or THRESHOLDS
         self.inputs = PlacementInputs(store, background, window_s)
+        self._warmed: set[str] = set()
         self.scripts = Scripts(
             store.client, candidates=CANDIDATES, add_members=ADD_MEMBERS, index=INDEX
         )
@@ -244,6 +245,7 @@ class StoryKeeper:
     def _warm(self, languages: Sequence[str]) -> None:
         for language in languages:
             self.background(language)("the")
+            self._warmed.add(language)
 
     async def _placed_before(self, items: Sequence[Item]) -> dict[str, Placement]:
         keys = self.store.keys
@@ -285,8 +287,9 @@ class StoryKeeper:
             self.language(item.language, found[:200])
             for item, found in zip(items, raw_words, strict=True)
         ]
-        # A language's frequency table (tens of MB, a second to read) loads in a thread.
-        await asyncio.to_thread(self._warm, sorted(set(languages)))
+        # A language's frequency table (tens of MB, a second to read) loads in a thread, once.
+        if new_languages := sorted(set(languages) - self._warmed):
+            await asyncio.to_thread(self._warm, new_languages)
         cleaned, titles, streams = await self.inputs.read(items, texts, raw_words, languages, now)
         prepared = []
         for item, title, text, language in zip(items, titles, cleaned, languages, strict=True):

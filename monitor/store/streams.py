@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -351,3 +352,33 @@ class Stream:
             logger.error("dropping %d foreign entries from %s: %s", len(bad), self.key, bad)
             await self.ack(group, bad)
         return good
+
+
+TAKE_OVER_EVERY_S = 2.0  # how often a consumer looks for work left pending
+
+
+class TakeOver:
+    """What a consumer whose process keeps a heartbeat takes on before new entries, every
+    ``every_s`` at most: the entries still pending on its own name (left by a predecessor of
+    that name, or not finished yet), else those of consumers whose heartbeat stopped."""
+
+    def __init__(
+        self,
+        stream: Stream,
+        group: str,
+        alive: Callable[[list[str]], Awaitable[list[bool]]],
+        every_s: float = TAKE_OVER_EVERY_S,
+    ) -> None:
+        self.stream = stream
+        self.group = group
+        self.alive = alive
+        self.every_s = every_s
+        self._last = float("-inf")
+
+    async def __call__(self, consumer: str, count: int) -> list[tuple[str, dict[str, Any]]]:
+        if time.monotonic() - self._last < self.every_s:
+            return []
+        self._last = time.monotonic()
+        if own := await self.stream.own_pending(self.group, consumer, count):
+            return own
+        return await self.stream.claim_from_dead(self.group, consumer, self.alive, count)
