@@ -15,13 +15,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from monitor.core.analysis import strip_boilerplate
 from monitor.core.dedup import (
     SIMHASH_DISTANCE,
     Fingerprint,
     fingerprint,
     hamming,
     is_duplicate,
-    strip_boilerplate,
 )
 from monitor.core.frequencies import background_for
 from monitor.core.stories import THRESHOLDS, StreamFrequency, cosine, evidence, index_terms, weigh

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitor.bench.machine import machine, rate
-from monitor.core.dedup import fingerprint, strip_boilerplate
+from monitor.core.analysis import strip_boilerplate
+from monitor.core.dedup import fingerprint
 from monitor.core.frequencies import background_for
 from monitor.core.matcher import Matcher
 from monitor.core.rules import build_config

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import re
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -64,60 +64,6 @@ def canonical_url(url: str) -> str | None:
     )
     path = re.sub(r"/{2,}", "/", parts.path) or "/"
     return urlunsplit((scheme, host, path, urlencode(query), ""))
-
-
-# --- level 2: boilerplate -----------------------------------------------------------------------
-
-_LINK_ONLY = re.compile(r"^\W*(?:https?://\S+|www\.\S+|<https?://[^>]+>|\[[^\]]*\]\([^)]*\))\W*$")
-_BOILERPLATE_LINE = re.compile(
-    r"^\W*(?:read (?:more|the full|also|next)"
-    r"|related(?: articles?| stor(?:y|ies)| coverage| content| links?| reading)?\s*:"
-    r"|see also|more on this|also read|recommended|advertisement|share (?:this|on)"
-    r"|follow us|click here|sign up|subscribe|copyright|©|all rights reserved"
-    r"|original url|photo:|image:|source:|remind me later|tags:"
-    r"|the post .{1,300} appeared first on)",
-    re.IGNORECASE,
-)
-_APPEAL = re.compile(
-    r"\b(?:donat\w*|subscri\w*|support (?:us|our|independent)|contribution|newsletter"
-    r"|paywall|become a (?:member|patron)|dear readers?|independent journalism|a message from)\b",
-    re.IGNORECASE,
-)
-
-
-def strip_boilerplate(text: str, repeated: Iterable[str] = ()) -> str:
-    """The article without its boilerplate: link-only lines, "Read more" / "Related article"
-    lines, subscription and donation appeals, and ``repeated`` lines (the ones that recur across
-    a source's items; the caller knows them)."""
-    common = {normalize(line) for line in repeated}
-    kept: list[str] = []
-    lines = [line.strip() for line in text.splitlines()]
-    for index, line in enumerate(lines):
-        if not line:
-            continue
-        if _LINK_ONLY.match(line) or _BOILERPLATE_LINE.match(line):
-            continue
-        if common and normalize(line) in common:
-            continue
-        if _APPEAL.search(line) and index >= len(lines) * 0.6:
-            break  # an appeal in the last part of the text: the article has ended
-        kept.append(line)
-    return "\n".join(kept)
-
-
-_WORDS = re.compile(r"\w+")
-
-
-def keyed_lines(text: str) -> list[tuple[str, str]]:
-    """A text's substantial lines with short, stable keys, for counting repeats across items.
-    The key is the line's words, case-folded: a cheap normalization (the same line recurs
-    verbatim, or nearly, in a source's items), not the full one of matching."""
-    keyed = []
-    for line in text.splitlines():
-        words = " ".join(_WORDS.findall(line.casefold()))
-        if len(words) >= 12:
-            keyed.append((line, xxhash.xxh3_64_hexdigest(words.encode())))
-    return keyed
 
 
 # --- level 2: fingerprints ----------------------------------------------------------------------

@@ -20,6 +20,7 @@ from enum import Enum
 import ahocorasick
 
 from monitor.core import query as q
+from monitor.core.analysis import Analysis
 from monitor.core.rules import Rule
 from monitor.core.text import Folded, Tokens, fold, tokenize
 from monitor.models import FIELDS, Item, Match, RuleMatch
@@ -100,9 +101,9 @@ class _Field:
 
     __slots__ = ("_folded", "joined_starts", "text", "tokens")
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, tokens: Tokens | None = None) -> None:
         self.text = text
-        self.tokens: Tokens = tokenize(text)
+        self.tokens: Tokens = tokens if tokens is not None else tokenize(text)
         starts: list[int] = []
         pos = 1
         for word in self.tokens.words:
@@ -167,18 +168,29 @@ class Matcher:
     def term_count(self) -> int:
         return len(self._term_ids)
 
-    def match(self, item: Item) -> list[RuleMatch]:
-        """Every rule that matches ``item``, in rule order, each with what matched where."""
-        return _Evaluation(self, item).run()
+    def match(self, item: Item, analysis: Analysis | None = None) -> list[RuleMatch]:
+        """Every rule that matches ``item``, in rule order, each with what matched where.
+        ``analysis``: the item's words already found (its title and text are not tokenized
+        again when they are the item's own)."""
+        return _Evaluation(self, item, analysis).run()
 
 
 class _Evaluation:
     """The matching of one item: field tokens, term occurrences, and rule evaluation."""
 
-    def __init__(self, matcher: Matcher, item: Item) -> None:
+    def __init__(self, matcher: Matcher, item: Item, analysis: Analysis | None) -> None:
         self.matcher = matcher
         self.item = item
-        self.fields = {name: _Field(item.field(name)) for name in matcher._fields}
+        known: dict[str, tuple[str, Tokens]] = {}
+        if analysis is not None:
+            known = {"title": (analysis.title, analysis.title_tokens)}
+            known["text"] = (analysis.text, analysis.tokens)
+        self.fields = {}
+        for name in matcher._fields:
+            text = item.field(name)
+            text_tokens = known.get(name)
+            same = text_tokens is not None and text_tokens[0] == text
+            self.fields[name] = _Field(text, text_tokens[1] if same and text_tokens else None)
         self.hits: dict[int, list[tuple[str, int, int]]] = defaultdict(list)
 
     def run(self) -> list[RuleMatch]:

@@ -16,9 +16,10 @@ a set written for this project.
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -136,34 +137,52 @@ def clean_title(title: str, recurring: Iterable[str]) -> str:
     return title.strip() if kept is parts else " ".join(kept)
 
 
-def evidence(title: str, text: str, *, text_tokens: Tokens | None = None) -> dict[str, float]:
+def evidence(
+    title: str,
+    text: str,
+    *,
+    text_tokens: Tokens | None = None,
+    title_tokens: Tokens | None = None,
+) -> dict[str, float]:
     """Each term of an article with the weight of where it stands: title words strongest, then
     the lead, names and numbers boosted, counts dampened by their logarithm. ``text`` is the
-    plain text without boilerplate; ``text_tokens`` the same already tokenized."""
-    tokens = text_tokens or tokenize(text)
-    counts: defaultdict[str, float] = defaultdict(float)
-    names: set[str] = set()
-    for index, (word, start) in enumerate(zip(tokens.words, tokens.starts, strict=True)):
-        counts[word] += LEAD_WEIGHT if index < LEAD_WORDS else 1.0
-        if index and text[start].isupper() and text[max(0, start - 2) : start].strip() not in _ENDS:
-            names.add(word)
-    heading = tokenize(title)
-    for index, (word, start) in enumerate(zip(heading.words, heading.starts, strict=True)):
-        counts[word] += TITLE_WEIGHT
-        if index and title[start].isupper():
-            names.add(word)
+    plain text without boilerplate, or the text of ``text_tokens`` when they are given (its
+    tokens outside boilerplate, offsets into ``text``); ``title_tokens`` the title's tokens."""
+    tokens = text_tokens if text_tokens is not None else tokenize(text)
+    heading = title_tokens if title_tokens is not None else tokenize(title)
+    words = tokens.words
+    counts: Counter[str] = Counter(words)  # counted in C; the lead and title add to it
+    lead = Counter(words[:LEAD_WORDS])
+    titled = Counter(heading.words)
+    names = {
+        words[index]
+        for index, start in enumerate(tokens.starts)
+        if index and text[start].isupper() and not _starts_sentence(text, start)
+    }
+    names.update(
+        heading.words[index]
+        for index, start in enumerate(heading.starts)
+        if index and title[start].isupper()
+    )
     weights: dict[str, float] = {}
-    for word, count in counts.items():
+    for word in counts.keys() | titled.keys():
         if len(word) < 2 and not word.isdigit():
             continue
+        count = counts[word] + (LEAD_WEIGHT - 1.0) * lead[word] + TITLE_WEIGHT * titled[word]
         boost = NAME_BOOST if word in names else 1.0
-        if any(c.isdigit() for c in word):
+        if not word.isalpha() and any(c.isdigit() for c in word):
             boost = NUMBER_BOOST if len(word) >= 3 else SHORT_NUMBER
         weights[word] = (1.0 + math.log(count)) * boost
     return weights
 
 
 _ENDS = {".", "!", "?", ":", '"', "“", "”"}
+
+
+def _starts_sentence(text: str, start: int) -> bool:
+    """Whether the word at ``start`` begins a sentence or a line (its capital says nothing)."""
+    before = text[max(0, start - 2) : start]
+    return "\n" in before or before.strip() in _ENDS
 
 
 @lru_cache(maxsize=200_000)
@@ -212,11 +231,14 @@ def weigh(
 ) -> dict[str, float]:
     """An item's vector: evidence times stream rarity, its ``top`` terms, L2-normalized,
     strongest first."""
-    weighted = {w: x * idf(w, stream, background) for w, x in terms.items()}
-    strongest = sorted(
-        ((w, x) for w, x in weighted.items() if x > 0), key=lambda kv: (-kv[1], kv[0])
-    )
-    return _normalized(dict(strongest[:top]))
+    counts, documents, prior = stream.counts, stream.documents + PRIOR_DOCS, PRIOR_DOCS
+    weighted: dict[str, float] = {}
+    for word, x in terms.items():  # ``idf`` inlined: this runs for every term of every item
+        share = (counts.get(word, 0) + prior * prior_share(word, background)) / documents
+        if share < 1.0 and x > 0:
+            weighted[word] = -x * math.log(share)
+    strongest = heapq.nsmallest(top, ((-x, w) for w, x in weighted.items()))
+    return _normalized({w: -x for x, w in strongest})
 
 
 def _normalized(vector: Mapping[str, float]) -> dict[str, float]:

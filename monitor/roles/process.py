@@ -28,7 +28,7 @@ from monitor.ops.metrics import Metrics
 from monitor.store import Store
 from monitor.store.keys import alert_count_field
 from monitor.store.seen import seen_keys
-from monitor.store.stories import Placement, StoryKeeper, story_id
+from monitor.store.stories import Placement, StoryKeeper, analyse_item, story_id
 from monitor.store.streams import PROCESS_GROUP, TakeOver, entry_item, outbox_entry
 
 logger = logging.getLogger(__name__)
@@ -155,9 +155,11 @@ class Processor:
                 )
         new = await self._unseen(items)
         now = utc_now(self.clock)
-        placements = await self.stories.place([item for _, item in new], now.timestamp())
+        # Each item's words are found once, for placement and matching alike.
+        analyses = [analyse_item(item) for _, item in new]
+        placements = await self.stories.place([item for _, item in new], now.timestamp(), analyses)
         found: list[tuple[str, Item, Rule, RuleMatch, Placement]] = []
-        for (entry_id, item), placed in zip(new, placements, strict=True):
+        for (entry_id, item), analysis, placed in zip(new, analyses, placements, strict=True):
             if placed.duplicate_of is not None:
                 logger.info(
                     "duplicate of %s",
@@ -166,7 +168,7 @@ class Processor:
                 )
                 continue
             started = time.perf_counter()
-            results = runtime.matcher.match(item)
+            results = runtime.matcher.match(item, analysis)
             self.metrics.match_seconds.observe(time.perf_counter() - started)
             for result in results:
                 found.append((entry_id, item, runtime.rules[result.rule], result, placed))

@@ -6,12 +6,12 @@ site names), and the stream's document frequencies of the batch's words, which i
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 
 import xxhash
 
-from monitor.core.dedup import keyed_lines, strip_boilerplate
+from monitor.core.analysis import Analysis, Line
 from monitor.core.stories import (
     Background,
     StreamFrequency,
@@ -58,11 +58,12 @@ end
 return sums
 """
 
-# One call per frequency hash and batch: add 1 to each word given, set the TTL once.
+# One call per frequency hash and batch: add to each field the count after it (ARGV[2..] are
+# field, count pairs), set the TTL (ARGV[1]) once.
 COUNT_WORDS = """
-for i = 2, #ARGV do redis.call('HINCRBY', KEYS[1], ARGV[i], 1) end
+for i = 2, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
-return #ARGV - 1
+return (#ARGV - 1) / 2
 """
 
 
@@ -80,19 +81,20 @@ class PlacementInputs:
     async def read(
         self,
         items: Sequence[Item],
-        texts: Sequence[str],
+        analyses: Sequence[Analysis],
         words: Sequence[Sequence[str]],
         languages: Sequence[str],
         now: float,
-    ) -> tuple[list[str], list[str], dict[str, StreamFrequency]]:
+    ) -> tuple[list[list[Line]], list[str], dict[str, StreamFrequency]]:
         """Round trip 1, and one script call per frequency hash: count lines and title affixes
         per source; read the stream's frequencies of the batch's words, then count the batch.
 
-        Returns the texts without boilerplate, the titles without their site's name, and each
-        language's stream frequencies with the batch's own documents included."""
+        Returns the lines of each text that are not boilerplate, the titles without their
+        site's name, and each language's stream frequencies with the batch's own documents
+        included."""
         week = int(now // WEEK_S)
         keys = self.store.keys
-        per_item = [keyed_lines(text) for text in texts]
+        per_item = [analysis.keyed_lines for analysis in analyses]
         affixes = [_affix_keys(item.title) for item in items]
         documents: dict[str, list[set[str]]] = defaultdict(list)
         for found, language in zip(words, languages, strict=True):
@@ -120,29 +122,29 @@ class PlacementInputs:
                 )
             ttl = self.window_s + 2 * DAY_S
             for language, distinct in documents.items():  # counted after they were read
-                args: list[str | int] = [ttl]
-                for document in distinct:
-                    args.append(DOCUMENTS)
-                    args.extend(sorted(document))
+                tally = Counter(word for document in distinct for word in document)
+                args: list[str | int] = [ttl, DOCUMENTS, len(distinct)]
+                for word in sorted(tally):
+                    args += [word, tally[word]]
                 self.scripts.call(pipe, "words", [keys.frequencies(language, days[-1])], args)
             results = await self.scripts.execute(pipe)
-        cleaned: list[str] = []
+        cleaned: list[list[Line]] = []
         titles: list[str] = []
         position = 0
-        for item, text, lines, affix in zip(items, texts, per_item, affixes, strict=True):
+        for item, analysis, lines, affix in zip(items, analyses, per_item, affixes, strict=True):
             size = len(lines) + len(affix)
             if not size:
-                cleaned.append(strip_boilerplate(text))
+                cleaned.append(analysis.kept())
                 titles.append(item.title)
                 continue
             totals = [int(c) for c in results[position]]
             position += 1
-            repeated = [
-                line
-                for (line, _), total in zip(lines, totals[: len(lines)], strict=True)
+            repeated = {
+                key
+                for (_, key), total in zip(lines, totals[: len(lines)], strict=True)
                 if total >= REPEATED
-            ]
-            cleaned.append(strip_boilerplate(text, repeated))
+            }
+            cleaned.append(analysis.kept(repeated))
             recurring = [
                 segment
                 for (segment, _), total in zip(affix, totals[len(lines) :], strict=True)

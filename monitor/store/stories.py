@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from monitor.core.analysis import Analysis, analyse
 from monitor.core.dedup import Fingerprint, fingerprint
 from monitor.core.frequencies import background_for, language_code
 from monitor.core.html import html_to_text
@@ -83,22 +84,40 @@ end
 return out
 """
 
-# Adds ARGV[2] to every set in KEYS, each set living ARGV[1] seconds from now.
-ADD_MEMBERS = """
-for _, key in ipairs(KEYS) do
-  redis.call('SADD', key, ARGV[2])
-  redis.call('EXPIRE', key, ARGV[1])
+# Remembers one placed item in one call. KEYS: its document, its story's hash, members (sorted
+# set) and sources (set), the story list, then its band sets and its term index sorted sets.
+# ARGV: item, source, now, TTL, story window, when, bands, terms, new story (1/0), duplicate
+# (1/0), the story's title, url and id, then the document's fields and values. Returns how many
+# sources the story has.
+REMEMBER = """
+local item, source, now, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local window, when, bands, terms = ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+local doc, story, members, sources, stories = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+redis.call('HSET', doc, unpack(ARGV, 14))
+redis.call('EXPIRE', doc, ttl)
+for i = 6, 5 + bands do
+  redis.call('SADD', KEYS[i], item)
+  redis.call('EXPIRE', KEYS[i], ttl)
 end
-return #KEYS
-"""
-
-# Indexes item ARGV[3] at score ARGV[2] under every sorted set in KEYS (TTL ARGV[1]).
-INDEX = """
-for _, key in ipairs(KEYS) do
-  redis.call('ZADD', key, ARGV[2], ARGV[3])
-  redis.call('EXPIRE', key, ARGV[1])
+for i = 6 + bands, 5 + bands + terms do
+  redis.call('ZADD', KEYS[i], when, item)
+  redis.call('EXPIRE', KEYS[i], window)
 end
-return #KEYS
+if ARGV[9] == '1' then
+  redis.call('HSETNX', story, 'title', ARGV[11])
+  redis.call('HSETNX', story, 'url', ARGV[12])
+  redis.call('HSETNX', story, 'first_seen', now)
+end
+if ARGV[10] == '1' then redis.call('HINCRBY', story, 'duplicates', 1) end
+redis.call('HSET', story, 'last_seen', now)
+redis.call('HINCRBY', story, 'items', 1)
+redis.call('EXPIRE', story, ttl)
+redis.call('ZADD', members, now, item)
+redis.call('EXPIRE', members, ttl)
+redis.call('SADD', sources, source)
+redis.call('EXPIRE', sources, ttl)
+redis.call('ZADD', stories, now, ARGV[13])
+return redis.call('SCARD', sources)
 """
 
 
@@ -179,6 +198,11 @@ def plain_text(text: str) -> str:
     return html_to_text(text) if "<" in text or "&" in text else text
 
 
+def analyse_item(item: Item) -> Analysis:
+    """An item's title and plain text, tokenized once for placement and matching."""
+    return analyse(item.title, plain_text(item.text))
+
+
 @asynccontextmanager
 async def exclusive(store: Store) -> AsyncIterator[None]:
     """Hold the placement lock (Redis, with a TTL should this worker die), waiting for another
@@ -228,18 +252,24 @@ class StoryKeeper:
         self.thresholds = thresholds or THRESHOLDS
         self.inputs = PlacementInputs(store, background, window_s)
         self._warmed: set[str] = set()
-        self.scripts = Scripts(
-            store.client, candidates=CANDIDATES, add_members=ADD_MEMBERS, index=INDEX
-        )
+        self.scripts = Scripts(store.client, candidates=CANDIDATES, remember=REMEMBER)
 
-    async def place(self, items: Sequence[Item], now: float) -> list[Placement]:
+    async def place(
+        self, items: Sequence[Item], now: float, analyses: Sequence[Analysis | None] | None = None
+    ) -> list[Placement]:
         """Place each item; an item placed before (its entry is being redelivered after a
-        crash) gets its earlier placement back, unchanged."""
+        crash) gets its earlier placement back, unchanged. ``analyses``: the items' words
+        already found (``analyse_item``), else found here."""
         if not items:
             return []
         earlier = await self._placed_before(items)
-        fresh = [item for item in items if item.id not in earlier]
-        placed = {p.item: p for p in await self._place(fresh, now)} if fresh else {}
+        found = list(analyses) if analyses is not None else [None] * len(items)
+        fresh = [i for i, item in enumerate(items) if item.id not in earlier]
+        placed = {}
+        if fresh:
+            batch = [items[i] for i in fresh]
+            words = [found[i] or analyse_item(items[i]) for i in fresh]
+            placed = {p.item: p for p in await self._place(batch, now, words)}
         return [earlier.get(item.id) or placed[item.id] for item in items]
 
     def _warm(self, languages: Sequence[str]) -> None:
@@ -277,12 +307,10 @@ class StoryKeeper:
             )
         }
 
-    async def _place(self, items: Sequence[Item], now: float) -> list[Placement]:
-        texts = [plain_text(item.text) for item in items]
-        raw_words = [
-            [*tokenize(item.title).words, *tokenize(text).words]
-            for item, text in zip(items, texts, strict=True)
-        ]
+    async def _place(
+        self, items: Sequence[Item], now: float, analyses: Sequence[Analysis]
+    ) -> list[Placement]:
+        raw_words = [analysis.words() for analysis in analyses]
         languages = [
             self.language(item.language, found[:200])
             for item, found in zip(items, raw_words, strict=True)
@@ -290,19 +318,23 @@ class StoryKeeper:
         # A language's frequency table (tens of MB, a second to read) loads in a thread, once.
         if new_languages := sorted(set(languages) - self._warmed):
             await asyncio.to_thread(self._warm, new_languages)
-        cleaned, titles, streams = await self.inputs.read(items, texts, raw_words, languages, now)
+        kept, titles, streams = await self.inputs.read(items, analyses, raw_words, languages, now)
         prepared = []
-        for item, title, text, language in zip(items, titles, cleaned, languages, strict=True):
-            tokens = tokenize(text)
+        for item, analysis, lines, title, language in zip(
+            items, analyses, kept, titles, languages, strict=True
+        ):
+            tokens = analysis.tokens_of(lines)
+            heading = analysis.title_tokens if title == analysis.title else tokenize(title)
             # A short body (a teaser, "Comments") says little: the title counts too.
             words = (
                 list(tokens.words)
                 if len(tokens.words) >= SHORT_TEXT
-                else [*tokenize(title).words, *tokens.words]
+                else [*heading.words, *tokens.words]
             )
             fp = fingerprint(words)
             background = self.background(language)
-            vector = weigh(evidence(title, text, text_tokens=tokens), streams[language], background)
+            terms = evidence(title, analysis.text, text_tokens=tokens, title_tokens=heading)
+            vector = weigh(terms, streams[language], background)
             prepared.append(
                 _Prepared(
                     item,
@@ -318,8 +350,8 @@ class StoryKeeper:
             )
         if self.embed is not None:
             inputs = [
-                " ".join([title, ". ", *text.split()[:EMBEDDED_WORDS]])
-                for title, text in zip(titles, cleaned, strict=True)
+                " ".join([title, ". ", *analysis.joined(lines).split()[:EMBEDDED_WORDS]])
+                for title, analysis, lines in zip(titles, analyses, kept, strict=True)
             ]
             embeddings = await asyncio.to_thread(self.embed, inputs)
             for p, embedding in zip(prepared, embeddings, strict=True):
@@ -442,63 +474,60 @@ class StoryKeeper:
         """Round trip 4: remember every item and what its story became; the source counts come
         back and are set on the placements."""
         keys, ttl = self.store.keys, self.ttl_s
-        positions: list[int] = []
         async with self.store.pipeline() as pipe:
             for p, placed in zip(prepared, placements, strict=True):
                 item = p.item
-                doc = keys.doc(item.id)
-                pipe.hset(
-                    doc,
-                    mapping={
-                        "fingerprint": p.fingerprint.encode(),
-                        "story": placed.story,
-                        "duplicate_of": placed.duplicate_of or "",
-                        "matched": placed.matched or "",
-                        "similarity": placed.similarity,
-                        "confident": int(placed.confident),
-                        "vector": json.dumps(_rounded(p.vector)),
-                        "source": item.source,
-                        "title": item.title,
-                        "url": item.url or "",
-                        "seen": now,
-                        "when": p.when,
-                        "embedding": encode_embedding(p.embedding),
-                    },
+                duplicate = placed.duplicate_of is not None
+                terms = [] if duplicate else p.terms
+                document = {
+                    "fingerprint": p.fingerprint.encode(),
+                    "story": placed.story,
+                    "duplicate_of": placed.duplicate_of or "",
+                    "matched": placed.matched or "",
+                    "similarity": placed.similarity,
+                    "confident": int(placed.confident),
+                    "vector": json.dumps(_rounded(p.vector)),
+                    "source": item.source,
+                    "title": item.title,
+                    "url": item.url or "",
+                    "seen": now,
+                    "when": p.when,
+                    "embedding": encode_embedding(p.embedding),
+                }
+                self.scripts.call(
+                    pipe,
+                    "remember",
+                    [
+                        keys.doc(item.id),
+                        keys.story(placed.story),
+                        keys.story_items(placed.story),
+                        keys.story_sources(placed.story),
+                        keys.stories,
+                        *(keys.band(b) for b in p.bands),
+                        *(keys.item_term(t) for t in terms),
+                    ],
+                    [
+                        item.id,
+                        item.source,
+                        now,
+                        ttl,
+                        self.window_s,
+                        p.when,
+                        len(p.bands),
+                        len(terms),
+                        int(placed.new_story),
+                        int(duplicate),
+                        item.title,
+                        item.url or "",
+                        placed.story,
+                        *(x for pair in document.items() for x in pair),
+                    ],
                 )
-                pipe.expire(doc, ttl)
-                if p.bands:
-                    self.scripts.call(
-                        pipe, "add_members", [keys.band(b) for b in p.bands], [ttl, item.id]
-                    )
-                story = keys.story(placed.story)
-                if placed.new_story:
-                    pipe.hsetnx(story, "title", item.title)
-                    pipe.hsetnx(story, "url", item.url or "")
-                    pipe.hsetnx(story, "first_seen", now)
-                if placed.duplicate_of is None and p.terms:
-                    self.scripts.call(
-                        pipe,
-                        "index",
-                        [keys.item_term(t) for t in p.terms],
-                        [self.window_s, p.when, item.id],
-                    )
-                elif placed.duplicate_of is not None:
-                    pipe.hincrby(story, "duplicates", 1)
-                pipe.hset(story, "last_seen", now)
-                pipe.hincrby(story, "items", 1)
-                pipe.expire(story, ttl)
-                pipe.zadd(keys.story_items(placed.story), {item.id: now})
-                pipe.expire(keys.story_items(placed.story), ttl)
-                pipe.sadd(keys.story_sources(placed.story), item.source)
-                pipe.scard(keys.story_sources(placed.story))
-                positions.append(len(pipe) - 1)
-                pipe.expire(keys.story_sources(placed.story), ttl)
-                pipe.zadd(keys.stories, {placed.story: now})
             pipe.zremrangebyscore(keys.stories, "-inf", now - ttl)
             replies = await self.scripts.execute(pipe)
         return [
-            replace(placed, sources=int(replies[position]))
-            for placed, position in zip(placements, positions, strict=True)
+            replace(placed, sources=int(sources))
+            for placed, sources in zip(placements, replies, strict=False)
         ]
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor.core.analysis import keyed_lines, strip_boilerplate
 from monitor.core.dedup import (
     BANDS,
     Fingerprint,
@@ -14,8 +15,6 @@ from monitor.core.dedup import (
     fingerprint,
     is_duplicate,
     jaccard,
-    keyed_lines,
-    strip_boilerplate,
 )
 
 SEEDS = Path(__file__).resolve().parents[2] / "seeds"

@@ -28,7 +28,7 @@ from monitor.store import Store
 from monitor.store.keys import ALERT_BUCKET_S, alert_bucket
 from monitor.store.placement_inputs import COUNT_LINES, COUNT_WORDS, SUM_FIELDS
 from monitor.store.snapshot import Queue, Snapshot, read_snapshot
-from monitor.store.stories import ADD_MEMBERS, CANDIDATES, INDEX, StoryKeeper
+from monitor.store.stories import CANDIDATES, REMEMBER, StoryKeeper
 from monitor.store.streams import item_entry
 from tests.conftest import TEST_REDIS_URL, RoundTrips
 
@@ -199,7 +199,7 @@ async def test_the_processor_counts_alerts_in_the_outbox_round_trip(
     # counter's now, so the two processors below are measured alike.
     assert await store.acquire_placement("warm-up", 1000)
     await store.release_placement("warm-up")
-    for script in (COUNT_LINES, COUNT_WORDS, SUM_FIELDS, CANDIDATES, ADD_MEMBERS, INDEX):
+    for script in (COUNT_LINES, COUNT_WORDS, SUM_FIELDS, CANDIDATES, REMEMBER):
         await store.client.script_load(script)
     round_trips.count = 0
     assert await processor.step("worker") == 5
