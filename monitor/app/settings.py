@@ -46,6 +46,15 @@ class Settings(BaseSettings):
     stream_maxlen: int = Field(
         default=100_000, gt=0, description="Approximate cap on the items and outbox streams."
     )
+    history: int = Field(
+        default=48 * 3600,
+        ge=0,
+        description="Seconds of recent items kept, compressed, for `rules test --since` "
+        "and `rules backfill` (0: none).",
+    )
+    history_max: int = Field(
+        default=50_000, gt=0, description="Approximate cap on the items the history keeps."
+    )
     batch_size: int = Field(default=100, gt=0, description="Stream entries read per batch.")
     story_window: int = Field(
         default=7 * 86400, gt=0, description="Seconds within which items can join a story."

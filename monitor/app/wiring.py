@@ -74,6 +74,8 @@ def open_store(client: Redis, settings: Settings, *, streams: str = "") -> Store
         seen_ttl=settings.seen_ttl,
         stream_maxlen=settings.stream_maxlen,
         streams=streams,
+        history_s=settings.history,
+        history_max=settings.history_max,
     )
 
 

@@ -197,7 +197,16 @@ class Processor:
             counts if self.count_alerts else {},
             now.timestamp(),
         )
-        await self.store.items.ack(PROCESS_GROUP, [entry_id for entry_id, _ in entries])
+        # The batch's new items join the history in the round trip that acknowledges it.
+        recent = [
+            (item, where.story, where.duplicate_of)
+            for (_, item), where in zip(new, placements, strict=True)
+        ]
+        await self.store.items.ack(
+            PROCESS_GROUP,
+            [entry_id for entry_id, _ in entries],
+            also=lambda pipe: self.store.history.queue(pipe, recent, now.timestamp()),
+        )
         self.metrics.processed(
             malformed=len(entries) - len(items),
             seen=len(items) - len(new),

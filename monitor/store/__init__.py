@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from monitor.store.commands import translated
 from monitor.store.delivery import RELEASE_HOLD, Deliveries
+from monitor.store.history import History
 from monitor.store.keys import Keys
 from monitor.store.problems import Problems
 from monitor.store.seen import SeenKeys
@@ -30,6 +31,8 @@ __all__ = ["DEFAULT_PREFIX", "DEFAULT_SEEN_TTL", "DEFAULT_STREAM_MAXLEN", "Store
 DEFAULT_PREFIX: Final = "monitor:"
 DEFAULT_SEEN_TTL: Final = 30 * 86400
 DEFAULT_STREAM_MAXLEN: Final = 100_000
+DEFAULT_HISTORY_S: Final = 48 * 3600
+DEFAULT_HISTORY_MAX: Final = 50_000
 
 
 class Store(SeenKeys, SourceState, Deliveries, Problems):
@@ -46,6 +49,8 @@ class Store(SeenKeys, SourceState, Deliveries, Problems):
         seen_ttl: int = DEFAULT_SEEN_TTL,
         stream_maxlen: int = DEFAULT_STREAM_MAXLEN,
         streams: str = "",
+        history_s: int = DEFAULT_HISTORY_S,
+        history_max: int = DEFAULT_HISTORY_MAX,
     ) -> None:
         """``streams`` gives this store private items, outbox and dead-letter streams: it shares
         the seen, story and claim keys with the daemon's, never its queues."""
@@ -55,6 +60,7 @@ class Store(SeenKeys, SourceState, Deliveries, Problems):
         self.items = Stream(client, self.keys.items_stream, stream_maxlen)
         self.outbox = Stream(client, self.keys.outbox_stream, stream_maxlen)
         self.dead = Stream(client, self.keys.dead_stream, stream_maxlen)
+        self.history = History(client, self.keys.history, history_s, history_max)
         self._acquire_lease = client.register_script(ACQUIRE_LEASE)
         self._release_lease = client.register_script(RELEASE_LEASE)
         self._release_hold = client.register_script(RELEASE_HOLD)
@@ -70,6 +76,7 @@ class Store(SeenKeys, SourceState, Deliveries, Problems):
                 keys.items_stream,
                 keys.outbox_stream,
                 keys.dead_stream,
+                keys.history,
                 keys.delayed,
                 keys.holds,
             ):

@@ -145,10 +145,11 @@ class Deliveries:
                 for other in also_sent:
                     pipe.set(self.keys.sent(other), "1", ex=ttl_s)
                 pipe.xack(self.keys.outbox_stream, group, entry_id)
+                self.outbox.queue_trim(pipe)
                 pipe.delete(self.keys.inflight(delivery), self.keys.recovering(delivery))
                 if drop is not None:
                     pipe.delete(drop)
-                await pipe.execute()
+                await self.outbox.execute(pipe)
 
     async def unsure_send(self, delivery: str, since: float) -> None:
         """A send went out but got no answer: leave its lock to a sender that is never alive,
@@ -182,7 +183,8 @@ class Deliveries:
                 pipe.expire(key, ttl_s)
                 pipe.zadd(self.keys.holds, {bucket: due})
                 pipe.xack(self.keys.outbox_stream, group, entry_id)
-                await pipe.execute()
+                self.outbox.queue_trim(pipe)
+                await self.outbox.execute(pipe)
 
     async def release_holds(
         self,

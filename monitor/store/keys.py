@@ -63,6 +63,11 @@ class Keys:
         return f"{self.prefix}{self.streams}items"
 
     @property
+    def history(self) -> str:
+        """Stream: the recent items, compact, for trying rules on them (``store.history``)."""
+        return f"{self.prefix}{self.streams}history"
+
+    @property
     def outbox_stream(self) -> str:
         """Stream: alerts from the process role, read by the dispatch role."""
         return f"{self.prefix}{self.streams}outbox"

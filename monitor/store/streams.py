@@ -21,6 +21,7 @@ from redis.exceptions import ResponseError
 
 from monitor.models import Alert, Item
 from monitor.store.commands import translated
+from monitor.store.scripts import Scripts
 
 __all__ = [
     "DISPATCH_GROUP",
@@ -172,18 +173,49 @@ def _read_entries(response: Any) -> list[Any]:
     return [entry for _stream, entries in response for entry in entries]
 
 
+# Trims the stream KEYS[1] of the entries every consumer group is done with: those before the
+# oldest entry still pending in some group, or, in a group with nothing pending, up to the last
+# one it was given. Entries no group has read yet stay. Returns how many entries went.
+TRIM_ACKED = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
+if #groups == 0 then return 0 end
+local function parts(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local keep_ms, keep_seq = nil, nil
+for _, group in ipairs(groups) do
+  local info = {}
+  for i = 1, #group, 2 do info[group[i]] = group[i + 1] end
+  local ms, seq = parts(info['last-delivered-id'])
+  seq = seq + 1  -- the last entry given to the group is done with too
+  if tonumber(info['pending']) > 0 then
+    ms, seq = parts(redis.call('XPENDING', KEYS[1], info['name'])[2])
+  end
+  if keep_ms == nil or ms < keep_ms or (ms == keep_ms and seq < keep_seq) then
+    keep_ms, keep_seq = ms, seq
+  end
+end
+return redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d-%d', keep_ms, keep_seq))
+"""
+
+
 class Stream:
     """One Redis stream, read through consumer groups; payloads are JSON objects.
 
-    Each entry has one field, ``data``, holding the JSON. Appends trim approximately to
-    ``maxlen`` so memory stays bounded; entries are acknowledged only after they were handled,
-    so an entry whose consumer died is handed to another one by ``autoclaim``.
+    Each entry has one field, ``data``, holding the JSON. Entries are acknowledged only after
+    they were handled, so an entry whose consumer died is handed to another one by
+    ``autoclaim``; once every group has acknowledged an entry it is trimmed (``ack``). Appends
+    also trim approximately to ``maxlen``, so a group that stopped reading cannot make the
+    stream grow without bound.
     """
 
     def __init__(self, client: Redis, key: str, maxlen: int) -> None:
         self._client = client
         self.key = key
         self.maxlen = maxlen
+        self._scripts = Scripts(client, trim=TRIM_ACKED)
 
     def __repr__(self) -> str:
         return f"Stream({self.key!r}, maxlen={self.maxlen})"
@@ -200,6 +232,7 @@ class Stream:
             except ResponseError as exc:
                 if not str(exc).startswith("BUSYGROUP"):
                     raise
+            await self._scripts.load()  # the trim that follows acknowledgements
 
     async def add_many(self, payloads: list[dict[str, Any]]) -> list[str]:
         """Append ``payloads`` in one pipeline (one round trip); return their entry ids."""
@@ -247,13 +280,32 @@ class Stream:
         await self.ensure_group(group)
         return await command()
 
-    async def ack(self, group: str, ids: list[str]) -> int:
-        """Acknowledge handled entries: they leave the group's pending list. Returns how many."""
-        if not ids:
+    async def ack(
+        self, group: str, ids: list[str], *, also: Callable[[Pipeline], None] | None = None
+    ) -> int:
+        """Acknowledge handled entries: they leave the group's pending list, and the stream
+        drops what every group is done with, in the same round trip; ``also`` adds more
+        commands to it. Returns how many entries were acknowledged."""
+        if not ids and also is None:
             return 0
         with translated(f"XACK {self.key} {group}"):
-            acked: int = await self._client.xack(self.key, group, *ids)
-        return acked
+            async with self._client.pipeline(transaction=False) as pipe:
+                if ids:
+                    pipe.xack(self.key, group, *ids)
+                if also is not None:
+                    also(pipe)
+                if ids:
+                    self.queue_trim(pipe)
+                replies = await self.execute(pipe)
+        return int(replies[0]) if ids else 0
+
+    def queue_trim(self, pipe: Pipeline) -> None:
+        """Add to ``pipe`` the trim of what every group is done with (after its ``XACK``)."""
+        self._scripts.call(pipe, "trim", [self.key], [])
+
+    async def execute(self, pipe: Pipeline) -> list[Any]:
+        """Run a pipeline holding ``queue_trim`` (the script is loaded again if Redis lost it)."""
+        return await self._scripts.execute(pipe)
 
     async def autoclaim(
         self, group: str, consumer: str, min_idle_ms: int, count: int
