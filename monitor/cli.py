@@ -25,7 +25,7 @@ from monitor.commands.alerts import dead_letters, retry_dead_letters
 from monitor.commands.evaluate import evaluate_stories
 from monitor.commands.evaluate import report as evaluation_report
 from monitor.commands.replay import replay
-from monitor.commands.rules import explain, try_rules
+from monitor.commands.rules import rule_test_lines
 from monitor.commands.sources import check_sources
 from monitor.commands.stories import (
     explain_story,
@@ -438,25 +438,26 @@ def check(directory: Path | None, rules_dir: Path | None) -> None:
 
 
 @rules.command(name="test")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, allow_dash=True, path_type=Path))
 @rules_option
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per input file.")
-def rules_test(paths: tuple[Path, ...], rules_dir: Path | None, as_json: bool) -> None:
-    """Which rules match each file, and why (no dedup, no state)."""
-    config = _config(rules_dir or _settings().rules_dir)
-    for path in paths:
-        tried, problems = try_rules(config, path)
-        for problem in problems:
-            click.echo(f"skipped {problem}", err=True)
-        for one in tried:
-            if as_json:
-                click.echo(json.dumps(one.row(), ensure_ascii=False))
-                continue
-            click.echo(f"{one.shown}: {one.item.title}")
-            for result in one.results:
-                click.echo(f"  ✔ {result.rule}: {explain(one.item, result.matches)}")
-            if one.missed:
-                click.echo(f"  ✘ {', '.join(one.missed)}")
+@click.option("--since", help="Try the items that came in this long ago until now (24h, 90m).")
+@click.option("--rule", "only", multiple=True, help="Only this rule (repeatable).")
+@click.option("--matches-only", is_flag=True, help="Leave out what matched nothing.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per item (and rule).")
+@_fails_cleanly
+def rules_test(paths: tuple[Path, ...], rules_dir: Path | None, **options: Any) -> None:
+    """Which rules match each file, the item on stdin (-), or the items that came in --since
+    (from the history); the rules files as they are now. Nothing is sent or remembered."""
+    settings = _settings()
+    config = _config(rules_dir or settings.rules_dir)
+    if not paths and options["since"] is None:
+        raise click.UsageError("give files, - for an item on stdin, or --since DURATION")
+    stdin = sys.stdin.read() if Path("-") in paths else ""
+    try:
+        for line, to_stderr in rule_test_lines(settings, config, paths, stdin, **options):
+            click.echo(line, err=to_stderr)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @main.group()

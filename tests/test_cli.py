@@ -444,6 +444,42 @@ def test_replay_with_the_published_clock_keeps_old_reports_apart(
     ]
 
 
+def test_rules_test_since_tries_the_rules_on_what_came_in(env: dict[str, str]) -> None:
+    assert invoke(["rules", "test", "--since", "1h"], env).stderr.startswith("history: empty")
+    assert invoke(["replay", str(SEEDS), "--state"], env).exit_code == 0
+    result = invoke(["rules", "test", "--since", "1h", "--rule", "maduro-release", "--json"], env)
+    assert result.exit_code == 0, result.output
+    *rows, summary = json_lines(result.stdout)
+    # Five seeds came in, one a duplicate (left out: it would never alert); three match.
+    assert summary["summary"] == {
+        "tried": 4,
+        "matched": 3,
+        "duplicates_skipped": 1,
+        "rules": {"maduro-release": 3},
+    }
+    assert {row["rule"] for row in rows} == {"maduro-release"} and len(rows) == 3
+    for row in rows:
+        assert {m["text"].lower()[:7] for m in row["matches"]["maduro-release"]} >= {"release"}
+    assert result.stderr.startswith("history: 5 items since ")
+    human = invoke(["rules", "test", "--since", "1h", "--matches-only"], env).stdout
+    assert "maduro-release: 3 items" in human and "4 items tried (1 duplicates left out)" in human
+    stale = invoke(["rules", "test", "--since", "0s", "--rule", "maduro-release"], env)
+    assert "maduro-release: 0 items" in stale.stdout
+    assert invoke(["rules", "test", "--since", "soon"], env).exit_code == 2
+    assert invoke(["rules", "test", "--since", "1h", "--rule", "nope"], env).exit_code == 2
+
+
+def test_rules_test_reads_an_item_from_stdin(env: dict[str, str]) -> None:
+    runner = CliRunner()
+    text = "Maduro to be released\nThe court ordered it on Monday."
+    result = runner.invoke(main, ["rules", "test", "-", "--matches-only"], input=text, env=env)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("-: Maduro to be released\n  ✔ maduro-release: ")
+    as_json = '{"title": "Weather", "text": "Sunny all week."}'
+    quiet = runner.invoke(main, ["rules", "test", "-", "--matches-only"], input=as_json, env=env)
+    assert quiet.exit_code == 0 and quiet.stdout == ""
+
+
 def test_stories_explain_split_and_merge_from_the_command_line(env: dict[str, str]) -> None:
     assert invoke(["replay", str(SEEDS), "--state"], env).exit_code == 0
     [story] = json_lines(invoke(["stories", "--json"], env).stdout)

@@ -76,7 +76,6 @@ class Store(SeenKeys, SourceState, Deliveries, Problems):
                 keys.items_stream,
                 keys.outbox_stream,
                 keys.dead_stream,
-                keys.history,
                 keys.delayed,
                 keys.holds,
             ):

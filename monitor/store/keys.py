@@ -64,8 +64,9 @@ class Keys:
 
     @property
     def history(self) -> str:
-        """Stream: the recent items, compact, for trying rules on them (``store.history``)."""
-        return f"{self.prefix}{self.streams}history"
+        """Stream: the recent items, compact, for trying rules on them (``store.history``);
+        shared by a replay that keeps the daemon's state, like the seen and story keys."""
+        return f"{self.prefix}history"
 
     @property
     def outbox_stream(self) -> str:
