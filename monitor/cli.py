@@ -20,6 +20,7 @@ from monitor import __version__
 from monitor.app.config_files import load_config
 from monitor.app.daemon import ROLES, App
 from monitor.app.settings import Settings
+from monitor.bench.commands import bench
 from monitor.channels.console import ConsoleChannel
 from monitor.commands.alerts import dead_letters, retry_dead_letters
 from monitor.commands.evaluate import evaluate_stories
@@ -38,7 +39,7 @@ from monitor.commands.stories import (
 from monitor.core.rules import WatchConfig
 from monitor.errors import ConfigError, StoreError
 from monitor.ops.logs import configure
-from monitor.ops.progress import Progress, is_terminal, progress_for
+from monitor.ops.progress import is_terminal, progress_for
 from monitor.ops.redaction import redact, register
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -460,139 +461,7 @@ def rules_test(paths: tuple[Path, ...], rules_dir: Path | None, **options: Any) 
         raise click.UsageError(str(exc)) from None
 
 
-@main.group()
-def bench() -> None:
-    """Measured throughput and quality, each beside a baseline in the same run (medians).
-
-    Each bench prints one JSON object per result with --json.
-    """
-
-
-json_option = click.option("--json", "as_json", is_flag=True, help="One JSON object per result.")
-repeat_option = click.option(
-    "--repeat", default=5, show_default=True, help="Runs per measure; medians shown."
-)
-seed_option = click.option("--seed", default=1, show_default=True, help="Seed of the workload.")
-
-
-def _bench_progress() -> Progress:
-    return progress_for(prefix="bench: ")
-
-
-@bench.command(name="match")
-@click.option(
-    "--rules",
-    "rule_counts",
-    default="100,1000,10000",
-    show_default=True,
-    help="Comma-separated rule counts to measure.",
-)
-@click.option("--items", "item_count", default=200, show_default=True, help="Articles per run.")
-@repeat_option
-@seed_option
-@json_option
-def bench_match(rule_counts: str, item_count: int, repeat: int, seed: int, as_json: bool) -> None:
-    """Normalize, fingerprint, match: the automaton against a regex-per-rule baseline."""
-    from monitor.bench.match import report, run_bench
-
-    counts = [int(part) for part in rule_counts.split(",") if part.strip()]
-    progress = _bench_progress()
-    results = [
-        run_bench(n, item_count, repeat=repeat, seed=seed, progress=progress) for n in counts
-    ]
-    if as_json:
-        for result in results:
-            click.echo(json.dumps(result))
-    else:
-        click.echo(report(results))
-
-
-@bench.command(name="parse")
-@click.option(
-    "--documents",
-    default=20,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Feed documents (RSS and Atom alternately).",
-)
-@click.option(
-    "--entries", default=100, show_default=True, type=click.IntRange(min=1), help="Per document."
-)
-@repeat_option
-@seed_option
-@json_option
-def bench_parse(documents: int, entries: int, repeat: int, seed: int, as_json: bool) -> None:
-    """Feed parsing in entries/s: parse_feed beside feedparser's defaults."""
-    from monitor.bench.parse import parse_report, run_parse_bench
-
-    result = run_parse_bench(
-        documents, entries, repeat=repeat, seed=seed, progress=_bench_progress()
-    )
-    click.echo(json.dumps(result) if as_json else parse_report(result))
-
-
-@bench.command(name="poll")
-@click.option(
-    "--feeds", default=1000, show_default=True, type=click.IntRange(min=1), help="Feeds polled."
-)
-@click.option(
-    "--entries", default=25, show_default=True, type=click.IntRange(min=1), help="Per feed."
-)
-@click.option(
-    "--ports",
-    default=50,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Ports of 127.0.0.1 the feeds are spread over (hosts, to the client).",
-)
-@click.option(
-    "--in-flight",
-    default=None,
-    type=click.IntRange(min=1),
-    help="At most this many polls at once  [default: all, as run --once]",
-)
-@seed_option
-@json_option
-def bench_poll(
-    feeds: int, entries: int, ports: int, in_flight: int | None, seed: int, as_json: bool
-) -> None:
-    """One poll cycle of the daemon on a local feed server, 95% of feeds answering 304."""
-    from monitor.bench.poll import run_sources_bench, sources_report
-
-    result = run_sources_bench(
-        feeds,
-        entries=entries,
-        ports=ports,
-        seed=seed,
-        in_flight=in_flight,
-        progress=_bench_progress(),
-    )
-    click.echo(json.dumps(result) if as_json else sources_report(result))
-
-
-@bench.command(name="dispatch")
-@click.option("--rate", default=100.0, show_default=True, help="Alerts per second.")
-@click.option("--seconds", default=10.0, show_default=True, help="How long.")
-@json_option
-def bench_dispatch(rate: float, seconds: float, as_json: bool) -> None:
-    """Latency from outbox entry to send call, alerts at --rate per second."""
-    from monitor.bench.dispatch import dispatch_report, run_dispatch_bench
-
-    result = run_dispatch_bench(rate, seconds, _bench_progress())
-    click.echo(json.dumps(result) if as_json else dispatch_report(result))
-
-
-@bench.command(name="dedup")
-@click.argument("pairs_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@json_option
-def bench_dedup(pairs_file: Path, as_json: bool) -> None:
-    """Precision and recall of duplicates and stories on labelled pairs (JSONL)."""
-    from monitor.bench.dedup import dedup_report, evaluate, load_pairs, measure
-
-    measured = measure(load_pairs(pairs_file))
-    result = evaluate(measured)
-    click.echo(json.dumps(result) if as_json else dedup_report(result, measured))
-
+main.add_command(bench)
 
 if __name__ == "__main__":
     main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ from monitor.bench.feeds import (
 from monitor.cli import main
 from monitor.sources.feed import parse_feed
 
+ROOT = Path(__file__).resolve().parents[2]
 COMMON_KEYS = {"machine", "python"}
 PARSE_KEYS = {"parse_entries_per_s", "baseline_parse_entries_per_s", "ratio", "entries", "repeat"}
 SOURCES_KEYS = {
@@ -71,7 +73,7 @@ def test_each_bench_is_a_subcommand_of_its_own() -> None:
     result = CliRunner().invoke(main, ["bench", "--help"])
     assert result.exit_code == 0
     listed = {line.split()[0] for line in result.output.split("Commands:")[1].splitlines() if line}
-    assert listed == {"match", "parse", "poll", "dispatch", "dedup"}
+    assert listed == {"match", "parse", "poll", "dispatch", "dedup", "process"}
     mixed = CliRunner().invoke(main, ["bench", "parse", "--feeds", "4"])
     assert mixed.exit_code == 2 and "No such option" in mixed.output
 
@@ -134,3 +136,26 @@ def test_dispatch_bench_delivers_every_alert_and_reports_percentiles() -> None:
     report = json.loads(result.stdout)
     assert report["alerts"] == 25 and report["delivered"] == 25
     assert 0 <= report["p50_ms"] <= report["p95_ms"] <= report["p99_ms"] <= report["max_ms"]
+
+
+def test_process_counts_commands_round_trips_bytes_and_memory_beside_a_baseline(
+    tmp_path: Path,
+) -> None:
+    """The baseline is this very checkout run as the script a checkout of its own would be:
+    the same articles give the same counts (the timings are the machine's)."""
+    rows = tmp_path / "articles.jsonl"
+    rows.write_text(
+        "\n".join(
+            json.dumps({"title": f"Storm {n} floods town {n % 7}", "text": f"Rain fell. {n} " * 40})
+            for n in range(40)
+        )
+    )
+    report = bench_json(
+        "process", "--items", str(rows), "--count", "30", "--repeat", "1", "--baseline", str(ROOT)
+    )
+    assert report["items"] == 30 and report["batches"] == 1
+    for key in ("commands_per_item", "round_trips_per_batch", "executed_per_item"):
+        assert report[key] > 0 and report[key] == report["baseline"][key]
+    assert report["executed_per_item"] > report["commands_per_item"]  # scripts run many
+    assert report["kb_sent_per_item"] > 0 and report["kb_kept_per_item"] > 0
+    assert report["items_per_cpu_s"] > 0 and report["baseline"]["items_per_cpu_s"] > 0
