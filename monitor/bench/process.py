@@ -32,38 +32,21 @@ from typing import Any
 STATS = ("total_commands_processed", "total_net_input_bytes", "total_net_output_bytes")
 
 
-class Wire:
-    """Counts what redis-py writes: packed commands, and writes to a socket (round trips)."""
+def _counted() -> Any:
+    """The wire counter: this checkout's, also when an older checkout's package is measured
+    (``--baseline``) and has none."""
+    try:
+        from monitor.store.wire import Counted
+    except ImportError:
+        import importlib.util
 
-    def __init__(self) -> None:
-        self.commands = 0
-        self.writes = 0
-
-    def __enter__(self) -> Wire:
-        from redis.asyncio.connection import AbstractConnection
-
-        self._class = AbstractConnection
-        self._pack, self._send = (
-            AbstractConnection.pack_command,
-            AbstractConnection.send_packed_command,
-        )
-        wire = self
-
-        def pack(connection: Any, *args: Any) -> Any:
-            wire.commands += 1
-            return wire._pack(connection, *args)
-
-        async def send(connection: Any, command: Any, check_health: bool = True) -> None:
-            wire.writes += 1
-            await wire._send(connection, command, check_health)
-
-        AbstractConnection.pack_command = pack  # type: ignore[method-assign,assignment]
-        AbstractConnection.send_packed_command = send  # type: ignore[method-assign,assignment]
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._class.pack_command = self._pack  # type: ignore[method-assign]
-        self._class.send_packed_command = self._send  # type: ignore[method-assign]
+        path = Path(__file__).resolve().parents[1] / "store" / "wire.py"
+        spec = importlib.util.spec_from_file_location("monitor_bench_wire", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.Counted
+    return Counted
 
 
 def _articles(path: str | None, count: int, rules: int, seed: int) -> tuple[list[Any], str]:
@@ -124,7 +107,7 @@ async def _measure(
             before = await _info(client)
             cpu, wall, batches = time.process_time(), time.perf_counter(), 0
             writes = 0
-            with Wire() as wire:
+            with _counted()() as wire:
                 while True:
                     mark = wire.writes
                     if not await processor.step("bench", count=batch):
