@@ -16,6 +16,7 @@ import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
@@ -117,13 +118,21 @@ class Fingerprint:
 _EMPTY = Fingerprint((0xFFFFFFFF,) * PERMUTATIONS, 0, 0)
 
 
+# The permutations of seed 1, drawn once: every item shares them (drawing them was a sixth of
+# the cost of a fingerprint).
+_TEMPLATE = MinHash(num_perm=PERMUTATIONS, seed=1)
+_SHARED: dict[str, Any] = {"permutations": _TEMPLATE.permutations}
+if hasattr(_TEMPLATE, "scheme"):  # datasketch 2 asks which scheme drew them
+    _SHARED["scheme"] = _TEMPLATE.scheme
+
+
 def fingerprint(text: str | Sequence[str], *, with_simhash: bool = False) -> Fingerprint:
     """Fingerprint of an article's text (boilerplate already removed) or its normalized words.
     The SimHash is only computed when asked for: it is kept for measuring, MinHash decides."""
     pieces = shingles(text)
     if not pieces:
         return _EMPTY
-    minhash = MinHash(num_perm=PERMUTATIONS, hashfunc=xxhash.xxh32_intdigest, seed=1)
+    minhash = MinHash(num_perm=PERMUTATIONS, hashfunc=xxhash.xxh32_intdigest, **_SHARED)
     minhash.update_batch(pieces)
     signature = tuple(LeanMinHash(minhash).hashvalues.tolist())
     return Fingerprint(signature, simhash(pieces) if with_simhash else 0, len(set(pieces)))

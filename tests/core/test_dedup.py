@@ -126,3 +126,17 @@ def test_a_teaser_is_contained_in_its_full_text() -> None:
 def test_empty_text_is_never_a_duplicate() -> None:
     empty = fingerprint("")
     assert not is_duplicate(empty, empty)
+
+
+def test_shared_permutations_give_the_signature_of_a_fresh_minhash() -> None:
+    """Fingerprints already stored must still compare: drawing the permutations once changes
+    no signature."""
+    import xxhash
+    from datasketch import LeanMinHash, MinHash
+
+    from monitor.core.dedup import PERMUTATIONS, shingles
+
+    text = "The council met on Monday and voted to approve the plan for the new bridge."
+    fresh = MinHash(num_perm=PERMUTATIONS, hashfunc=xxhash.xxh32_intdigest, seed=1)
+    fresh.update_batch(shingles(text))
+    assert fingerprint(text).minhash == tuple(LeanMinHash(fresh).hashvalues.tolist())
