@@ -469,6 +469,44 @@ def test_rules_test_since_tries_the_rules_on_what_came_in(env: dict[str, str]) -
     assert invoke(["rules", "test", "--since", "1h", "--rule", "nope"], env).exit_code == 2
 
 
+def test_rules_backfill_alerts_each_missed_story_once(env: dict[str, str], tmp_path: Path) -> None:
+    import asyncio
+    import shutil
+
+    from monitor.store import Store
+    from monitor.store.server import RedisServer
+
+    assert invoke(["replay", str(SEEDS), "--state"], env).exit_code == 0
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES, rules)
+    (rules / "late.yaml").write_text("rules:\n  - {id: late-lavrov, query: 'Lavrov AND phone'}\n")
+    later = {**env, "MONITOR_RULES_DIR": str(rules)}
+
+    async def outbox() -> list[tuple[str, str]]:
+        async with RedisServer.embedded(Path(env["MONITOR_DATA_DIR"])) as client:
+            entries = await client.xrange(Store(client).keys.outbox_stream)
+        return [
+            (json.loads(data["data"])["alert"]["rule"], json.loads(data["data"])["channel"])
+            for _, data in entries
+        ]
+
+    before = asyncio.run(outbox())
+    done = invoke(["rules", "backfill", "late-lavrov", "--since", "1h"], later)
+    assert done.exit_code == 0, done.output
+    *shown, summary = done.stdout.strip().splitlines()
+    # Two items match, of one story: one alert.
+    assert summary.startswith("late-lavrov: 1 alerts to the outbox; 2 matching items in 1 stories")
+    assert len(shown) == 1 and shown[0].startswith("alert: ")
+    assert done.stderr.startswith("history: 5 items since ")
+    assert asyncio.run(outbox())[len(before) :] == [("late-lavrov", "desk-console")]
+    again = invoke(["rules", "backfill", "late-lavrov", "--since", "1h"], later)
+    assert "late-lavrov: 0 alerts to the outbox" in again.stdout  # its story is claimed now
+    assert "1 stories, 1 of them alerted before" in again.stdout
+    known = invoke(["rules", "backfill", "maduro-release", "--since", "1h"], later)
+    assert "maduro-release: 0 alerts" in known.stdout  # the live run alerted on it already
+    assert invoke(["rules", "backfill", "nope", "--since", "1h"], later).exit_code == 2
+
+
 def test_rules_test_reads_an_item_from_stdin(env: dict[str, str]) -> None:
     runner = CliRunner()
     text = "Maduro to be released\nThe court ordered it on Monday."

@@ -21,6 +21,7 @@ from monitor.core.config import parse_duration
 from monitor.core.matcher import Matcher
 from monitor.core.rules import WatchConfig
 from monitor.models import Item, Match, RuleMatch
+from monitor.roles.backfill import Backfilled, backfill
 from monitor.sources.replay import read_items
 from monitor.store.history import Recent
 
@@ -28,6 +29,7 @@ __all__ = [
     "History",
     "RuleTestRow",
     "Tried",
+    "backfill_rule",
     "explain",
     "item_from_stdin",
     "read_history",
@@ -262,3 +264,21 @@ def rule_test_lines(
         runs, counts = try_history(config, found.items, only)
         for line in history_lines(runs, counts, as_json=as_json, matches_only=matches_only):
             yield line, False
+
+
+async def backfill_rule(
+    settings: Settings, config: WatchConfig, rule_id: str, since: str
+) -> tuple[Backfilled, History]:
+    """Rule ``rule_id`` run over the history since ``since`` ago, its new stories alerted
+    through the process role's claims. ValueError for an unknown rule or a bad duration."""
+    rule = next((r for r in config.rules if r.id == rule_id), None)
+    if rule is None:
+        raise ValueError(f"no rule {rule_id} in the rules")
+    start = time.time() - parse_duration(since)
+    async with redis_server(settings) as client:
+        store = open_store(client, settings)
+        problems: list[str] = []
+        items = await store.history.since(start, problems)
+        kept, oldest = await store.history.reach()
+        done = await backfill(store, rule, items, datetime.now(UTC))
+    return done, History(start, items, kept, oldest, problems)

@@ -199,7 +199,7 @@ class Processor:
         )
         # The batch's new items join the history in the round trip that acknowledges it.
         recent = [
-            (item, where.story, where.duplicate_of)
+            (item, where.story, where.duplicate_of, where.confident)
             for (_, item), where in zip(new, placements, strict=True)
         ]
         await self.store.items.ack(

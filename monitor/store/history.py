@@ -36,13 +36,24 @@ class Recent:
     story: str
     duplicate_of: str | None
     seen: float  # when the process role took it (seconds since the epoch)
+    confident: bool = True  # its tie to the story was sure enough for a follow-up
 
 
-def pack(item: Item, story: str, duplicate_of: str | None) -> str:
+Placed = tuple[Item, str, str | None, bool]
+"""An item as the history takes it: the item, its story, what it duplicates, whether its tie
+to the story is confident."""
+
+
+def pack(item: Item, story: str, duplicate_of: str | None, confident: bool = True) -> str:
     """One history entry's data: the item and its placement, compressed."""
     data = item.to_dict()
     data["text"] = item.text[:TEXT_CHARS]
-    payload = {"item": data, "story": story, "duplicate_of": duplicate_of}
+    payload = {
+        "item": data,
+        "story": story,
+        "duplicate_of": duplicate_of,
+        "confident": confident,
+    }
     raw = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
     return base64.b64encode(zlib.compress(raw, 6)).decode()
 
@@ -55,6 +66,7 @@ def unpack(data: str, entry_id: str) -> Recent:
         str(payload["story"]),
         payload.get("duplicate_of") or None,
         int(entry_id.split("-", 1)[0]) / 1000,
+        bool(payload.get("confident", True)),
     )
 
 
@@ -67,18 +79,16 @@ class History:
         self.keep_s = keep_s
         self.cap = cap
 
-    def queue(
-        self, pipe: Pipeline, placed: Sequence[tuple[Item, str, str | None]], now: float
-    ) -> None:
-        """Add each ``(item, story, duplicate_of)`` to ``pipe``, trimming what fell out of the
-        history (by age at each append, by count once)."""
+    def queue(self, pipe: Pipeline, placed: Sequence[Placed], now: float) -> None:
+        """Add each placed item to ``pipe``, trimming what fell out of the history (by age at
+        each append, by count once)."""
         if not placed or self.keep_s <= 0:
             return
         oldest = f"{max(0, int((now - self.keep_s) * 1000))}-0"
-        for item, story, duplicate_of in placed:
+        for item, story, duplicate_of, confident in placed:
             pipe.xadd(
                 self.key,
-                {"d": pack(item, story, duplicate_of)},
+                {"d": pack(item, story, duplicate_of, confident)},
                 minid=oldest,
                 approximate=False,  # exact: the history says how far back it reaches
             )

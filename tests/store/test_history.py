@@ -44,14 +44,14 @@ async def test_the_history_keeps_recent_items_compressed_and_reads_them_back(
     other = Item(id="b", source="wire", title="Dam bursts again", text="Water rising")
     now = time.time()
     async with store.pipeline() as pipe:
-        store.history.queue(pipe, [(item, "s1", None), (other, "s1", "a")], now)
+        store.history.queue(pipe, [(item, "s1", None, True), (other, "s1", "a", False)], now)
         await pipe.execute()
     problems: list[str] = []
     found = await store.history.since(now - 60, problems)
     assert problems == []
-    assert [(r.item.id, r.story, r.duplicate_of) for r in found] == [
-        ("a", "s1", None),
-        ("b", "s1", "a"),
+    assert [(r.item.id, r.story, r.duplicate_of, r.confident) for r in found] == [
+        ("a", "s1", None, True),
+        ("b", "s1", "a", False),
     ]
     assert found[0].item.text == item.text[:TEXT_CHARS] and found[1].item.text == other.text
     assert len(pack(item, "s1", None)) < len(item.text[:TEXT_CHARS]) / 20  # compressed
@@ -70,14 +70,14 @@ async def test_the_history_forgets_by_age_and_by_count(
         key, {"d": pack(items[0], "s", None)}, id=f"{int((now - 7200) * 1000)}-0"
     )
     async with redis_client.pipeline(transaction=False) as pipe:
-        history.queue(pipe, [(items[1], "s", None)], now)
+        history.queue(pipe, [(items[1], "s", None, True)], now)
         await pipe.execute()
     # The two-hour-old entry went when the new one came.
     assert [r.item.id for r in await history.since(0)] == ["1"]
     small = History(redis_client, f"{key_prefix}small", keep_s=3600, cap=1)
     for n in range(300):
         async with redis_client.pipeline(transaction=False) as pipe:
-            small.queue(pipe, [(items[n % 3], "s", None)], now)
+            small.queue(pipe, [(items[n % 3], "s", None, True)], now)
             await pipe.execute()
     count, _ = await small.reach()
     assert count < 300  # the cap trims (approximately: whole nodes of the stream at a time)
