@@ -27,10 +27,11 @@ import json
 import logging
 import math
 import uuid
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -65,6 +66,7 @@ from monitor.store.scripts import Scripts
 logger = logging.getLogger(__name__)
 
 TERM_CANDIDATES = 40  # most recent items read under each index term
+KNOWN_ITEMS = 8192  # earlier items whose fingerprint and vector the process keeps
 SHORT_TEXT = 40  # words: below this, the fingerprint covers the title as well
 PLACEMENT_LOCK_MS = 30_000  # far longer than a batch's placement; frees itself if a worker dies
 PLACEMENT_WAIT_S = 60.0
@@ -80,6 +82,21 @@ for i = bands + 1, #KEYS do
   local t = i - bands
   out[i] = redis.call('ZREVRANGEBYSCORE', KEYS[i], ARGV[1 + 2 * t], ARGV[2 + 2 * t],
                       'LIMIT', 0, limit)
+end
+return out
+"""
+
+# What placement needs of earlier items, in one call: KEYS are their documents; ARGV[i] is 1
+# for every field placement reads, 0 for the story alone (the process already holds the rest).
+DETAILS = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  if ARGV[i] == '1' then
+    out[i] = redis.call('HMGET', key, 'fingerprint', 'story', 'vector', 'title', 'source',
+                        'when', 'embedding')
+  else
+    out[i] = {redis.call('HGET', key, 'story')}
+  end
 end
 return out
 """
@@ -252,7 +269,13 @@ class StoryKeeper:
         self.thresholds = thresholds or THRESHOLDS
         self.inputs = PlacementInputs(store, background, window_s)
         self._warmed: set[str] = set()
-        self.scripts = Scripts(store.client, candidates=CANDIDATES, remember=REMEMBER)
+        # Earlier items as placement compares them, newest last: their fingerprints and
+        # vectors never change, so only their story is read again (``_candidates``).
+        self._known: OrderedDict[str, _Candidate] = OrderedDict()
+        self._placed: dict[str, _Candidate] = {}
+        self.scripts = Scripts(
+            store.client, candidates=CANDIDATES, details=DETAILS, remember=REMEMBER
+        )
 
     async def place(
         self, items: Sequence[Item], now: float, analyses: Sequence[Analysis | None] | None = None
@@ -361,6 +384,7 @@ class StoryKeeper:
             candidates, band_hits, term_hits = await self._candidates(prepared)
             decided = self._decide(prepared, candidates, band_hits, term_hits)
             placements = await self._write(prepared, decided, now)
+        self._known.update(self._placed)
         return placements
 
     async def _candidates(
@@ -387,18 +411,27 @@ class StoryKeeper:
             band_hits.append(set().union(*found[: len(p.bands)]))
             term_hits.append(set().union(*found[len(p.bands) :]))
         wanted = sorted(set().union(*band_hits, *term_hits))
-        async with self.store.pipeline() as pipe:
-            for item in wanted:
-                pipe.hmget(
-                    keys.doc(item),
-                    ["fingerprint", "story", "vector", "title", "source", "when", "embedding"],
-                )
-            docs = await pipe.execute()
-        candidates = {
-            item: candidate
-            for item, values in zip(wanted, docs, strict=True)
-            if (candidate := _candidate(item, *values)) is not None
-        }
+        known = self._known
+        full = [0 if item in known else 1 for item in wanted]
+        docs: list[Any] = []
+        if wanted:
+            async with self.store.pipeline() as pipe:
+                self.scripts.call(pipe, "details", [keys.doc(item) for item in wanted], full)
+                [docs] = await self.scripts.execute(pipe)
+        candidates: dict[str, _Candidate] = {}
+        for item, fetched, values in zip(wanted, full, docs, strict=True):
+            if fetched:
+                candidate = _candidate(item, *values)
+            else:  # held here: only its story may have changed (a split or a merge)
+                story = values[0] if values else None
+                candidate = _in_story(known[item], story) if story else None
+            if candidate is None:
+                known.pop(item, None)
+                continue
+            known[item] = candidates[item] = candidate
+            known.move_to_end(item)
+        while len(known) > KNOWN_ITEMS:
+            known.popitem(last=False)
         return candidates, band_hits, term_hits
 
     def _decide(
@@ -410,6 +443,7 @@ class StoryKeeper:
     ) -> list[Placement]:
         """Pure: each item in turn, seeing what Redis knew and what the batch decided."""
         batch = _Batch()
+        self._placed = batch.candidates  # known to the next batches once written
         placements: list[Placement] = []
         for p, bands, terms in zip(prepared, band_hits, term_hits, strict=True):
             near = set(bands) | {i for b in p.bands for i in batch.by_band.get(b, ())}
@@ -441,7 +475,7 @@ class StoryKeeper:
                 batch.sources[story].add(matched.source)
             batch.candidates[p.item.id] = _Candidate(
                 Known(p.item.id, story, p.fingerprint),
-                Member(p.item.id, story, p.vector, p.fingerprint, p.embedding)
+                Member(p.item.id, story, _rounded(p.vector), p.fingerprint, p.embedding)
                 if p.vector
                 else None,
                 p.item.title,
@@ -529,6 +563,17 @@ class StoryKeeper:
             replace(placed, sources=int(sources))
             for placed, sources in zip(placements, replies, strict=False)
         ]
+
+
+def _in_story(candidate: _Candidate, story: str) -> _Candidate:
+    """``candidate`` as a member of ``story``."""
+    if candidate.known is not None and candidate.known.story == story:
+        return candidate
+    return replace(
+        candidate,
+        known=replace(candidate.known, story=story) if candidate.known else None,
+        member=replace(candidate.member, story=story) if candidate.member else None,
+    )
 
 
 def _candidate(
