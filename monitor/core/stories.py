@@ -246,15 +246,23 @@ def _normalized(vector: Mapping[str, float]) -> dict[str, float]:
     return {k: v / norm for k, v in vector.items()} if norm else {}
 
 
-def cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
-    """Cosine similarity of two term vectors (either may be unnormalized)."""
-    if len(a) > len(b):
-        a, b = b, a
-    dot = sum(v * b[k] for k, v in a.items() if k in b)
+def norm(vector: Mapping[str, float]) -> float:
+    """A term vector's length."""
+    return math.sqrt(sum(v * v for v in vector.values()))
+
+
+def cosine(
+    a: Mapping[str, float], b: Mapping[str, float], lengths: tuple[float, float] | None = None
+) -> float:
+    """Cosine similarity of two term vectors (either may be unnormalized); ``lengths``: their
+    norms, when already known (an item is compared with many members)."""
+    shared = a.keys() & b.keys()  # in C: two reports share few of their terms
+    if not shared:
+        return 0.0
+    dot = sum(a[k] * b[k] for k in sorted(shared))
     if not dot:
         return 0.0
-    na = math.sqrt(sum(v * v for v in a.values()))
-    nb = math.sqrt(sum(v * v for v in b.values()))
+    na, nb = lengths if lengths is not None else (norm(a), norm(b))
     return dot / (na * nb)
 
 
@@ -296,6 +304,10 @@ class Member:
     vector: Mapping[str, float]
     fingerprint: Fingerprint | None = None
     embedding: Embedding | None = None
+    length: float = field(init=False, default=0.0, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "length", norm(self.vector))
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,8 +339,10 @@ def similarities(
 ) -> list[tuple[float, Member]]:
     """Each member with its similarity to ``vector`` (blended with ``embedding`` when given),
     most similar first (ties: earliest id)."""
+    own = norm(vector)
     scored = [
-        (blended(cosine(vector, m.vector), embedding, m.embedding, weight), m) for m in members
+        (blended(cosine(vector, m.vector, (own, m.length)), embedding, m.embedding, weight), m)
+        for m in members
     ]
     return sorted(scored, key=lambda pair: (-pair[0], pair[1].item))
 
