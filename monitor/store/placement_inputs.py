@@ -41,29 +41,31 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 return totals
 """
 
-# The sum of each field (ARGV) over the hashes in KEYS (a language's days): one reply, however
-# many days the window covers. HMGET in slices, so a large batch stays within Lua's stack.
-SUM_FIELDS = """
+# A language's stream frequencies for one batch, in one call: KEYS are the window's day hashes,
+# oldest first, the last one today's. ARGV: the TTL of today's hash, how many documents the
+# batch has, the field counting documents, the batch's words joined by newlines, and how many
+# of its documents hold each (joined likewise: one argument each, however many words). Returns
+# the window's sum for the documents field and for each word, read before the batch is counted.
+FREQUENCIES = """
+local fields, counts = {ARGV[3]}, {}
+for word in string.gmatch(ARGV[4], '[^\\n]+') do fields[#fields + 1] = word end
+for count in string.gmatch(ARGV[5], '[^\\n]+') do counts[#counts + 1] = count end
 local sums = {}
-for i = 1, #ARGV do sums[i] = 0 end
+for i = 1, #fields do sums[i] = 0 end
 for _, key in ipairs(KEYS) do
-  for start = 1, #ARGV, 1000 do
-    local stop = math.min(start + 999, #ARGV)
-    local values = redis.call('HMGET', key, unpack(ARGV, start, stop))
+  for start = 1, #fields, 1000 do
+    local stop = math.min(start + 999, #fields)
+    local values = redis.call('HMGET', key, unpack(fields, start, stop))
     for j = 1, stop - start + 1 do
       if values[j] then sums[start + j - 1] = sums[start + j - 1] + tonumber(values[j]) end
     end
   end
 end
+local today = KEYS[#KEYS]
+redis.call('HINCRBY', today, ARGV[3], ARGV[2])
+for i = 1, #counts do redis.call('HINCRBY', today, fields[i + 1], counts[i]) end
+redis.call('EXPIRE', today, ARGV[1])
 return sums
-"""
-
-# One call per frequency hash and batch: add to each field the count after it (ARGV[2..] are
-# field, count pairs), set the TTL (ARGV[1]) once.
-COUNT_WORDS = """
-for i = 2, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-return (#ARGV - 1) / 2
 """
 
 
@@ -76,7 +78,7 @@ class PlacementInputs:
         self.store = store
         self.background = background
         self.window_s = window_s
-        self.scripts = Scripts(store.client, lines=COUNT_LINES, words=COUNT_WORDS, sums=SUM_FIELDS)
+        self.scripts = Scripts(store.client, lines=COUNT_LINES, frequencies=FREQUENCIES)
 
     async def read(
         self,
@@ -113,20 +115,21 @@ class PlacementInputs:
                         [keys.lines(item.source, week), keys.lines(item.source, week - 1)],
                         [2 * WEEK_S + DAY_S, *counted_keys],
                     )
-            for language, words in wanted.items():
+            ttl = self.window_s + 2 * DAY_S
+            for language, words in wanted.items():  # read, then counted, in one call
+                tally = Counter(word for document in documents[language] for word in document)
                 self.scripts.call(
                     pipe,
-                    "sums",
+                    "frequencies",
                     [keys.frequencies(language, day) for day in days],
-                    [DOCUMENTS, *words],
+                    [
+                        ttl,
+                        len(documents[language]),
+                        DOCUMENTS,
+                        "\n".join(words),
+                        "\n".join(str(tally[word]) for word in words),
+                    ],
                 )
-            ttl = self.window_s + 2 * DAY_S
-            for language, distinct in documents.items():  # counted after they were read
-                tally = Counter(word for document in distinct for word in document)
-                args: list[str | int] = [ttl, DOCUMENTS, len(distinct)]
-                for word in sorted(tally):
-                    args += [word, tally[word]]
-                self.scripts.call(pipe, "words", [keys.frequencies(language, days[-1])], args)
             results = await self.scripts.execute(pipe)
         cleaned: list[list[Line]] = []
         titles: list[str] = []
