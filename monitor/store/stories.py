@@ -74,14 +74,13 @@ FUTURE_S = 3600  # a publication time this far ahead of the clock is not believe
 
 
 # Reads one item's candidates: KEYS are its band sets (ARGV[1] of them), then its term index
-# sorted sets; ARGV[2] is how many items to read per term, then a (max, min) score per term.
+# sorted sets; ARGV[2] is how many items to read per term, ARGV[3] and ARGV[4] the highest and
+# lowest score (the story window around the item's time).
 CANDIDATES = """
 local bands, limit, out = tonumber(ARGV[1]), tonumber(ARGV[2]), {}
 for i = 1, bands do out[i] = redis.call('SMEMBERS', KEYS[i]) end
 for i = bands + 1, #KEYS do
-  local t = i - bands
-  out[i] = redis.call('ZREVRANGEBYSCORE', KEYS[i], ARGV[1 + 2 * t], ARGV[2 + 2 * t],
-                      'LIMIT', 0, limit)
+  out[i] = redis.call('ZREVRANGEBYSCORE', KEYS[i], ARGV[3], ARGV[4], 'LIMIT', 0, limit)
 end
 return out
 """
@@ -395,14 +394,16 @@ class StoryKeeper:
         keys = self.store.keys
         async with self.store.pipeline() as pipe:
             for p in prepared:
-                ranges: list[float] = []
-                for _ in p.query:
-                    ranges += [p.when + self.window_s, p.when - self.window_s]
                 self.scripts.call(
                     pipe,
                     "candidates",
                     [keys.band(b) for b in p.bands] + [keys.item_term(t) for t in p.query],
-                    [len(p.bands), TERM_CANDIDATES, *ranges],
+                    [
+                        len(p.bands),
+                        TERM_CANDIDATES,
+                        p.when + self.window_s,
+                        p.when - self.window_s,
+                    ],
                 )
             results = await self.scripts.execute(pipe)
         band_hits: list[set[str]] = []
