@@ -167,6 +167,8 @@ def tokenize(text: str) -> Tokens:
     words: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
+    same = folded.offsets is None  # ASCII: folded offsets are the original ones
+    span = folded.span
     for match in _TOKEN.finditer(ftext):
         fstart, fend = match.span()
         word = match.group()
@@ -179,7 +181,12 @@ def tokenize(text: str) -> Tokens:
             and _ends_word(ftext[fstart - 2])
         ):
             continue  # possessive 's: "Russia's" is the token "russia", "U.S.'s" is "us"
-        start, end = folded.span(fstart, fend)
+        if same:
+            words.append(word)
+            starts.append(fstart)
+            ends.append(fend)
+            continue
+        start, end = span(fstart, fend)
         if ends and start < ends[-1]:
             # One character folded into two tokens ("¼" is "1⁄4"): they are one token of it.
             words[-1] += word
