@@ -413,9 +413,6 @@ def parse(query: str, entities: Mapping[str, Sequence[str]] | None = None) -> No
     return _Parser(query, entities or {}).parse()
 
 
-_UNSPLIT = re.compile(
-    r"[\u0E00-\u0EFF\u1000-\u109F\u1780-\u17FF\u3040-\u30FF\u3400-\u4DBF\u4E00-\u9FFF\uF900-\uFAFF]"
-)
 _TERM_END = {"WORD", "PHRASE", "ENTITY", "REGEX", "RPAREN"}
 SHORT_PREFIX = 3  # letters before * below which a prefix matches too many words
 
@@ -444,15 +441,6 @@ def lint(query: str) -> list[tuple[int, str]]:
         if tok.value.endswith("*") and len(tok.value.rstrip("*")) < SHORT_PREFIX:
             found.append(
                 (tok.offset, f"the prefix '{tok.value}' is short: it matches a great many words")
-            )
-    for tok in toks:
-        if tok.kind in ("WORD", "PHRASE") and len(_UNSPLIT.findall(tok.value)) > 1:
-            found.append(
-                (
-                    tok.offset,
-                    f"'{tok.value}' is in a script written without spaces: it matches only "
-                    "where the text has it as a word of its own",
-                )
             )
     if isinstance(tree, Not):
         found.append((0, "the query is only a negation: it matches nearly every item"))

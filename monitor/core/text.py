@@ -38,14 +38,17 @@ _SPECIAL = {
     "Þ": "th",
 }
 
-# Accents are the marks of these blocks (combining diacritics and their extensions); the vowel
-# signs and viramas of Indic, Thai and other scripts are parts of letters and are kept.
+# Accents are the marks of these blocks (combining diacritics and their extensions, Arabic
+# vowel marks); the vowel signs and viramas of Indic, Thai and other scripts are parts of
+# letters and are kept.
 _DIACRITICS = (
     (0x0300, 0x036F),
     (0x1AB0, 0x1AFF),
     (0x1DC0, 0x1DFF),
     (0x20D0, 0x20FF),
     (0xFE20, 0xFE2F),
+    (0x064B, 0x065F),  # Arabic short vowels and hamza marks: "أ" is searched as "ا"
+    (0x0670, 0x0670),
 )
 
 
@@ -66,12 +69,41 @@ def _marks() -> str:
     return "".join(f"\\u{a:04x}-\\u{b:04x}" if a != b else f"\\u{a:04x}" for a, b in ranges)
 
 
+# Scripts written without spaces between words: Thai, Lao, Myanmar, Khmer, kana and Han. Each of
+# their characters (with the marks that belong to it) is a token of its own, so a rule's word is
+# matched as the run of characters it is, wherever it stands in the text ("台湾" in
+# "台湾地区发生强烈地震"), through the same automaton as any phrase.
+UNSPACED = (
+    "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+)
+
 # Words: runs of letters and digits (with the marks that belong to them); dotted single letters
-# (U.S., u.s.a) join into one word.
+# (U.S., u.s.a) join into one word; a character of an unspaced script is a word by itself.
 _TOKEN = re.compile(
     r"(?P<abbr>(?:[^\W\d_]\.){2,}(?![^\W_])|[^\W\d_](?:\.[^\W\d_])+(?![^\W_]))"
-    rf"|[^\W_]+(?:[{_marks()}]+[^\W_]*)*"
+    rf"|(?P<unspaced>[{UNSPACED}][{_marks()}]*)"
+    rf"|[^\W_{UNSPACED}]+(?:[{_marks()}]+[^\W_{UNSPACED}]*)*"
 )
+
+# Arabic writes the article and one-letter conjunctions and prepositions onto the word
+# ("والبيت", "بغزة", "لبنان"): they are taken off, again and again, while three letters remain.
+# Rules and texts go through the same steps, so a word and any form of it with these prefixes
+# become one token ("بيروت", "وبيروت" and "البيروت" all "يروت"); the token's offsets still cover
+# the whole word as written.
+_ARABIC_WORD = re.compile(r"[\u0620-\u064a]+")
+_ARABIC_ONE = frozenset("وفبكل")
+ARABIC_STEM = 3  # letters that must remain after a prefix is taken off
+
+
+def arabic_base(word: str) -> str:
+    """``word`` without the article and one-letter prefixes (see above)."""
+    while True:
+        if word.startswith("ال") and len(word) - 2 >= ARABIC_STEM:
+            word = word[2:]
+        elif word[:1] in _ARABIC_ONE and len(word) - 1 >= ARABIC_STEM:
+            word = word[1:]
+        else:
+            return word
 
 
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
@@ -174,6 +206,8 @@ def tokenize(text: str) -> Tokens:
         word = match.group()
         if match.lastgroup == "abbr":
             word = word.replace(".", "")
+        elif "\u0620" <= word[0] <= "\u064a" and _ARABIC_WORD.fullmatch(word):
+            word = arabic_base(word)
         elif (
             word == "s"
             and fstart >= 2

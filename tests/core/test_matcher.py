@@ -619,3 +619,25 @@ def test_seed_match_offsets_point_at_the_words(seed_items: dict[str, Item]) -> N
     subject = seed_items["002"]
     (result,) = Matcher([make_rule("rodriguez")]).match(subject)
     assert {subject.text[m.start : m.end] for m in result.matches} == {"Rodríguez"}
+
+
+@pytest.mark.parametrize(
+    ("query", "text", "expected"),
+    [
+        ("台湾", "台湾地区发生强烈地震", [("text", "台湾")]),
+        ("地震", "東京で地震が発生しました", [("text", "地震")]),
+        ('"强烈地震"', "台湾地区发生强烈地震", [("text", "强烈地震")]),
+        ("台北", "台湾地区发生强烈地震", None),
+        ("กรุงเทพ", "น้ำท่วมกรุงเทพมหานคร", [("text", "กรุงเทพ")]),
+        ("بيروت", "انفجار كبير في وبيروت اليوم", [("text", "وبيروت")]),
+        ("بيروت", "وصل الوفد إلى البيروت", [("text", "البيروت")]),
+        ("غزة", "قصف بغزة", [("text", "بغزة")]),
+        ("لبنان", "عاد إلى بلبنان", [("text", "بلبنان")]),
+        ("أحمد", "قال احمد", [("text", "احمد")]),
+        ("Путин*", "Визит Путина в Минск", [("text", "Путина")]),
+    ],
+)
+def test_every_script_matches_through_the_automaton(
+    query: str, text: str, expected: list[tuple[str, str]] | None
+) -> None:
+    assert matched(make_rule(query), item(text)) == expected

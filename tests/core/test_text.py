@@ -83,7 +83,7 @@ from monitor.core.text import (
         ("$1,000", "1 000"),
         ("Jan. 3, 2026", "jan 3 2026"),
         # Non-Latin scripts and symbols.
-        ("北京 announced", "北京 announced"),
+        ("北京 announced", "北 京 announced"),  # a character of an unspaced script: one token
         ("Москва́", "москва"),
         ("Ελλάδα", "ελλαδα"),
         ("😀 Maduro 🇻🇪", "maduro"),
@@ -249,7 +249,7 @@ def test_offsets_map_back_on_generated_text() -> None:
     ("text", "expected"),
     [
         ("हिन्दी समाचार", "हिन्दी समाचार"),  # vowel signs and virama belong to the word
-        ("ภาษาไทย", "ภาษาไทย"),
+        ("ภาษาไทย", "ภ า ษ า ไ ท ย"),  # unspaced: a letter with its marks is a token
         ("Rodri\u0301guez", "rodriguez"),  # a combining accent is still removed
     ],
 )
@@ -298,3 +298,28 @@ def test_highlight_runs_merge_and_clip(
     spans: list[tuple[int, int]], expected: list[tuple[str, bool]]
 ) -> None:
     assert highlight_runs("Maduro was released", spans) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        # Unspaced scripts: one token per character (with its marks), offsets exact.
+        ("台湾地区", ["台", "湾", "地", "区"]),
+        ("東京で地震", ["東", "京", "で", "地", "震"]),
+        ("iPhone台湾", ["iphone", "台", "湾"]),
+        ("ภาษาไทย", ["ภ", "า", "ษ", "า", "ไ", "ท", "ย"]),
+        ("ភាសាខ្មែរ", ["ភា", "សា", "ខ្", "មែ", "រ"]),
+        # Hangul is written with spaces: its words stay whole.
+        ("대한민국 서울", ["대한민국", "서울"]),
+        # Arabic: the article and one-letter prefixes come off while three letters remain.
+        ("بيروت وبيروت والبيروت ببيروت", ["يروت", "يروت", "يروت", "يروت"]),
+        ("لبنان بلبنان للبيت البيت", ["نان", "نان", "بيت", "بيت"]),
+        ("في غزة بغزة", ["في", "غزة", "غزة"]),
+        ("أحمد احمد", ["احمد", "احمد"]),  # the hamza mark is dropped
+    ],
+)
+def test_every_script_tokenizes_into_what_rules_can_match(text: str, words: list[str]) -> None:
+    tokens = tokenize(text)
+    assert list(tokens.words) == words
+    shown = [text[s:e] for s, e in zip(tokens.starts, tokens.ends, strict=True)]
+    assert "".join(shown) == text.replace(" ", "")  # offsets cover every character once
