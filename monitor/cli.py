@@ -55,11 +55,16 @@ def _settings() -> Settings:
     return settings
 
 
-def _config(rules_dir: Path) -> WatchConfig:
-    """Load the rules or exit 1 listing every problem as ``path:line:col: message``."""
+def _config(rules_dir: Path, *, sends: bool = True) -> WatchConfig:
+    """Load the rules or exit 1 listing every problem as ``path:line:col: message``.
+    ``sends=False``: a command that sends nothing runs without the channels' secrets."""
     try:
-        config = load_config(rules_dir)
+        config = load_config(rules_dir, sends=sends)
         register(config.secrets)
+        if not sends:
+            for warning in config.warnings:
+                if warning.message.endswith("(nothing is sent here)"):
+                    click.echo(str(warning), err=True)
         return config
     except ConfigError as exc:
         _exit_on(exc, f" in {rules_dir}")
@@ -184,7 +189,7 @@ def replay_command(
     """Push files through the full pipeline and print the alerts."""
     settings = _settings()
     _logging(settings, "WARNING" if settings.log_level == "INFO" else settings.log_level)
-    config = _config(rules_dir or settings.rules_dir)
+    config = _config(rules_dir or settings.rules_dir, sends=False)
     sink = ConsoleChannel("stdout", json_lines=json_lines)
     progress = progress_for(prefix="replay: ")
     asyncio.run(replay(settings, config, paths, sink, state=state, clock=clock, progress=progress))
@@ -392,7 +397,7 @@ def sources_list(rules_dir: Path | None, as_json: bool) -> None:
 
     settings = _settings()
     _logging(settings)
-    config = _config(rules_dir or settings.rules_dir)
+    config = _config(rules_dir or settings.rules_dir, sends=False)
     found = asyncio.run(source_health(settings, config))
     if as_json:
         for row in found:
@@ -450,7 +455,7 @@ def rules_test(paths: tuple[Path, ...], rules_dir: Path | None, **options: Any) 
     """Which rules match each file, the item on stdin (-), or the items that came in --since
     (from the history); the rules files as they are now. Nothing is sent or remembered."""
     settings = _settings()
-    config = _config(rules_dir or settings.rules_dir)
+    config = _config(rules_dir or settings.rules_dir, sends=False)
     if not paths and options["since"] is None:
         raise click.UsageError("give files, - for an item on stdin, or --since DURATION")
     stdin = sys.stdin.read() if Path("-") in paths else ""
@@ -470,7 +475,7 @@ def rules_backfill(rule_id: str, since: str, rules_dir: Path | None) -> None:
     """Alert on what rule ID would have matched since then: each story once, never one the rule
     already alerted on (the process role's claims); no follow-ups for the past."""
     settings = _settings()
-    config = _config(rules_dir or settings.rules_dir)
+    config = _config(rules_dir or settings.rules_dir, sends=False)
     try:
         done, found = asyncio.run(backfill_rule(settings, config, rule_id, since))
     except ValueError as exc:

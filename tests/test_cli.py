@@ -507,6 +507,29 @@ def test_rules_backfill_alerts_each_missed_story_once(env: dict[str, str], tmp_p
     assert invoke(["rules", "backfill", "nope", "--since", "1h"], later).exit_code == 2
 
 
+def test_commands_that_send_nothing_run_without_channel_secrets(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    import shutil
+
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES, rules)
+    with (rules / "channels.yaml").open("a") as channels:
+        channels.write(
+            '  - {id: slack, type: slack, token: "${NM_TEST_UNSET_TOKEN}", channel: C1}\n'
+        )
+    lacking = {**env, "MONITOR_RULES_DIR": str(rules), "NM_TEST_UNSET_TOKEN": ""}
+    status = invoke(["status"], lacking)
+    assert status.exit_code == 0 and "6 loaded" in status.stdout, status.output
+    for command in (["sources", "list"], ["rules", "test", str(SEEDS)]):
+        result = invoke(command, lacking)
+        assert result.exit_code == 0, (command, result.output)
+        assert "NM_TEST_UNSET_TOKEN is not set (nothing is sent here)" in result.stderr
+    checked = invoke(["rules", "check"], lacking)  # what `run` would load: the secret is needed
+    assert checked.exit_code == 1
+    assert "environment variable NM_TEST_UNSET_TOKEN is not set" in checked.stderr
+
+
 def test_rules_test_reads_an_item_from_stdin(env: dict[str, str]) -> None:
     runner = CliRunner()
     text = "Maduro to be released\nThe court ordered it on Monday."

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from dotenv import dotenv_values
@@ -35,8 +36,50 @@ def environment(dotenv: Path = Path(".env")) -> dict[str, str]:
     return {**values, **os.environ}
 
 
-def load_config(directory: Path, env: Mapping[str, str] | None = None) -> WatchConfig:
-    """Load and validate the watch configuration; ``ConfigError`` lists every problem."""
+class WithoutSecrets(Mapping[str, str]):
+    """An environment in which every unset variable reads as ``UNSET`` (and is noted in
+    ``missing``): for the commands that never send (``status``, ``sources list``, ``rules
+    test``…), a channel's token that is not set here must not stop them."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.missing: set[str] = set()
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+    def __getitem__(self, name: str) -> str:
+        if name in self.env:
+            return self.env[name]
+        self.missing.add(name)
+        return UNSET
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.env)
+
+    def __len__(self) -> int:
+        return len(self.env)
+
+
+UNSET = "unset"
+
+
+def load_config(
+    directory: Path, env: Mapping[str, str] | None = None, *, sends: bool = True
+) -> WatchConfig:
+    """Load and validate the watch configuration; ``ConfigError`` lists every problem.
+
+    ``sends=False`` (a command that sends nothing): a ``${VAR}`` that is not set is not a
+    problem, unless the value it would give is refused (a URL); it is named in the config's
+    warnings."""
+    if not sends:
+        lenient = WithoutSecrets(environment() if env is None else env)
+        config = load_config(directory, lenient)
+        unset = tuple(
+            Problem(str(directory), 0, 0, f"warning: {name} is not set (nothing is sent here)")
+            for name in sorted(lenient.missing)
+        )
+        return replace(config, warnings=config.warnings + unset)
     if not directory.exists():
         raise ConfigError(Problem(str(directory), 0, 0, "no such file or directory"))
     documents: list[tuple[str, str]] = []

@@ -20,7 +20,7 @@ __all__ = ["gather_status", "load_rules", "redis_location"]
 def load_rules(rules_dir: Path) -> tuple[WatchConfig | None, list[str]]:
     """The watch configuration, or None and its problems (``path:line:col: message``)."""
     try:
-        config = load_config(rules_dir)
+        config = load_config(rules_dir, sends=False)
     except ConfigError as exc:
         return None, [redact(str(problem)) for problem in exc.problems]
     register(config.secrets)
