@@ -492,6 +492,32 @@ def rules_backfill(rule_id: str, since: str, rules_dir: Path | None) -> None:
     )
 
 
+@main.group()
+def channels() -> None:
+    """Check where alerts go."""
+
+
+@channels.command(name="test")
+@click.argument("channel_id", metavar="ID")
+@rules_option
+@_fails_cleanly
+def channels_test(channel_id: str, rules_dir: Path | None) -> None:
+    """Send one test alert through channel ID now; exit 1 with the channel's error."""
+    from monitor.commands.channels import send_test_alert
+    from monitor.errors import DeliveryError
+
+    settings = _settings()
+    config = _config(rules_dir or settings.rules_dir)
+    try:
+        alert = asyncio.run(send_test_alert(settings, config, channel_id))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    except DeliveryError as exc:
+        echo_redacted(f"{channel_id}: FAILED: {exc}")
+        sys.exit(1)
+    click.echo(f"{channel_id}: delivered the test alert {alert.id}")
+
+
 main.add_command(bench)
 
 if __name__ == "__main__":
