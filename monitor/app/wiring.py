@@ -181,6 +181,7 @@ def _email_channel(spec: EmailChannelSpec, client: httpx.AsyncClient, threads: T
         password=_secret(spec.password),
         sender=spec.sender,
         to=list(spec.to),
+        threads=threads,
     )
 
 

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import aiosmtplib
 
+from monitor.channels.base import Threads
 from monitor.core.text import Snippet, highlight_runs, snippets
 from monitor.errors import ConfigError, DeliveryError
 from monitor.models import Alert, Digest
@@ -216,11 +217,20 @@ def _envelope(
 
 
 def build_message(
-    alert: Alert, *, sender: str, to: Sequence[str], date: datetime | None = None
+    alert: Alert,
+    *,
+    sender: str,
+    to: Sequence[str],
+    date: datetime | None = None,
+    first_subject: str | None = None,
 ) -> EmailMessage:
     """The whole email for ``alert``: headers, threading, text and HTML parts. ``date`` is when
-    it is sent (now by default)."""
-    message = _envelope(sender, to, subject(alert), message_id(alert), date)
+    it is sent (now by default). A follow-up with ``first_subject`` (the story's first alert's)
+    is titled ``Re: `` that subject, so every client threads it under the first alert."""
+    title = subject(alert)
+    if alert.followup and first_subject:
+        title = truncate("Re: " + first_subject.removeprefix("Re: "), SUBJECT_MAX)
+    message = _envelope(sender, to, title, message_id(alert), date)
     if alert.followup:
         message["In-Reply-To"] = thread_id(alert)
         message["References"] = thread_id(alert)
@@ -350,7 +360,9 @@ class EmailChannel:
         to: Sequence[str],
         timeout_s: float = 30.0,
         tls_context: ssl.SSLContext | None = None,
+        threads: Threads | None = None,
     ) -> None:
+        """``threads`` remembers each story's first subject, which its follow-ups take up."""
         if tls not in DEFAULT_PORTS:
             raise ConfigError(f"channel {id}: tls must be starttls, tls or none, not {tls!r}")
         if not to:
@@ -368,6 +380,7 @@ class EmailChannel:
         self.timeout_s = timeout_s
         self.tls_context = tls_context
         self._secrets = self._secret_forms(username, password)
+        self.threads = threads
         self._served: OrderedDict[str, frozenset[str]] = OrderedDict()
 
     def __repr__(self) -> str:
@@ -380,8 +393,13 @@ class EmailChannel:
     async def send(self, alert: Alert) -> None:
         """Deliver ``alert``; raise ``DeliveryError`` unless at least the recipients not refused
         for good accepted it."""
-        message = build_message(alert, sender=self.sender, to=self.to)
+        first = None
+        if alert.followup and self.threads is not None:
+            first = await self.threads.get_thread(self._id, alert.story)
+        message = build_message(alert, sender=self.sender, to=self.to, first_subject=first)
         await self._deliver(message, message_id(alert), f"alert {alert.id}")
+        if not alert.followup and self.threads is not None:
+            await self.threads.set_thread(self._id, alert.story, str(message["Subject"]))
 
     async def send_digest(self, digest: Digest) -> None:
         """Deliver ``digest`` as one email, on the same terms as ``send``."""

@@ -6,6 +6,7 @@ import logging
 import socket
 import traceback
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
@@ -24,6 +25,7 @@ from monitor.channels.email import (
 from monitor.errors import ConfigError, DeliveryError
 from monitor.models import Alert, Item, Match
 from tests.channels.smtp_server import Certificate, Server, self_signed_cert, smtp_server
+from tests.channels.test_slack import MemoryThreads
 from tests.factories import make_alert as factory_alert
 
 PASSWORD = "s3cret-Pa55word!"
@@ -171,6 +173,23 @@ async def test_followups_thread_under_the_first_alert(server: Server) -> None:
     assert message_id(followup_alert(first, "item-3")) != message_id(follow)
     _, rich = parts(reply)
     assert "<mark>Flood</mark> water recedes" in rich and "also carried by 4 sources" in rich
+
+
+async def test_followups_keep_the_first_alerts_subject(server: Server) -> None:
+    """Clients that thread by subject (and people reading a list) see one conversation."""
+    mail = channel(server, threads=MemoryThreads())
+    first = make_alert()
+    await mail.send(first)
+    await mail.send(followup_alert(first))
+    await mail.send(followup_alert(first, "item-3"))
+    opening, *replies = (r.message() for r in server.handler.received)
+    assert subject_of(opening) == f"[high] Floods in NRW: {TITLE}"
+    assert [subject_of(reply) for reply in replies] == [f"Re: {subject_of(opening)}"] * 2
+    # A story whose first alert this channel never sent: the follow-up's own title.
+    other = replace(followup_alert(first), story="story-7")
+    await mail.send(other)
+    assert subject_of(server.handler.received[-1].message()).startswith("Re: [high] Floods")
+    assert "Flood water recedes" in subject_of(server.handler.received[-1].message())
 
 
 # --- failures -----------------------------------------------------------------------------------
