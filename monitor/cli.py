@@ -8,7 +8,6 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -333,9 +332,9 @@ def dead(as_json: bool) -> None:
         if as_json:
             click.echo(json.dumps(letter, ensure_ascii=False))
         else:
-            when = datetime.fromtimestamp(float(letter["failed_at"] or 0), UTC)
+            when = letter["failed_at"] or "?"
             click.echo(
-                f"{letter['id']}  {when:%Y-%m-%d %H:%M} UTC  {letter['channel']}  "
+                f"{letter['id']}  {when[:16].replace('T', ' ')} UTC  {letter['channel']}  "
                 f"{letter['rule']}: {letter['title']}\n    {letter['reason']}"
             )
     if not letters and not as_json:

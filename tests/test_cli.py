@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -241,6 +242,7 @@ async def test_alerts_dead_lists_and_retry_requeues(tmp_path: Path) -> None:
             "HTTP 410",
             "A headline",
         )
+        assert letter["failed_at"] == "1970-01-01T00:00:00+00:00"  # JSON times: ISO, offset
         usage = await asyncio.to_thread(invoke, ["alerts", "retry"], env)
         assert usage.exit_code == 2
         unknown = await asyncio.to_thread(invoke, ["alerts", "retry", letter["id"], "0-1"], env)
@@ -544,6 +546,8 @@ def test_rules_test_reads_an_item_from_stdin(env: dict[str, str]) -> None:
 def test_stories_explain_split_and_merge_from_the_command_line(env: dict[str, str]) -> None:
     assert invoke(["replay", str(SEEDS), "--state"], env).exit_code == 0
     [story] = json_lines(invoke(["stories", "--json"], env).stdout)
+    for moment in (story["first_seen"], story["last_seen"]):  # JSON times: ISO, with offset
+        assert datetime.fromisoformat(moment).utcoffset() is not None
     explained = invoke(["stories", "--explain", story["id"], "--json"], env)
     members = json_lines(explained.stdout)
     assert [m["how"] for m in members].count("first report") == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, TypedDict
 
 from monitor.app.settings import Settings
@@ -21,7 +22,14 @@ class DeadLetterRow(TypedDict):
     rule: str | None
     title: str | None
     reason: Any
-    failed_at: Any
+    failed_at: str | None  # ISO 8601 with offset
+
+
+def _iso(epoch: Any) -> str | None:
+    try:
+        return datetime.fromtimestamp(float(epoch), UTC).isoformat(timespec="seconds")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
 
 
 async def dead_letters(settings: Settings) -> list[DeadLetterRow]:
@@ -38,7 +46,7 @@ async def dead_letters(settings: Settings) -> list[DeadLetterRow]:
                 "rule": ref.rule,
                 "title": ref.title,
                 "reason": payload.get("reason"),
-                "failed_at": payload.get("failed_at"),
+                "failed_at": _iso(payload.get("failed_at")),
             }
         )
     return rows

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from monitor.app.settings import Settings
@@ -74,8 +74,8 @@ def explanation_lines(member: Joined) -> list[str]:
 
 def story_lines(story: StorySummary) -> list[str]:
     """How ``monitor stories`` shows one story: a line for it, an indented one per member."""
-    first = datetime.fromtimestamp(story["first_seen"], UTC).strftime("%Y-%m-%d %H:%M")
-    last = datetime.fromtimestamp(story["last_seen"], UTC).strftime("%Y-%m-%d %H:%M")
+    first = datetime.fromisoformat(story["first_seen"]).strftime("%Y-%m-%d %H:%M")
+    last = datetime.fromisoformat(story["last_seen"]).strftime("%Y-%m-%d %H:%M")
     lines = [
         f"{story['id']}  {story['items']} items ({story['duplicates']} duplicates), "
         f"{len(story['sources'])} sources, {first} → {last} UTC: {printable(story['title'])}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TypedDict
 
 from monitor.core.stories import shared_terms
@@ -30,6 +31,11 @@ class StoryMember(TypedDict):
     duplicate_of: str | None
 
 
+def iso(epoch: float) -> str:
+    """A time as every JSON output gives it: ISO 8601 with its offset (UTC)."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
 class StorySummary(TypedDict):
     """One story, as ``monitor stories`` (and ``--json``) shows it."""
 
@@ -39,8 +45,8 @@ class StorySummary(TypedDict):
     items: int
     duplicates: int
     sources: list[str]
-    first_seen: float
-    last_seen: float
+    first_seen: str  # ISO 8601 with offset
+    last_seen: str
     members: list[StoryMember]
 
 
@@ -98,8 +104,8 @@ class StoryBook:
                     "items": int(info.get("items", 0)),
                     "duplicates": int(info.get("duplicates", 0)),
                     "sources": sorted(sources),
-                    "first_seen": float(info.get("first_seen", 0)),
-                    "last_seen": float(info.get("last_seen", 0)),
+                    "first_seen": iso(float(info.get("first_seen", 0))),
+                    "last_seen": iso(float(info.get("last_seen", 0))),
                     "members": [
                         {
                             "id": member,
