@@ -21,6 +21,7 @@ from monitor.app.daemon import ROLES, App
 from monitor.app.settings import Settings
 from monitor.bench.commands import bench
 from monitor.channels.console import ConsoleChannel
+from monitor.channels.times import use_zone
 from monitor.commands.alerts import dead_letters, retry_dead_letters
 from monitor.commands.evaluate import evaluate_stories
 from monitor.commands.evaluate import report as evaluation_report
@@ -51,6 +52,7 @@ def _settings() -> Settings:
         raise click.ClickException(f"invalid MONITOR_* setting: {exc}") from None
     if settings.redis_url and (password := urlsplit(settings.redis_url).password):
         register([password])
+    use_zone(settings.zone())
     return settings
 
 

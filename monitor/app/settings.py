@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,6 +24,11 @@ class Settings(BaseSettings):
     rules_dir: Path = Field(default=Path("rules"), description="The watch configuration (YAML).")
     key_prefix: str = Field(default="monitor:", description="Prefix of every Redis key.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    timezone: str = Field(
+        default="UTC",
+        description="The time zone times are shown in to people (console, email, Slack's "
+        "fallback text), an IANA name such as Europe/Berlin; JSON keeps ISO 8601 with offsets.",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines as key=value text, or one JSON object per line."
     )
@@ -90,3 +96,16 @@ class Settings(BaseSettings):
     dedup_ttl: int = Field(
         default=30 * 86400, gt=0, description="Seconds fingerprints and stories are kept."
     )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            message = f"unknown time zone {value!r} (an IANA name such as Europe/Berlin)"
+            raise ValueError(message) from None
+        return value
+
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)

@@ -6,13 +6,14 @@ import json
 import sys
 from typing import TextIO
 
+from monitor.channels.times import shown
 from monitor.models import Alert, Digest
 
 
 def alert_line(alert: Alert) -> str:
     """One line a person can scan: severity, rule, title, source, date, what matched, link."""
     item = alert.item
-    when = item.published.strftime("%Y-%m-%d %H:%M") if item.published else "undated"
+    when = shown(item.published) if item.published else "undated"
     terms = ", ".join(dict.fromkeys(m.term for m in alert.matches))
     lead = "  ↳ follow-up" if alert.followup else f"[{alert.severity}]"
     parts = [f"{lead} {alert.rule_name}: {item.title or item.id}", f"({item.source}, {when})"]

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import aiosmtplib
 
 from monitor.channels.base import Threads
+from monitor.channels.times import shown
 from monitor.core.text import Snippet, highlight_runs, snippets
 from monitor.errors import ConfigError, DeliveryError
 from monitor.models import Alert, Digest
@@ -116,11 +117,7 @@ def _marked(text: str, spans: Iterable[tuple[int, int]]) -> str:
 
 def _published(alert: Alert) -> str | None:
     published = alert.item.published
-    if published is None:
-        return None
-    if published.tzinfo is None:
-        return published.strftime("%Y-%m-%d %H:%M")
-    return published.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return shown(published) if published is not None else None
 
 
 def _byline(alert: Alert) -> list[str]:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, SectionBlock
 
+from monitor.channels.times import shown
 from monitor.core.text import highlight_runs, snippets
 from monitor.models import Alert, Digest, Severity
 
@@ -292,8 +293,8 @@ def _meta(alert: Alert, source: str) -> str:
     published = alert.item.published
     if published is not None:
         when = published if published.tzinfo else published.replace(tzinfo=UTC)
-        shown = when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        parts.append(f"<!date^{int(when.timestamp())}^{{date_short_pretty}} {{time}}|{shown}>")
+        fallback = shown(when)  # what clients that cannot render the date token show
+        parts.append(f"<!date^{int(when.timestamp())}^{{date_short_pretty}} {{time}}|{fallback}>")
     if alert.sources > 1:
         parts.append(f"also carried by {alert.sources} sources")
     return " · ".join(parts)
