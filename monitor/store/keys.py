@@ -159,10 +159,14 @@ class Keys:
         """Hash, TTL: an item as dedup remembers it (fingerprint, story, duplicate_of, title)."""
         return f"{self.prefix}doc:{_id(item)}"
 
-    def band(self, band: str) -> str:
-        """Set, TTL: items whose MinHash signatures share one LSH band (near-duplicate
-        candidates)."""
-        return f"{self.prefix}band:{digest(band)}"
+    def band(self, band: str) -> tuple[str, str]:
+        """Sorted set, TTL: a bucket of one LSH band's values (``v1:{index}:{16 hex}``), and the
+        prefix of this value's members in it. A member is the value's last 13 hex digits, ``|``
+        and an item whose MinHash signature has that band (a near-duplicate candidate), scored
+        by when it was placed; 4,096 buckets per band keep the many values of few items each
+        in small sorted sets instead of a key per value."""
+        version, index, value = band.split(":", 2)
+        return f"{self.prefix}band:{version}:{index}:{value[:3]}", f"{value[3:]}|"
 
     def story(self, story: str) -> str:
         """Hash, TTL: a story's first title and url, counts, first/last seen, what it was merged

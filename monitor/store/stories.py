@@ -73,12 +73,22 @@ PLACEMENT_WAIT_S = 60.0
 FUTURE_S = 3600  # a publication time this far ahead of the clock is not believed
 
 
-# Reads one item's candidates: KEYS are its band sets (ARGV[1] of them), then its term index
+# Reads one item's candidates: KEYS are its band buckets (ARGV[1] of them), then its term index
 # sorted sets; ARGV[2] is how many items to read per term, ARGV[3] and ARGV[4] the highest and
-# lowest score (the story window around the item's time).
+# lowest score (the story window around the item's time), ARGV[5] the oldest placement time a
+# band member may have (the dedup TTL), then per band the prefix of its members in the bucket:
+# the items after it share that band.
 CANDIDATES = """
 local bands, limit, out = tonumber(ARGV[1]), tonumber(ARGV[2]), {}
-for i = 1, bands do out[i] = redis.call('SMEMBERS', KEYS[i]) end
+for i = 1, bands do
+  local want, found = ARGV[5 + i], {}
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[i], ARGV[5], '+inf')) do
+    if string.sub(member, 1, #want) == want then
+      found[#found + 1] = string.sub(member, #want + 1)
+    end
+  end
+  out[i] = found
+end
 for i = bands + 1, #KEYS do
   out[i] = redis.call('ZREVRANGEBYSCORE', KEYS[i], ARGV[3], ARGV[4], 'LIMIT', 0, limit)
 end
@@ -101,18 +111,19 @@ return out
 """
 
 # Remembers one placed item in one call. KEYS: its document, its story's hash, members (sorted
-# set) and sources (set), the story list, then its band sets and its term index sorted sets.
+# set) and sources (set), the story list, then its band buckets and its term index sorted sets.
 # ARGV: item, source, now, TTL, story window, when, bands, terms, new story (1/0), duplicate
-# (1/0), the story's title, url and id, then the document's fields and values. Returns how many
-# sources the story has.
+# (1/0), the story's title, url and id, its member in each band bucket, then the document's
+# fields and values. Returns how many sources the story has.
 REMEMBER = """
 local item, source, now, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local window, when, bands, terms = ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 local doc, story, members, sources, stories = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-redis.call('HSET', doc, unpack(ARGV, 14))
+redis.call('HSET', doc, unpack(ARGV, 14 + bands))
 redis.call('EXPIRE', doc, ttl)
-for i = 6, 5 + bands do
-  redis.call('SADD', KEYS[i], item)
+for i = 6, 5 + bands do  -- a band's bucket: its member for this item, scored by now
+  redis.call('ZADD', KEYS[i], now, ARGV[8 + i])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - ttl)
   redis.call('EXPIRE', KEYS[i], ttl)
 end
 for i = 6 + bands, 5 + bands + terms do
@@ -380,14 +391,14 @@ class StoryKeeper:
                 p.embedding = tuple(float(x) for x in embedding)
                 p.semantic = semantic_for(p.words, lexical=for_length(p.words, self.thresholds))
         async with exclusive(self.store):  # read, decide and write as one step across workers
-            candidates, band_hits, term_hits = await self._candidates(prepared)
+            candidates, band_hits, term_hits = await self._candidates(prepared, now)
             decided = self._decide(prepared, candidates, band_hits, term_hits)
             placements = await self._write(prepared, decided, now)
         self._known.update(self._placed)
         return placements
 
     async def _candidates(
-        self, prepared: Sequence[_Prepared]
+        self, prepared: Sequence[_Prepared], now: float
     ) -> tuple[dict[str, _Candidate], list[set[str]], list[set[str]]]:
         """Round trips 2 and 3: items sharing a band, items of the window sharing an index term;
         then what each of them is (fingerprint, vector, story)."""
@@ -397,12 +408,14 @@ class StoryKeeper:
                 self.scripts.call(
                     pipe,
                     "candidates",
-                    [keys.band(b) for b in p.bands] + [keys.item_term(t) for t in p.query],
+                    [keys.band(b)[0] for b in p.bands] + [keys.item_term(t) for t in p.query],
                     [
                         len(p.bands),
                         TERM_CANDIDATES,
                         p.when + self.window_s,
                         p.when - self.window_s,
+                        now - self.ttl_s,
+                        *(keys.band(b)[1] for b in p.bands),
                     ],
                 )
             results = await self.scripts.execute(pipe)
@@ -538,7 +551,7 @@ class StoryKeeper:
                         keys.story_items(placed.story),
                         keys.story_sources(placed.story),
                         keys.stories,
-                        *(keys.band(b) for b in p.bands),
+                        *(keys.band(b)[0] for b in p.bands),
                         *(keys.item_term(t) for t in terms),
                     ],
                     [
@@ -555,6 +568,7 @@ class StoryKeeper:
                         item.title,
                         item.url or "",
                         placed.story,
+                        *(keys.band(b)[1] + item.id for b in p.bands),
                         *(x for pair in document.items() for x in pair),
                     ],
                 )

@@ -222,3 +222,23 @@ async def test_two_workers_placing_one_new_event_at_once_make_one_story(
     [a], [b] = await asyncio.gather(placing, racing)
     assert a.story == b.story
     assert (a.new_story, b.new_story) == (True, False)
+
+
+async def test_band_buckets_find_a_copy_and_forget_it_after_the_dedup_ttl(
+    store: Store, seeds: list[Item]
+) -> None:
+    """LSH bands live in sorted-set buckets scored by placement time: a copy placed within the
+    TTL is found through them, one placed after it is not (the bucket was trimmed)."""
+    original = seeds[0]
+    keeper = StoryKeeper(store, ttl_s=3600, window_s=600)
+    [first] = await keeper.place([original], 1_000_000.0)
+    copy = replace(original, id="copy:1", guid="copy:1", source="copy")
+    [soon] = await StoryKeeper(store, ttl_s=3600, window_s=600).place([copy], 1_000_060.0)
+    assert soon.duplicate_of == original.id
+    late = replace(original, id="copy:2", guid="copy:2", source="late")
+    [after] = await StoryKeeper(store, ttl_s=3600, window_s=600).place([late], 1_010_000.0)
+    assert after.duplicate_of is None and after.story != first.story
+    buckets = [key async for key in store.client.scan_iter(f"{store.keys.prefix}band:*")]
+    assert buckets and all([await store.client.type(k) == "zset" for k in buckets])
+    members = [m for k in buckets for m in await store.client.zrange(k, 0, -1)]
+    assert not [m for m in members if m.endswith("|" + original.id)]  # trimmed by time
