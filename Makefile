@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Alerts on stdout, logs on stderr at WARNING (make run ARGS=-v: at INFO).
 run: $(STAMP)
-	$(BIN)/monitor run
+	@MONITOR_LOG_LEVEL=$${MONITOR_LOG_LEVEL:-WARNING} $(BIN)/monitor run $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

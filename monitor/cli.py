@@ -153,12 +153,13 @@ def main(ctx: click.Context, log_format: str | None) -> None:
     help="Run only this role (repeatable); default: all three.",
 )
 @click.option("--once", is_flag=True, help="Poll every source once, process, deliver, exit.")
+@click.option("-v", "--verbose", is_flag=True, help="Log at INFO whatever MONITOR_LOG_LEVEL says.")
 @rules_option
 @_fails_cleanly
-def run(roles: tuple[str, ...], once: bool, rules_dir: Path | None) -> None:
+def run(roles: tuple[str, ...], once: bool, verbose: bool, rules_dir: Path | None) -> None:
     """The daemon: poll sources, process items, deliver alerts, until SIGINT/SIGTERM."""
     settings = _settings()
-    _logging(settings)
+    _logging(settings, "INFO" if verbose else None)
     directory = rules_dir or settings.rules_dir
     config = _config(directory)
     app = App(settings, config, roles or ROLES, rules_dir=None if once else directory)

@@ -620,3 +620,26 @@ def test_rules_check_warns_and_still_exits_0(env: dict[str, str], tmp_path: Path
         result.stderr
     )
     assert "OK: 0 sources, 0 entities, 2 rules" in result.stdout
+
+
+@pytest.mark.parametrize(("flags", "info"), [([], False), (["-v"], True)])
+def test_run_logs_at_info_only_when_asked(
+    env: dict[str, str], flags: list[str], info: bool
+) -> None:
+    """What `make run` does: MONITOR_LOG_LEVEL=WARNING keeps stderr quiet; -v says more."""
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "run", "--once", *flags],
+        cwd=ROOT,
+        env={
+            **{k: v for k, v in os.environ.items() if k != "MONITOR_REDIS_URL"},
+            **{k: v for k, v in env.items() if v},  # an empty value means unset
+            "MONITOR_LOG_LEVEL": "WARNING",
+            "MONITOR_HTTP_PORT": "0",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("[high] Calls to release Maduro") == 1  # the alerts, as always
+    assert ("level=info" in done.stderr) is info
