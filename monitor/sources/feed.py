@@ -169,6 +169,9 @@ def _entry_item(
     texts = [_detail_text(content, None, rss) for content in entry.get("content") or ()]
     texts.append(_detail_text(entry, "summary", rss))
     text = max(texts, key=len)
+    publisher = _publisher(entry)
+    if publisher:  # an aggregator's entry (Google News): the outlet is not part of the story
+        title, text = _without(title, publisher), _without(text, publisher)
     canonical = next(
         (
             _str(link.get("href"))
@@ -200,10 +203,32 @@ def _entry_item(
         url=link,
         published=_first_seen(published, now),
         guid=guid,
-        authors=_names(entry.get("authors") or ()),
+        authors=_names(entry.get("authors") or ()) or ((publisher,) if publisher else ()),
         tags=tuple(t for t in (_str(tag.get("term")) for tag in entry.get("tags") or ()) if t),
         language=language,
     )
+
+
+def _publisher(entry: Mapping[str, Any]) -> str | None:
+    """The outlet an aggregator names in an entry's ``<source>`` (RSS) element."""
+    source = entry.get("source")
+    name = source.get("title") if isinstance(source, Mapping) else None
+    return name.strip() if isinstance(name, str) and name.strip() else None
+
+
+def _without(text: str, publisher: str) -> str:
+    """``text`` without the publisher's name at its end (" - Reuters", "…  Reuters")."""
+    stripped = text.rstrip()
+    if not stripped.endswith(publisher):
+        return text
+    head = stripped[: -len(publisher)]
+    rest = head.rstrip()
+    if not rest or rest == head:  # nothing else, or the name ends a longer word
+        return text
+    for separator in (" -", " –", " —", " |", " ·"):
+        if rest.endswith(separator):
+            return rest[: -len(separator)].rstrip()
+    return rest
 
 
 def _web_url(link: str | None, base: str | None) -> str | None:

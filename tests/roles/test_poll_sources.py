@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from xml.sax.saxutils import escape
 
 import httpx
 import pytest
@@ -151,3 +152,50 @@ async def test_a_new_sources_archive_is_marked_seen_without_alerting(
     server.static("/feed", dated_rss([*old, *recent, later]), ("Content-Type", "text/xml"))
     await poller.poll(poller.sources[0], force=True)  # not the first poll: a new entry alerts
     assert await store.items.length() == 1
+
+
+def google_news(entries: list[tuple[str, str, str]]) -> bytes:
+    """A Google News search feed: each entry's title ends in " - Publisher", its description
+    links the headline and names the publisher, its ``<source>`` names it too."""
+    items = "".join(
+        f"<item><title>{title} - {escape(publisher)}</title>"
+        f"<link>https://news.google.com/rss/articles/{key}?oc=5</link>"
+        f'<guid isPermaLink="false">{key}</guid>'
+        "<pubDate>Mon, 15 May 2023 10:00:00 GMT</pubDate>"
+        f'<description>&lt;a href="https://news.google.com/rss/articles/{key}"&gt;{title}'
+        f'&lt;/a&gt;&amp;nbsp;&amp;nbsp;&lt;font color="#6f6f6f"&gt;{escape(escape(publisher))}'
+        f'&lt;/font&gt;</description><source url="https://{key}.example">{escape(publisher)}'
+        "</source></item>"
+        for key, title, publisher in entries
+    )
+    return (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>flood - Google News</title>'
+        f"<link>https://news.google.com</link>{items}</channel></rss>"
+    ).encode()
+
+
+async def test_google_news_copies_of_one_wire_story_are_duplicates(
+    server: hs.Server, client: httpx.AsyncClient, limits: FetchLimits, store: Store
+) -> None:
+    headline = "Floods cut off villages in northern Italy as rivers burst their banks"
+    feed = google_news(
+        [
+            ("a1", headline, "Reuters"),
+            ("b2", headline, "U.S. News & World Report"),
+            ("c3", "Drought forces water rationing across Catalonia", "Reuters"),
+        ]
+    )
+    server.static("/gnews", feed, ("Content-Type", "application/rss+xml"))
+    source = FeedSource("gnews", server.url("/gnews"), client, limits)
+    result = await source.fetch({})
+    titles = [(item.title, item.authors) for item in result.items]
+    assert titles == [
+        (headline, ("Reuters",)),  # the publisher is the item's author, not part of its title
+        (headline, ("U.S. News & World Report",)),
+        ("Drought forces water rationing across Catalonia", ("Reuters",)),
+    ]
+    assert all("Reuters" not in item.text for item in result.items)
+    placements = await StoryKeeper(store).place(list(result.items), datetime.now(UTC).timestamp())
+    first, copy, other = placements
+    assert copy.duplicate_of == first.item  # two outlets, one wire story: a copy
+    assert other.duplicate_of is None and other.story != first.story
