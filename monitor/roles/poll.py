@@ -55,11 +55,19 @@ class Scheduled:
         return self.source.id
 
 
+PAUSE_S = 86400  # a source not polled for this long (and 3 of its longest intervals) was paused
+
+
 def _backlog_from(health: FeedHealth, spec: PollSpec, now: datetime) -> datetime | None:
-    """For a source never polled before, how far back its entries may alert (``backlog``);
-    None when everything new alerts (a source polled before, or ``backlog: all``)."""
-    if health.last_poll is not None or spec.backlog_s is None:
+    """For a source never polled before, or polled again after a pause (disabled, or the
+    daemon stopped, for over a day), how far back its entries may alert (``backlog``); None
+    when everything new alerts (a source polled lately, or ``backlog: all``)."""
+    if spec.backlog_s is None:
         return None
+    if health.last_poll is not None:
+        paused = max(PAUSE_S, 3 * spec.max)
+        if (now - health.last_poll).total_seconds() < paused:
+            return None
     return now - timedelta(seconds=spec.backlog_s)
 
 

@@ -154,6 +154,37 @@ async def test_a_new_sources_archive_is_marked_seen_without_alerting(
     assert await store.items.length() == 1
 
 
+@pytest.mark.parametrize(("away_h", "appended"), [(6, 2), (50, 1)])
+async def test_a_source_back_after_a_pause_does_not_flood(
+    server: hs.Server,
+    client: httpx.AsyncClient,
+    limits: FetchLimits,
+    store: Store,
+    away_h: float,
+    appended: int,
+) -> None:
+    """Polled again after more than a day (disabled, or the daemon stopped): what came out
+    meanwhile alerts only within the backlog window; after a few hours, all of it alerts."""
+    start = datetime.now(UTC) - timedelta(hours=away_h)
+    clock = [start.timestamp()]
+    server.static("/feed", dated_rss([(0, start)]), ("Content-Type", "text/xml"))
+    source = FeedSource("paused", server.url("/feed"), client, limits)
+    spec = PollSpec(60, 60, 600, backlog_s=3600)
+    poller = Poller(store, [Scheduled(source, spec)], owner="a", clock=lambda: clock[0])
+    await poller.poll(poller.sources[0], force=True)
+    runtime = Runtime.build(build_config([], {}))
+    processor = Processor(store, lambda: runtime, StoryKeeper(store))
+    await processor.start()
+    while await processor.step("worker", count=100):
+        pass
+    now = datetime.now(UTC)
+    clock[0] = now.timestamp()
+    meanwhile = [(1, now - timedelta(hours=3)), (2, now - timedelta(minutes=10))]
+    server.static("/feed", dated_rss([(0, start), *meanwhile]), ("Content-Type", "text/xml"))
+    await poller.poll(poller.sources[0], force=True)
+    assert await store.items.length() == appended
+
+
 def google_news(entries: list[tuple[str, str, str]]) -> bytes:
     """A Google News search feed: each entry's title ends in " - Publisher", its description
     links the headline and names the publisher, its ``<source>`` names it too."""
