@@ -422,6 +422,70 @@ def sources_list(rules_dir: Path | None, as_json: bool) -> None:
         )
 
 
+@sources.command(name="add")
+@click.argument("url")
+@click.option("--id", "wanted_id", help="The source's id (default: from the feed's host).")
+@click.option("--file", type=click.Path(path_type=Path), help="The rule file to append it to.")
+@rules_option
+@_fails_cleanly
+def sources_add(url: str, wanted_id: str | None, file: Path | None, rules_dir: Path | None) -> None:
+    """Find the feed of URL (a feed, or a page that announces one), check it with one fetch,
+    and append it to the sources, comments and order of the file kept."""
+    from monitor.commands.onboarding import add_feed
+    from monitor.errors import SourceError
+
+    settings = _settings()
+    directory = rules_dir or settings.rules_dir
+    config = _config(directory, sends=False)
+    try:
+        added = asyncio.run(
+            add_feed(settings, config, directory, url, wanted_id=wanted_id, file=file)
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    except SourceError as exc:
+        echo_redacted(f"no feed added: {exc}")
+        sys.exit(1)
+    assert added.found is not None
+    echo_redacted(
+        f"added {added.ids[0]} to {added.file}: {added.found.url} "
+        f"({added.found.title}, {added.found.entries} entries)"
+    )
+
+
+@sources.command(name="import")
+@click.argument("opml", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--file", type=click.Path(path_type=Path), help="The rule file to append to.")
+@rules_option
+@_fails_cleanly
+def sources_import(opml: Path, file: Path | None, rules_dir: Path | None) -> None:
+    """Add every feed of an OPML file (from a feed reader) not subscribed yet."""
+    from monitor.commands.onboarding import import_opml
+
+    settings = _settings()
+    directory = rules_dir or settings.rules_dir
+    config = _config(directory, sends=False)
+    try:
+        added = import_opml(config, directory, opml.read_bytes(), file)
+    except ValueError as exc:
+        raise click.UsageError(f"{opml}: {exc}") from None
+    click.echo(
+        f"added {len(added.ids)} feeds to {added.file}"
+        + (f" ({added.skipped} already subscribed)" if added.skipped else "")
+    )
+
+
+@sources.command(name="export")
+@rules_option
+@_fails_cleanly
+def sources_export(rules_dir: Path | None) -> None:
+    """The feed sources as OPML 2.0, on stdout."""
+    from monitor.commands.onboarding import export_opml
+
+    settings = _settings()
+    click.echo(export_opml(_config(rules_dir or settings.rules_dir, sends=False)), nl=False)
+
+
 @main.group()
 def rules() -> None:
     """Validate and try out the watch rules."""
