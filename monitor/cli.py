@@ -11,7 +11,6 @@ from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
-from urllib.parse import urlsplit
 
 import click
 
@@ -19,10 +18,11 @@ from monitor import __version__
 from monitor.app.config_files import load_config
 from monitor.app.daemon import ROLES, App
 from monitor.app.settings import Settings
+from monitor.app.wiring import configured_settings
 from monitor.bench.commands import bench
 from monitor.channels.console import ConsoleChannel
-from monitor.channels.times import use_zone
 from monitor.commands.alerts import dead_letters, retry_dead_letters
+from monitor.commands.desk import feedback, mute, snooze
 from monitor.commands.evaluate import evaluate_stories
 from monitor.commands.evaluate import report as evaluation_report
 from monitor.commands.replay import replay
@@ -47,13 +47,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _settings() -> Settings:
     try:
-        settings = Settings()
+        return configured_settings()
     except ValueError as exc:
         raise click.ClickException(f"invalid MONITOR_* setting: {exc}") from None
-    if settings.redis_url and (password := urlsplit(settings.redis_url).password):
-        register([password])
-    use_zone(settings.zone())
-    return settings
 
 
 def _config(rules_dir: Path, *, sends: bool = True) -> WatchConfig:
@@ -585,6 +581,8 @@ def channels_test(channel_id: str, rules_dir: Path | None) -> None:
 
 
 main.add_command(bench)
+for command in (mute, snooze, feedback):
+    main.add_command(command)
 
 if __name__ == "__main__":
     main()

@@ -643,3 +643,29 @@ def test_run_logs_at_info_only_when_asked(
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("[high] Calls to release Maduro") == 1  # the alerts, as always
     assert ("level=info" in done.stderr) is info
+
+
+def test_mute_snooze_and_feedback_show_in_status(env: dict[str, str]) -> None:
+    replayed = invoke(["replay", str(SEEDS), "--state", "--json"], env)
+    [first, *_] = json_lines(replayed.stdout)
+    story, alert = first["story"], first["id"]
+    given = invoke(["feedback", alert, "not-relevant", "--note", "old news"], env)
+    assert given.exit_code == 0 and given.stdout.startswith(f"feedback on {alert} (")
+    assert invoke(["feedback", "nosuchalert", "relevant"], env).exit_code == 1
+    muted = invoke(["mute", "story", alert, "--for", "2h"], env)  # an alert id names its story
+    assert muted.exit_code == 0 and muted.stdout.startswith(f"story {story} muted until ")
+    snoozed = invoke(["snooze", "rule", "venezuela-oil", "--until", "2099-01-01T00:00"], env)
+    assert "rule venezuela-oil snoozed until 2099-01-01T00:00:00+00:00" in snoozed.stdout
+    assert invoke(["snooze", "rule", "x", "--until", "2000-01-01"], env).exit_code == 2
+    status = json.loads(invoke(["status", "--json"], env).stdout)
+    assert [(q["kind"], q["id"]) for q in status["quiet"]] == [
+        ("story", story),
+        ("rule", "venezuela-oil"),
+    ]
+    assert status["feedback"] == {first["rule"]: {"not-relevant": 1}}
+    plain = invoke(["status"], env).stdout
+    assert f"muted: story {story} until" in plain and "snoozed: rule venezuela-oil" in plain
+    lifted = invoke(["mute", "story", story, "--off"], env)
+    assert lifted.stdout.strip() == f"story {story}: no longer muted"
+    status = json.loads(invoke(["status", "--json"], env).stdout)
+    assert [q["id"] for q in status["quiet"]] == ["venezuela-oil"]

@@ -11,6 +11,7 @@ import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import SecretStr
@@ -22,6 +23,7 @@ from monitor.channels.base import Channel, Threads
 from monitor.channels.console import ConsoleChannel
 from monitor.channels.email import EmailChannel
 from monitor.channels.slack import SlackChannel
+from monitor.channels.times import use_zone
 from monitor.channels.webhook import WebhookChannel
 from monitor.core.config import (
     ConsoleChannelSpec,
@@ -36,6 +38,7 @@ from monitor.core.polling import poll_spec
 from monitor.core.rules import WatchConfig
 from monitor.errors import ConfigError, Problem
 from monitor.http import FetchLimits
+from monitor.ops.redaction import register
 from monitor.roles.poll import Scheduled
 from monitor.sources.base import Source
 from monitor.sources.feed import FeedSource
@@ -57,6 +60,16 @@ __all__ = [
     "story_book",
     "story_keeper",
 ]
+
+
+def configured_settings() -> Settings:
+    """The settings from the environment, with the Redis password masked in any output and
+    the display zone in use; ``ValueError`` (pydantic's) when one is invalid."""
+    settings = Settings()
+    if settings.redis_url and (password := urlsplit(settings.redis_url).password):
+        register([password])
+    use_zone(settings.zone())
+    return settings
 
 
 def redis_server(settings: Settings) -> RedisServer:

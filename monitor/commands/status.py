@@ -13,6 +13,7 @@ from monitor.errors import ConfigError
 from monitor.ops.redaction import redact, register
 from monitor.ops.status import summarize
 from monitor.store.snapshot import read_snapshot
+from monitor.store.story_book import iso
 
 __all__ = ["gather_status", "load_rules", "redis_location"]
 
@@ -38,11 +39,19 @@ async def gather_status(settings: Settings, rules_dir: Path, now: float) -> dict
     config, problems = load_rules(rules_dir)
     sources = [spec.id for spec in config.sources] if config is not None else []
     async with redis_server(settings) as client:
-        snapshot = await read_snapshot(open_store(client, settings), sources, now)
-    return summarize(
+        store = open_store(client, settings)
+        snapshot = await read_snapshot(store, sources, now)
+        quiet = await store.quiet_list(now)
+        feedback = await store.feedback_counts()
+    found = summarize(
         snapshot,
         config,
         rules_dir=str(rules_dir),
         problems=problems,
         redis=redis_location(settings),
     )
+    found["quiet"] = [
+        {"kind": kind, "id": target, "until": iso(until)} for kind, target, until in quiet
+    ]
+    found["feedback"] = feedback
+    return found

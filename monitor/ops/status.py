@@ -215,6 +215,19 @@ def plain_lines(status: Mapping[str, Any]) -> list[str]:
     )
     if status["problems"]:
         lines.append(f"operator alerts out: {', '.join(status['problems'])}")
+    return lines + desk_lines(status)
+
+
+def desk_lines(status: Mapping[str, Any]) -> list[str]:
+    """What the desk silenced, and its feedback per rule."""
+    lines = [
+        f"{'muted' if row['kind'] == 'story' else 'snoozed'}: {row['kind']} {row['id']} "
+        f"until {row['until']}"
+        for row in status.get("quiet", ())
+    ]
+    for rule, kinds in sorted(status.get("feedback", {}).items()):
+        counts = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+        lines.append(f"feedback on {rule}: {counts}")
     return lines
 
 
@@ -298,7 +311,8 @@ def tables(status: Mapping[str, Any]) -> RenderableType:
     queue_table.add_row("digests waiting", str(queues["held"]), "", "", "")
     dead_style = "bold red" if queues["dead"] else ""
     queue_table.add_row(Text("dead letters", style=dead_style), str(queues["dead"]), "", "", "")
+    desk = [Text(line) for line in desk_lines(status)]
     if not status["problems"]:
-        return Group(head, rules_line, sources, by_rule, queue_table)
+        return Group(head, rules_line, sources, by_rule, queue_table, *desk)
     problems = Text(f"operator alerts out: {', '.join(status['problems'])}", style="bold red")
-    return Group(head, rules_line, sources, by_rule, queue_table, problems)
+    return Group(head, rules_line, sources, by_rule, queue_table, problems, *desk)

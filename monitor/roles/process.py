@@ -172,6 +172,23 @@ class Processor:
             self.metrics.match_seconds.observe(time.perf_counter() - started)
             for result in results:
                 found.append((entry_id, item, runtime.rules[result.rule], result, placed))
+        if found:  # a muted story or a snoozed rule: no claim, no alert
+            snoozed, muted = await self.store.quiet_now(
+                [rule.id for _, _, rule, _, _ in found],
+                [
+                    s
+                    for _, item, _, _, placed in found
+                    for s in (placed.story, claim_story(item, placed))
+                ],
+                now.timestamp(),
+            )
+            found = [
+                match
+                for match in found
+                if match[2].id not in snoozed
+                and match[4].story not in muted
+                and claim_story(match[1], match[4]) not in muted
+            ]
         claimed = [claim_story(item, placed) for _, item, _, _, placed in found]
         first = await self.store.set_once(
             [

@@ -22,6 +22,7 @@ from monitor.store.delivery import RELEASE_HOLD, Deliveries
 from monitor.store.history import History
 from monitor.store.keys import Keys
 from monitor.store.problems import Problems
+from monitor.store.quiet import Quiet
 from monitor.store.seen import SeenKeys
 from monitor.store.sources import ACQUIRE_LEASE, RELEASE_LEASE, SourceState
 from monitor.store.streams import Stream
@@ -35,7 +36,7 @@ DEFAULT_HISTORY_S: Final = 48 * 3600
 DEFAULT_HISTORY_MAX: Final = 50_000
 
 
-class Store(SeenKeys, SourceState, Deliveries, Problems):
+class Store(SeenKeys, SourceState, Deliveries, Problems, Quiet):
     """newsmonitor's state in Redis: dedup and claim keys, source state, leases, the streams.
 
     The store does not own ``client``: whoever opened it (``RedisServer``) closes it.

@@ -7,6 +7,7 @@ releases a digest (``release_holds``), which must move a bucket and queue its en
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -311,9 +312,28 @@ class Deliveries:
         with translated("XADD outbox"):
             async with self.client.pipeline(transaction=False) as pipe:
                 self.outbox.queue(pipe, payloads)
+                for alert in {p["alert"]["id"]: p["alert"] for p in payloads}.values():
+                    record = {
+                        "rule": alert["rule"],
+                        "story": alert["story"],
+                        "title": alert["item"].get("title", ""),
+                    }
+                    pipe.set(
+                        self.keys.alert_record(alert["id"]), json.dumps(record), ex=self.seen_ttl
+                    )
                 for name, count in counts.items():
                     pipe.hincrby(key, name, count)
                 if counts:
                     pipe.expire(key, ALERT_COUNTS_TTL_S)
                 results = await pipe.execute()
         return [str(entry_id) for entry_id in results[: len(payloads)]]
+
+
+def _alerts(payloads: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The alerts of outbox payloads, each once."""
+    found: dict[str, Mapping[str, Any]] = {}
+    for payload in payloads:
+        alert = payload.get("alert")
+        if isinstance(alert, Mapping) and isinstance(alert.get("id"), str):
+            found.setdefault(alert["id"], alert)
+    return list(found.values())

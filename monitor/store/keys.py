@@ -53,6 +53,25 @@ class Keys:
         """String, TTL: a canonical URL that was already taken in, from any source."""
         return f"{self.prefix}seen-url:{digest(url)}"
 
+    @property
+    def quiet(self) -> str:
+        """Hash: ``story:{id}`` / ``rule:{id}`` → the epoch second a mute or snooze ends."""
+        return f"{self.prefix}quiet"
+
+    def alert_record(self, alert: str) -> str:
+        """String (JSON: rule, story, title), TTL seen: an alert the process role wrote, for
+        feedback and mutes given by alert id."""
+        return f"{self.prefix}alert:{_id(alert)}"
+
+    def feedback(self, alert: str) -> str:
+        """Hash, TTL seen: the feedback given on an alert (kind, note, when) and its record."""
+        return f"{self.prefix}feedback:{_id(alert)}"
+
+    @property
+    def feedback_counts(self) -> str:
+        """Hash: ``{rule}:{kind}`` → feedback given on the rule's alerts."""
+        return f"{self.prefix}feedback-counts"
+
     def claim(self, rule: str, story: str) -> str:
         """String, TTL = the rule's cooldown: the first alert of ``rule`` for ``story``."""
         return f"{self.prefix}claim:{_id(rule)}:{_id(story)}"

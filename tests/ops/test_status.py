@@ -28,7 +28,8 @@ from monitor.store import Store
 from monitor.store.keys import ALERT_BUCKET_S, alert_bucket
 from monitor.store.placement_inputs import COUNT_LINES, FREQUENCIES
 from monitor.store.snapshot import Queue, Snapshot, read_snapshot
-from monitor.store.stories import CANDIDATES, DETAILS, REMEMBER, StoryKeeper
+from monitor.store.stories import StoryKeeper
+from monitor.store.story_scripts import CANDIDATES, DETAILS, REMEMBER
 from monitor.store.streams import item_entry
 from tests.conftest import TEST_REDIS_URL, RoundTrips
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -155,3 +156,45 @@ async def test_malformed_items_are_dropped_and_acknowledged(
     assert await processor.step("worker") == 2
     assert await store.items.pending_count(PROCESS) == 0
     assert len(await outbox(store)) == 2  # the good item went through
+
+
+async def test_a_snoozed_rule_neither_alerts_nor_claims(
+    store: Store, runtime: Runtime, seeds: list[Item]
+) -> None:
+    [rule] = runtime.config.rules
+    await store.set_quiet("rule", rule.id, time.time() + 3600, time.time())
+    processor = await queued(store, runtime, seeds)
+    assert await processor.step("worker") == 5
+    assert await outbox(store) == []
+    assert not [key async for key in store.client.scan_iter(f"{store.keys.prefix}claim:*")]
+    await store.clear_quiet("rule", rule.id)  # over: the story alerts on its next report
+    later = replace(
+        seeds[2],
+        id="seeds:later",
+        guid="later",
+        title="Talks on the release of Maduro resume",
+        text="Negotiators met again on Monday to discuss the release of Nicolás Maduro.",
+        path="later.txt",
+    )
+    await store.items.add_many([item_entry(later)])
+    assert await processor.step("worker") == 1
+    assert await outbox(store) == [("desk", "lat"), ("wall", "lat")]
+
+
+async def test_a_muted_story_sends_no_follow_ups(
+    store: Store, runtime: Runtime, seeds: list[Item]
+) -> None:
+    processor = await queued(store, runtime, seeds[:1])
+    assert await processor.step("worker") == 1
+    assert await outbox(store) == [("desk", "000"), ("wall", "000")]
+    [(_, fields)] = (await store.client.xrange(store.keys.outbox_stream))[:1]
+    alert = json.loads(fields["data"])["alert"]
+    record = await store.alert_record(alert["id"])
+    assert record is not None and record["story"] == alert["story"]
+    await store.set_quiet("story", alert["story"], time.time() + 3600, time.time())
+    await store.items.add_many([item_entry(item) for item in seeds[1:]])
+    assert await processor.step("worker") == 4
+    assert await outbox(store) == [("desk", "000"), ("wall", "000")]  # no follow-ups
+    assert [(k, t) for k, t, _ in await store.quiet_list(time.time())] == [
+        ("story", alert["story"])
+    ]

@@ -1,0 +1,114 @@
+"""Mutes, snoozes and feedback: what a desk tells the daemon about its alerts.
+
+A muted story and a snoozed rule live in one hash, ``{p}quiet``: field ``story:{id}`` or
+``rule:{id}``, value the epoch second it ends. The process role reads the fields of a batch's
+matches in one ``HMGET`` and leaves out what is quiet (nothing is claimed, so a snoozed rule's
+story alerts when the snooze is over); ended fields are removed whenever the hash is written.
+Feedback on an alert is kept for ``seen_ttl`` under the alert's record (``{p}alert:{id}``, its
+rule, story and title, written with the alert), and counted per rule in ``{p}feedback-counts``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from redis.asyncio import Redis
+
+from monitor.store.commands import translated
+from monitor.store.keys import Keys
+
+__all__ = ["Quiet"]
+
+KINDS = ("story", "rule")
+
+
+class Quiet:
+    """The mute, snooze and feedback state in Redis."""
+
+    client: Redis
+    keys: Keys
+    seen_ttl: int
+
+    async def set_quiet(self, kind: str, target: str, until: float, now: float) -> None:
+        """Mute a story or snooze a rule until ``until`` (epoch seconds)."""
+        with translated("HSET quiet"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.hset(self.keys.quiet, f"{kind}:{target}", f"{until:.0f}")
+                await pipe.execute()
+        await self._prune(now)
+
+    async def clear_quiet(self, kind: str, target: str) -> bool:
+        """Unmute or unsnooze; whether it was quiet."""
+        with translated("HDEL quiet"):
+            return bool(await self.client.hdel(self.keys.quiet, f"{kind}:{target}"))
+
+    async def quiet_list(self, now: float) -> list[tuple[str, str, float]]:
+        """What is quiet now: (kind, id, until), soonest end first."""
+        with translated("HGETALL quiet"):
+            found: dict[str, str] = await self.client.hgetall(self.keys.quiet)  # type: ignore[assignment]
+        rows = []
+        for name, until in found.items():
+            kind, _, target = name.partition(":")
+            if float(until) > now:
+                rows.append((kind, target, float(until)))
+        return sorted(rows, key=lambda row: (row[2], row[0], row[1]))
+
+    async def quiet_now(
+        self, rules: Iterable[str], stories: Iterable[str], now: float
+    ) -> tuple[set[str], set[str]]:
+        """Of these rules and stories, the snoozed and the muted ones (one ``HMGET``)."""
+        fields = [f"rule:{r}" for r in dict.fromkeys(rules)]
+        fields += [f"story:{s}" for s in dict.fromkeys(stories)]
+        if not fields:
+            return set(), set()
+        with translated("HMGET quiet"):
+            values = await self.client.hmget(self.keys.quiet, fields)
+        snoozed: set[str] = set()
+        muted: set[str] = set()
+        for name, until in zip(fields, values, strict=True):
+            if until is not None and float(until) > now:
+                kind, _, target = name.partition(":")
+                (snoozed if kind == "rule" else muted).add(target)
+        return snoozed, muted
+
+    async def _prune(self, now: float) -> None:
+        with translated("HGETALL quiet"):
+            found: dict[str, str] = await self.client.hgetall(self.keys.quiet)  # type: ignore[assignment]
+        ended = [name for name, until in found.items() if float(until) <= now]
+        if ended:
+            with translated("HDEL quiet"):
+                await self.client.hdel(self.keys.quiet, *ended)
+
+    async def alert_record(self, alert: str) -> dict[str, Any] | None:
+        """The rule, story and title of an alert sent lately (None: unknown or forgotten)."""
+        with translated("GET alert"):
+            stored = await self.client.get(self.keys.alert_record(alert))
+        return json.loads(stored) if stored else None
+
+    async def add_feedback(self, alert: str, kind: str, note: str, at: float) -> dict[str, Any]:
+        """Record feedback on ``alert``; its record. LookupError for an unknown alert."""
+        record = await self.alert_record(alert)
+        if record is None:
+            raise LookupError(f"no alert {alert} in the last {self.seen_ttl // 86400} days")
+        with translated("feedback"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                fields: dict[Any, Any] = {"kind": kind, "note": note}
+                fields["at"] = f"{at:.0f}"
+                fields.update({k: str(v) for k, v in record.items()})
+                pipe.hset(self.keys.feedback(alert), mapping=fields)
+                pipe.expire(self.keys.feedback(alert), self.seen_ttl)
+                pipe.hincrby(self.keys.feedback_counts, f"{record['rule']}:{kind}", 1)
+                await pipe.execute()
+        return record
+
+    async def feedback_counts(self) -> dict[str, dict[str, int]]:
+        """Feedback per rule and kind, since the counts began."""
+        with translated("HGETALL feedback-counts"):
+            found: dict[str, str] = await self.client.hgetall(self.keys.feedback_counts)  # type: ignore[assignment]
+        counts: dict[str, dict[str, int]] = {}
+        for name, count in found.items():
+            rule, _, kind = name.rpartition(":")
+            counts.setdefault(rule, {})[kind] = int(count)
+        return counts
