@@ -20,6 +20,7 @@ import watchfiles
 
 from monitor.app.config_files import SUFFIXES, load_config, rule_files
 from monitor.app.settings import Settings
+from monitor.app.slack_actions import SlackActions, signing_secrets
 from monitor.app.wiring import (
     ThreadStore,
     build_channels,
@@ -301,12 +302,17 @@ class App:
         if self.http_port is None:
             yield None
             return
+
+        def secrets() -> list[str]:  # the configuration reloads
+            return signing_secrets(self.runtime.config)
+
         server = Server(
             self.metrics,
             self.health,
             self.refresh_metrics,
             host=self.settings.http_host,
             port=self.http_port,
+            actions=SlackActions(lambda: self.store, secrets) if secrets() else None,
         )
         try:
             await server.start()

@@ -181,6 +181,7 @@ def _slack_channel(spec: SlackChannelSpec, client: httpx.AsyncClient, threads: T
         channel=spec.channel,
         api_url=spec.api_url,
         threads=threads,
+        buttons=spec.signing_secret is not None,
     )
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -41,6 +42,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from monitor.channels.base import Threads
+from monitor.channels.slack_actions import action_block
 from monitor.channels.slack_blocks import SlackMessage, build_digest, build_message, one_line
 from monitor.errors import ConfigError, DeliveryError, StoreError
 from monitor.http import parse_retry_after
@@ -123,7 +125,10 @@ class SlackChannel:
         api_url: str = "https://slack.com/api/",
         threads: Threads,
         timeout_s: float = 10.0,
+        buttons: bool = False,
     ) -> None:
+        """``buttons``: alerts carry Mute story, Snooze rule and Not relevant (a bot token whose
+        app has a signing secret, and the daemon's ``/slack/actions`` reachable by Slack)."""
         if (webhook_url is None) == (token is None and channel is None):
             raise ConfigError(f"channel {id}: give either webhook_url or token and channel")
         if webhook_url is None and not (token and token.strip() and channel):
@@ -135,6 +140,7 @@ class SlackChannel:
         self._api_url = api_url if api_url.endswith("/") else api_url + "/"
         self._threads = threads
         self._timeout_s = timeout_s
+        self._buttons = buttons and webhook_url is None
         if webhook_url is not None:
             self.host = _host(webhook_url, f"channel {id}: webhook_url")
         else:
@@ -159,7 +165,10 @@ class SlackChannel:
         except StoreError as exc:
             raise self._error("cannot read the story's thread", True) from exc
         reply_to = thread if alert.followup else None
-        ts = await self._post_message(build_message(alert), _alert_metadata(alert), reply_to)
+        message = build_message(alert)
+        if self._buttons:
+            message = replace(message, blocks=(*message.blocks, action_block(alert)))
+        ts = await self._post_message(message, _alert_metadata(alert), reply_to)
         logger.debug(
             "slack %s accepted alert %s as %s%s",
             self._id,

@@ -211,6 +211,7 @@ class SlackChannelSpec(_ChannelSpec):
     token: SecretStr | None = None
     channel: str | None = None
     api_url: str = "https://slack.com/api/"
+    signing_secret: SecretStr | None = None  # alerts get buttons; /slack/actions checks them
 
 
 class EmailChannelSpec(_ChannelSpec):

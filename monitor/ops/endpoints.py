@@ -1,4 +1,5 @@
-"""``/healthz`` and ``/metrics`` over HTTP (aiohttp), for probes and Prometheus.
+"""``/healthz`` and ``/metrics`` over HTTP (aiohttp), for probes and Prometheus; and
+``/slack/actions`` for the buttons of Slack alerts, when a Slack channel has a signing secret.
 
 The server knows nothing of the daemon: it is given a coroutine that judges health and one that
 refreshes what the metrics read from Redis, each run on every request within a short deadline,
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
@@ -22,6 +23,9 @@ __all__ = ["REQUEST_TIMEOUT_S", "Server"]
 
 logger = logging.getLogger(__name__)
 
+Actions = Callable[[bytes, Mapping[str, str]], Awaitable[tuple[int, str]]]
+"""A request's body and headers → the HTTP status and text to answer (``/slack/actions``)."""
+MAX_ACTION_BYTES = 64 * 1024  # an interaction payload is a few KB
 REQUEST_TIMEOUT_S = 3.0  # an answer within this whatever Redis does (its probes take 2 s at most)
 
 
@@ -39,8 +43,11 @@ class Server:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        actions: Actions | None = None,
     ) -> None:
+        """``actions`` answers ``POST /slack/actions`` (Slack's button presses) when given."""
         self.metrics = metrics
+        self.actions = actions
         self.health = health
         self.refresh = refresh
         self.host = host
@@ -63,6 +70,8 @@ class Server:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
+        if self.actions is not None:
+            app.router.add_post("/slack/actions", self._slack_actions)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self._port)
@@ -93,6 +102,18 @@ class Server:
             text=json.dumps(health.to_dict()),
             content_type="application/json",
         )
+
+    async def _slack_actions(self, request: web.Request) -> web.Response:
+        assert self.actions is not None
+        body = await request.content.read(MAX_ACTION_BYTES + 1)
+        if len(body) > MAX_ACTION_BYTES:
+            return web.Response(status=413, text="too large")
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                status, text = await self.actions(body, request.headers)
+        except TimeoutError:
+            status, text = 503, f"no answer within {REQUEST_TIMEOUT_S:g} s"
+        return web.Response(status=status, text=text)
 
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
         try:

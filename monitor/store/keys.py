@@ -53,6 +53,11 @@ class Keys:
         """String, TTL: a canonical URL that was already taken in, from any source."""
         return f"{self.prefix}seen-url:{digest(url)}"
 
+    def slack_request(self, signature: str) -> str:
+        """String, TTL 10 minutes: a Slack request already taken (its signature), refused if
+        it comes again."""
+        return f"{self.prefix}slack-request:{digest(signature)}"
+
     @property
     def quiet(self) -> str:
         """Hash: ``story:{id}`` / ``rule:{id}`` → the epoch second a mute or snooze ends."""

@@ -676,3 +676,30 @@ async def test_thread_store_failures(fake: FakeSlack, read: bool, write: bool) -
             assert threads.refs == {}
     finally:
         await channel.close()
+
+
+async def test_a_bot_with_a_signing_secret_puts_buttons_under_its_alerts(
+    fake: FakeSlack, threads: MemoryThreads
+) -> None:
+    channel = SlackChannel(
+        "desk",
+        webhook_url=None,
+        token=TOKEN,
+        channel=CHANNEL,
+        api_url=fake.api_url,
+        threads=threads,
+        timeout_s=5.0,
+        buttons=True,
+    )
+    try:
+        await channel.send(factory_alert(story="s-floods", rule="floods"))
+    finally:
+        await channel.close()
+    [message] = fake.messages
+    actions = message["blocks"][-1]
+    assert actions["type"] == "actions"
+    assert [e["action_id"] for e in actions["elements"]] == [
+        "newsmonitor_mute",
+        "newsmonitor_snooze",
+        "newsmonitor_not_relevant",
+    ]
