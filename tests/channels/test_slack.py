@@ -107,9 +107,8 @@ def threads() -> MemoryThreads:
     return MemoryThreads()
 
 
-@pytest.fixture
-async def bot(fake: FakeSlack, threads: MemoryThreads) -> AsyncIterator[SlackChannel]:
-    channel = SlackChannel(
+def bot_channel(fake: FakeSlack, threads: MemoryThreads, **options: Any) -> SlackChannel:
+    return SlackChannel(
         "newsroom-threads",
         webhook_url=None,
         token=TOKEN,
@@ -117,7 +116,13 @@ async def bot(fake: FakeSlack, threads: MemoryThreads) -> AsyncIterator[SlackCha
         api_url=fake.api_url,
         threads=threads,
         timeout_s=5.0,
+        **options,
     )
+
+
+@pytest.fixture
+async def bot(fake: FakeSlack, threads: MemoryThreads) -> AsyncIterator[SlackChannel]:
+    channel = bot_channel(fake, threads)
     yield channel
     await channel.close()
 
@@ -681,16 +686,7 @@ async def test_thread_store_failures(fake: FakeSlack, read: bool, write: bool) -
 async def test_a_bot_with_a_signing_secret_puts_buttons_under_its_alerts(
     fake: FakeSlack, threads: MemoryThreads
 ) -> None:
-    channel = SlackChannel(
-        "desk",
-        webhook_url=None,
-        token=TOKEN,
-        channel=CHANNEL,
-        api_url=fake.api_url,
-        threads=threads,
-        timeout_s=5.0,
-        buttons=True,
-    )
+    channel = bot_channel(fake, threads, buttons=True)
     try:
         await channel.send(factory_alert(story="s-floods", rule="floods"))
     finally:
