@@ -105,6 +105,8 @@ async def _measure(
             for start in range(0, len(items), 500):
                 await store.items.add_many([item_entry(i) for i in items[start : start + 500]])
             before = await _info(client)
+            lags: list[float] = []
+            ticking = asyncio.create_task(_tick(lags))
             cpu, wall, batches = time.process_time(), time.perf_counter(), 0
             writes = 0
             with _counted()() as wire:
@@ -114,6 +116,7 @@ async def _measure(
                         break
                     batches, writes = batches + 1, writes + wire.writes - mark
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            ticking.cancel()
             after = await _info(client)
     n = len(items)
     # Each INFO read costs the server one command: leave the two after out.
@@ -137,7 +140,28 @@ async def _measure(
             (after["total_net_output_bytes"] - before["total_net_output_bytes"]) / n / 1024, 2
         ),
         "kb_kept_per_item": round((after["used_memory"] - empty["used_memory"]) / n / 1024, 2),
+        "loop_lag_p99_ms": round(_percentile(lags, 99), 1),
+        "loop_lag_max_ms": round(max(lags, default=0.0), 1),
     }
+
+
+TICK_S = 0.005
+
+
+async def _tick(lags: list[float]) -> None:
+    """How late the event loop wakes a 5 ms sleep, again and again: what another role of the
+    same process (a dispatcher) waits while the batch's work holds the loop."""
+    while True:
+        started = time.perf_counter()
+        await asyncio.sleep(TICK_S)
+        lags.append((time.perf_counter() - started - TICK_S) * 1000)
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
 
 
 def measure(
@@ -146,7 +170,7 @@ def measure(
     """The bench ``repeat`` times; medians of the timings (the counts do not vary)."""
     runs = [asyncio.run(_measure(path, count, rules, seed, batch)) for _ in range(repeat)]
     result = dict(runs[0])
-    for key in ("items_per_cpu_s", "items_per_s"):
+    for key in ("items_per_cpu_s", "items_per_s", "loop_lag_p99_ms", "loop_lag_max_ms"):
         result[key] = statistics.median(run[key] for run in runs)
     result["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"
     result["python"] = platform.python_version()
@@ -178,6 +202,8 @@ FIGURES = (
     ("kb_sent_per_item", "KB sent per item"),
     ("kb_received_per_item", "KB received per item"),
     ("kb_kept_per_item", "KB of Redis memory kept per item"),
+    ("loop_lag_p99_ms", "event loop lag p99, ms"),
+    ("loop_lag_max_ms", "event loop lag max, ms"),
 )
 
 
@@ -188,7 +214,7 @@ def report(current: dict[str, Any], before: dict[str, Any] | None) -> str:
         f"({current['machine']}, Python {current['python']}; medians of the timings)"
     ]
     for key, label in FIGURES:
-        beside = f"   before: {before[key]}" if before else ""
+        beside = f"   before: {before.get(key, '-')}" if before else ""
         lines.append(f"  {label:<40} {current[key]:>10}{beside}")
     return "\n".join(lines)
 

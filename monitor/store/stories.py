@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor.core.analysis import Analysis, analyse
+from monitor.core.analysis import Analysis, Line, analyse
 from monitor.core.dedup import Fingerprint, fingerprint
 from monitor.core.frequencies import background_for, language_code
 from monitor.core.html import html_to_text
@@ -46,6 +46,7 @@ from monitor.core.stories import (
     Known,
     Member,
     Semantic,
+    StreamFrequency,
     Thresholds,
     decide,
     evidence,
@@ -278,6 +279,40 @@ class StoryKeeper:
         if new_languages := sorted(set(languages) - self._warmed):
             await asyncio.to_thread(self._warm, new_languages)
         kept, titles, streams = await self.inputs.read(items, analyses, raw_words, languages, now)
+        # The batch's CPU work runs off the event loop: the other roles of the process (a
+        # dispatcher sending alerts) go on meanwhile.
+        prepared = await asyncio.to_thread(
+            self._prepare, items, analyses, kept, titles, languages, streams, now
+        )
+        if self.embed is not None:
+            inputs = [
+                " ".join([title, ". ", *analysis.joined(lines).split()[:EMBEDDED_WORDS]])
+                for title, analysis, lines in zip(titles, analyses, kept, strict=True)
+            ]
+            embeddings = await asyncio.to_thread(self.embed, inputs)
+            for p, embedding in zip(prepared, embeddings, strict=True):
+                p.embedding = tuple(float(x) for x in embedding)
+                p.semantic = semantic_for(p.words, lexical=for_length(p.words, self.thresholds))
+        async with exclusive(self.store):  # read, decide and write as one step across workers
+            candidates, band_hits, term_hits = await self._candidates(prepared, now)
+            decided = await asyncio.to_thread(
+                self._decide, prepared, candidates, band_hits, term_hits
+            )
+            placements = await self._write(prepared, decided, now)
+        self._known.update(self._placed)
+        return placements
+
+    def _prepare(
+        self,
+        items: Sequence[Item],
+        analyses: Sequence[Analysis],
+        kept: Sequence[Sequence[Line]],
+        titles: Sequence[str],
+        languages: Sequence[str],
+        streams: Mapping[str, StreamFrequency],
+        now: float,
+    ) -> list[_Prepared]:
+        """Pure: each item's fingerprint, vector and terms (run in a thread)."""
         prepared = []
         for item, analysis, lines, title, language in zip(
             items, analyses, kept, titles, languages, strict=True
@@ -307,21 +342,7 @@ class StoryKeeper:
                     len(words),
                 )
             )
-        if self.embed is not None:
-            inputs = [
-                " ".join([title, ". ", *analysis.joined(lines).split()[:EMBEDDED_WORDS]])
-                for title, analysis, lines in zip(titles, analyses, kept, strict=True)
-            ]
-            embeddings = await asyncio.to_thread(self.embed, inputs)
-            for p, embedding in zip(prepared, embeddings, strict=True):
-                p.embedding = tuple(float(x) for x in embedding)
-                p.semantic = semantic_for(p.words, lexical=for_length(p.words, self.thresholds))
-        async with exclusive(self.store):  # read, decide and write as one step across workers
-            candidates, band_hits, term_hits = await self._candidates(prepared, now)
-            decided = self._decide(prepared, candidates, band_hits, term_hits)
-            placements = await self._write(prepared, decided, now)
-        self._known.update(self._placed)
-        return placements
+        return prepared
 
     async def _candidates(
         self, prepared: Sequence[_Prepared], now: float
