@@ -63,6 +63,7 @@ from monitor.store import Store
 from monitor.store.keys import digest
 from monitor.store.placement_inputs import PlacementInputs
 from monitor.store.scripts import Scripts
+from monitor.store.sources import ACQUIRE_LEASE, RELEASE_LEASE
 from monitor.store.story_scripts import CANDIDATES, DETAILS, REMEMBER
 
 logger = logging.getLogger(__name__)
@@ -211,7 +212,12 @@ class StoryKeeper:
         self._known: OrderedDict[str, _Candidate] = OrderedDict()
         self._placed: dict[str, _Candidate] = {}
         self.scripts = Scripts(
-            store.client, candidates=CANDIDATES, details=DETAILS, remember=REMEMBER
+            store.client,
+            candidates=CANDIDATES,
+            details=DETAILS,
+            remember=REMEMBER,
+            lock=ACQUIRE_LEASE,
+            unlock=RELEASE_LEASE,
         )
 
     async def place(
@@ -293,12 +299,18 @@ class StoryKeeper:
             for p, embedding in zip(prepared, embeddings, strict=True):
                 p.embedding = tuple(float(x) for x in embedding)
                 p.semantic = semantic_for(p.words, lexical=for_length(p.words, self.thresholds))
-        async with exclusive(self.store):  # read, decide and write as one step across workers
-            candidates, band_hits, term_hits = await self._candidates(prepared, now)
+        # Read, decide and write as one step across workers, under the placement lock: taken
+        # in the round trip that reads the candidates, given back in the one that writes.
+        owner = uuid.uuid4().hex
+        candidates, band_hits, term_hits = await self._candidates(prepared, now, owner)
+        try:
             decided = await asyncio.to_thread(
                 self._decide, prepared, candidates, band_hits, term_hits
             )
-            placements = await self._write(prepared, decided, now)
+            placements = await self._write(prepared, decided, now, owner)
+        except BaseException:
+            await self.store.release_placement(owner)
+            raise
         self._known.update(self._placed)
         return placements
 
@@ -345,27 +357,42 @@ class StoryKeeper:
         return prepared
 
     async def _candidates(
-        self, prepared: Sequence[_Prepared], now: float
+        self, prepared: Sequence[_Prepared], now: float, owner: str
     ) -> tuple[dict[str, _Candidate], list[set[str]], list[set[str]]]:
-        """Round trips 2 and 3: items sharing a band, items of the window sharing an index term;
-        then what each of them is (fingerprint, vector, story)."""
+        """Take the placement lock for ``owner`` and, in the same round trip, read the items
+        sharing a band or an index term with each item (read again until the lock is had: what
+        was read while another worker held it is not used); then, in a second, what each of
+        them is (fingerprint, vector, story)."""
         keys = self.store.keys
-        async with self.store.pipeline() as pipe:
-            for p in prepared:
-                self.scripts.call(
-                    pipe,
-                    "candidates",
-                    [keys.band(b)[0] for b in p.bands] + [keys.item_term(t) for t in p.query],
-                    [
-                        len(p.bands),
-                        TERM_CANDIDATES,
-                        p.when + self.window_s,
-                        p.when - self.window_s,
-                        now - self.ttl_s,
-                        *(keys.band(b)[1] for b in p.bands),
-                    ],
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PLACEMENT_WAIT_S
+        pause = 0.002
+        while True:
+            async with self.store.pipeline() as pipe:
+                self.scripts.call(pipe, "lock", [keys.placement], [owner, PLACEMENT_LOCK_MS])
+                for p in prepared:
+                    self.scripts.call(
+                        pipe,
+                        "candidates",
+                        [keys.band(b)[0] for b in p.bands] + [keys.item_term(t) for t in p.query],
+                        [
+                            len(p.bands),
+                            TERM_CANDIDATES,
+                            p.when + self.window_s,
+                            p.when - self.window_s,
+                            now - self.ttl_s,
+                            *(keys.band(b)[1] for b in p.bands),
+                        ],
+                    )
+                won, *results = await self.scripts.execute(pipe)
+            if won:
+                break
+            if loop.time() > deadline:
+                raise StoreError(
+                    f"story placement: another worker held the lock for over {PLACEMENT_WAIT_S:g} s"
                 )
-            results = await self.scripts.execute(pipe)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
         band_hits: list[set[str]] = []
         term_hits: list[set[str]] = []
         for p, found in zip(prepared, results, strict=True):
@@ -464,7 +491,11 @@ class StoryKeeper:
         return placements
 
     async def _write(
-        self, prepared: Sequence[_Prepared], placements: Sequence[Placement], now: float
+        self,
+        prepared: Sequence[_Prepared],
+        placements: Sequence[Placement],
+        now: float,
+        owner: str,
     ) -> list[Placement]:
         """Round trip 4: remember every item and what its story became; the source counts come
         back and are set on the placements."""
@@ -520,6 +551,7 @@ class StoryKeeper:
                     ],
                 )
             pipe.zremrangebyscore(keys.stories, "-inf", now - ttl)
+            self.scripts.call(pipe, "unlock", [keys.placement], [owner])
             replies = await self.scripts.execute(pipe)
         return [
             replace(placed, sources=int(sources))
