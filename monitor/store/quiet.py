@@ -1,11 +1,12 @@
 """Mutes, snoozes and feedback: what a desk tells the daemon about its alerts.
 
 A muted story and a snoozed rule live in one hash, ``{p}quiet``: field ``story:{id}`` or
-``rule:{id}``, value the epoch second it ends. The process role reads the fields of a batch's
+``rule:{id}``, value the epoch second it ends; the hash expires with its last one, and ended
+fields are removed whenever it is written. The process role reads the fields of a batch's
 matches in one ``HMGET`` and leaves out what is quiet (nothing is claimed, so a snoozed rule's
-story alerts when the snooze is over); ended fields are removed whenever the hash is written.
-Feedback on an alert is kept for ``seen_ttl`` under the alert's record (``{p}alert:{id}``, its
-rule, story and title, written with the alert), and counted per rule in ``{p}feedback-counts``.
+story alerts when the snooze is over). Feedback on an alert is kept for ``seen_ttl`` under the
+alert's record (``{p}alert:{id}``, its rule, story and title, written with the alert), and
+counted per rule in ``{p}feedback-counts`` (renewed with each feedback).
 """
 
 from __future__ import annotations
@@ -74,12 +75,18 @@ class Quiet:
         return snoozed, muted
 
     async def _prune(self, now: float) -> None:
+        """Remove the ended fields, and let the hash expire with its last mute or snooze."""
         with translated("HGETALL quiet"):
             found: dict[str, str] = await self.client.hgetall(self.keys.quiet)  # type: ignore[assignment]
         ended = [name for name, until in found.items() if float(until) <= now]
-        if ended:
-            with translated("HDEL quiet"):
-                await self.client.hdel(self.keys.quiet, *ended)
+        last = max((float(until) for until in found.values()), default=now)
+        with translated("prune quiet"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                if ended:
+                    pipe.hdel(self.keys.quiet, *ended)
+                if last > now:
+                    pipe.expireat(self.keys.quiet, int(last) + 1)
+                await pipe.execute()
 
     async def alert_record(self, alert: str) -> dict[str, Any] | None:
         """The rule, story and title of an alert sent lately (None: unknown or forgotten)."""
@@ -100,6 +107,7 @@ class Quiet:
                 pipe.hset(self.keys.feedback(alert), mapping=fields)
                 pipe.expire(self.keys.feedback(alert), self.seen_ttl)
                 pipe.hincrby(self.keys.feedback_counts, f"{record['rule']}:{kind}", 1)
+                pipe.expire(self.keys.feedback_counts, self.seen_ttl)  # counts of the last month
                 await pipe.execute()
         return record
 

@@ -198,3 +198,13 @@ async def test_a_muted_story_sends_no_follow_ups(
     assert [(k, t) for k, t, _ in await store.quiet_list(time.time())] == [
         ("story", alert["story"])
     ]
+
+
+async def test_mutes_and_snoozes_end_and_their_hash_expires(store: Store) -> None:
+    now = time.time()
+    await store.set_quiet("rule", "r1", now + 60, now)
+    await store.set_quiet("story", "s1", now + 600, now)
+    assert 590 <= await store.client.ttl(store.keys.quiet) <= 601  # with the last one
+    await store.set_quiet("rule", "r2", now + 300, now + 100)  # r1 ended by then: pruned
+    assert [t for _, t, _ in await store.quiet_list(now + 100)] == ["r2", "s1"]
+    assert await store.client.hget(store.keys.quiet, "rule:r1") is None
