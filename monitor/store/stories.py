@@ -28,8 +28,7 @@ import logging
 import math
 import uuid
 from collections import OrderedDict, defaultdict
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -156,28 +155,6 @@ def plain_text(text: str) -> str:
 def analyse_item(item: Item) -> Analysis:
     """An item's title and plain text, tokenized once for placement and matching."""
     return analyse(item.title, plain_text(item.text))
-
-
-@asynccontextmanager
-async def exclusive(store: Store) -> AsyncIterator[None]:
-    """Hold the placement lock (Redis, with a TTL should this worker die), waiting for another
-    worker's batch to be written first. Placement holds it for its Redis reads, the pure
-    decision and the write; corrections (split, merge) for theirs."""
-    owner = uuid.uuid4().hex
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + PLACEMENT_WAIT_S
-    pause = 0.002
-    while not await store.acquire_placement(owner, PLACEMENT_LOCK_MS):
-        if loop.time() > deadline:
-            raise StoreError(
-                f"story placement: another worker held the lock for over {PLACEMENT_WAIT_S:g} s"
-            )
-        await asyncio.sleep(pause)
-        pause = min(pause * 2, 0.05)
-    try:
-        yield
-    finally:
-        await store.release_placement(owner)
 
 
 class StoryKeeper:
