@@ -61,7 +61,7 @@ class WithoutSecrets(Mapping[str, str]):
         return len(self.env)
 
 
-UNSET = "unset"
+UNSET = "-"  # too short to be taken for a secret and masked in output
 
 
 def load_config(

@@ -65,3 +65,18 @@ def test_a_file_too_large_is_refused_unread(tmp_path: Path) -> None:
     assert [str(p) for p in caught.value.problems] == [
         f"{rules / 'huge.yaml'}:1:1: the file is larger than {MAX_BYTES:,} bytes"
     ]
+
+
+def test_an_unset_secret_reads_as_a_placeholder_never_masked_in_output(tmp_path: Path) -> None:
+    """Commands that send nothing load the rules without their secrets; the placeholder must
+    not become a "secret" that masks an ordinary word wherever it appears."""
+    from monitor.app.config_files import load_config
+
+    (tmp_path / "channels.yaml").write_text(
+        'channels:\n  - {id: s, type: slack, token: "${NM_UNSET_FOR_TEST}", channel: C1}\n'
+    )
+    config = load_config(tmp_path, {}, sends=False)
+    assert [str(w) for w in config.warnings] == [
+        f"{tmp_path}: warning: NM_UNSET_FOR_TEST is not set (nothing is sent here)"
+    ]
+    assert not config.secrets  # nothing to mask: "unset" in a headline stays "unset"
