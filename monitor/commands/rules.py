@@ -19,10 +19,11 @@ from monitor.app.wiring import open_store, redis_server
 from monitor.commands.replay import source_for
 from monitor.core.config import parse_duration
 from monitor.core.matcher import Matcher
-from monitor.core.rules import WatchConfig
+from monitor.core.rules import Rule, WatchConfig
 from monitor.models import Item, Match, RuleMatch
 from monitor.roles.backfill import Backfilled, backfill
 from monitor.sources.replay import read_items
+from monitor.store import Store
 from monitor.store.history import Recent
 
 __all__ = [
@@ -73,12 +74,17 @@ class Tried:
         }
 
 
+def _chosen(config: WatchConfig, rules: Collection[str]) -> list[Rule]:
+    """The rules named in ``rules`` (all of them when none is)."""
+    return [r for r in config.rules if not rules or r.id in rules]
+
+
 def try_rules(
     config: WatchConfig, path: Path, stdin: str = "", rules: Collection[str] = ()
 ) -> tuple[Iterator[Tried], list[str]]:
     """The items of ``path`` (``-``: the item in ``stdin``) tried on every rule (those in
     ``rules``, or all), and the files or entries that were skipped."""
-    chosen = [r for r in config.rules if not rules or r.id in rules]
+    chosen = _chosen(config, rules)
     matcher = Matcher(chosen)
     if str(path) == "-":
         items, problems = [item_from_stdin(stdin)], list[str]()
@@ -125,10 +131,9 @@ def item_from_stdin(text: str) -> Item:
 
 @dataclass
 class History:
-    """What the history held from ``since`` on: the items, how far back it reaches in all,
-    and entries that could not be read."""
+    """What the history held from a time on: the items, how far back it reaches in all, and
+    entries that could not be read."""
 
-    since: float
     items: list[Recent]
     kept: int
     oldest: float | None
@@ -145,14 +150,17 @@ class History:
         )
 
 
+async def _history(store: Store, since: float) -> History:
+    problems: list[str] = []
+    items = await store.history.since(since, problems)
+    kept, oldest = await store.history.reach()
+    return History(items, kept, oldest, problems)
+
+
 async def read_history(settings: Settings, since: float) -> History:
     """The history's items from ``since`` (seconds since the epoch) on."""
     async with redis_server(settings) as client:
-        store = open_store(client, settings)
-        problems: list[str] = []
-        items = await store.history.since(since, problems)
-        kept, oldest = await store.history.reach()
-    return History(since, items, kept, oldest, problems)
+        return await _history(open_store(client, settings), since)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +176,7 @@ def try_history(
 ) -> tuple[list[RuleRun], Counter[str]]:
     """Each rule (those in ``rules``, or all) over the items, duplicates left out as they
     would never alert; and how many items were tried and skipped."""
-    chosen = [r for r in config.rules if not rules or r.id in rules]
+    chosen = _chosen(config, rules)
     matcher = Matcher(chosen)
     found: dict[str, list[tuple[Recent, RuleMatch]]] = {r.id: [] for r in chosen}
     counts: Counter[str] = Counter()
@@ -277,8 +285,6 @@ async def backfill_rule(
     start = time.time() - parse_duration(since)
     async with redis_server(settings) as client:
         store = open_store(client, settings)
-        problems: list[str] = []
-        items = await store.history.since(start, problems)
-        kept, oldest = await store.history.reach()
-        done = await backfill(store, rule, items, datetime.now(UTC))
-    return done, History(start, items, kept, oldest, problems)
+        found = await _history(store, start)
+        done = await backfill(store, rule, found.items, datetime.now(UTC))
+    return done, found

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -75,9 +75,9 @@ class Analysis:
         keyed = []
         words = self.tokens.words
         for line in self.lines:
-            joined = " ".join(words[line.first : line.stop])
-            if len(joined) >= MIN_KEYED:
-                keyed.append((line, xxhash.xxh3_64_hexdigest(joined.encode())))
+            key = line_key(words[line.first : line.stop])
+            if key is not None:
+                keyed.append((line, key))
         return keyed
 
     def kept(self, repeated: Collection[str] = ()) -> list[Line]:
@@ -116,6 +116,13 @@ class Analysis:
         return "\n".join(self.line(line) for line in lines)
 
 
+def line_key(words: Sequence[str]) -> str | None:
+    """The key a line's repeats are counted under (a hash of its words); None for a line too
+    short to count."""
+    joined = " ".join(words)
+    return xxhash.xxh3_64_hexdigest(joined.encode()) if len(joined) >= MIN_KEYED else None
+
+
 def analyse(title: str, text: str) -> Analysis:
     """Tokenize ``title`` and ``text`` (plain text) once and find the text's lines."""
     tokens = tokenize(text)
@@ -145,7 +152,7 @@ def strip_boilerplate(text: str, repeated: Iterable[str] = ()) -> str:
     """The article without its boilerplate (see ``Analysis.kept``); ``repeated``: lines the
     source keeps repeating."""
     analysis = analyse("", text)
-    keys = {xxhash.xxh3_64_hexdigest(" ".join(tokenize(line).words).encode()) for line in repeated}
+    keys = {key for line in repeated if (key := line_key(tokenize(line).words)) is not None}
     return analysis.joined(analysis.kept(keys))
 
 

@@ -181,16 +181,15 @@ class _Evaluation:
     def __init__(self, matcher: Matcher, item: Item, analysis: Analysis | None) -> None:
         self.matcher = matcher
         self.item = item
-        known: dict[str, tuple[str, Tokens]] = {}
+        found: dict[str, tuple[str, Tokens]] = {}  # a field's text and tokens, already known
         if analysis is not None:
-            known = {"title": (analysis.title, analysis.title_tokens)}
-            known["text"] = (analysis.text, analysis.tokens)
+            found["title"] = (analysis.title, analysis.title_tokens)
+            found["text"] = (analysis.text, analysis.tokens)
         self.fields = {}
         for name in matcher._fields:
             text = item.field(name)
-            text_tokens = known.get(name)
-            same = text_tokens is not None and text_tokens[0] == text
-            self.fields[name] = _Field(text, text_tokens[1] if same and text_tokens else None)
+            known_text, tokens = found.get(name, (None, None))
+            self.fields[name] = _Field(text, tokens if known_text == text else None)
         self.hits: dict[int, list[tuple[str, int, int]]] = defaultdict(list)
 
     def run(self) -> list[RuleMatch]:

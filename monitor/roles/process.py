@@ -192,24 +192,19 @@ class Processor:
             for (entry_id, item, _, placed), results in zip(originals, matched, strict=True)
             for result in results
         ]
+        claimed = [claim_story(item, placed) for _, item, _, _, placed in found]
         if found:  # a muted story or a snoozed rule: no claim, no alert
             snoozed, muted = await self.store.quiet_now(
                 [rule.id for _, _, rule, _, _ in found],
-                [
-                    s
-                    for _, item, _, _, placed in found
-                    for s in (placed.story, claim_story(item, placed))
-                ],
+                [*(placed.story for *_, placed in found), *claimed],
                 now.timestamp(),
             )
-            found = [
-                match
-                for match in found
-                if match[2].id not in snoozed
-                and match[4].story not in muted
-                and claim_story(match[1], match[4]) not in muted
+            kept = [
+                (match, story)
+                for match, story in zip(found, claimed, strict=True)
+                if match[2].id not in snoozed and not {match[4].story, story} & muted
             ]
-        claimed = [claim_story(item, placed) for _, item, _, _, placed in found]
+            found, claimed = [m for m, _ in kept], [story for _, story in kept]
         first = await self.store.set_once(
             [
                 (self.store.keys.claim(rule.id, story), entry_id, rule.cooldown)

@@ -312,11 +312,11 @@ class Deliveries:
         with translated("XADD outbox"):
             async with self.client.pipeline(transaction=False) as pipe:
                 self.outbox.queue(pipe, payloads)
-                for alert in {p["alert"]["id"]: p["alert"] for p in payloads}.values():
+                for alert in _alerts(payloads):  # its record, for feedback and mutes by alert id
                     record = {
-                        "rule": alert["rule"],
-                        "story": alert["story"],
-                        "title": alert["item"].get("title", ""),
+                        "rule": alert.get("rule"),
+                        "story": alert.get("story"),
+                        "title": (alert.get("item") or {}).get("title", ""),
                     }
                     pipe.set(
                         self.keys.alert_record(alert["id"]), json.dumps(record), ex=self.seen_ttl

@@ -22,8 +22,6 @@ from monitor.store.keys import Keys
 
 __all__ = ["Quiet"]
 
-KINDS = ("story", "rule")
-
 
 class Quiet:
     """The mute, snooze and feedback state in Redis."""
@@ -35,9 +33,7 @@ class Quiet:
     async def set_quiet(self, kind: str, target: str, until: float, now: float) -> None:
         """Mute a story or snooze a rule until ``until`` (epoch seconds)."""
         with translated("HSET quiet"):
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.hset(self.keys.quiet, f"{kind}:{target}", f"{until:.0f}")
-                await pipe.execute()
+            await self.client.hset(self.keys.quiet, f"{kind}:{target}", f"{until:.0f}")
         await self._prune(now)
 
     async def clear_quiet(self, kind: str, target: str) -> bool:
@@ -45,15 +41,19 @@ class Quiet:
         with translated("HDEL quiet"):
             return bool(await self.client.hdel(self.keys.quiet, f"{kind}:{target}"))
 
-    async def quiet_list(self, now: float) -> list[tuple[str, str, float]]:
-        """What is quiet now: (kind, id, until), soonest end first."""
+    async def _quiet_all(self) -> dict[str, float]:
+        """Every field of the hash (``kind:id``) with when it ends, ended ones included."""
         with translated("HGETALL quiet"):
             found: dict[str, str] = await self.client.hgetall(self.keys.quiet)  # type: ignore[assignment]
+        return {name: float(until) for name, until in found.items()}
+
+    async def quiet_list(self, now: float) -> list[tuple[str, str, float]]:
+        """What is quiet now: (kind, id, until), soonest end first."""
         rows = []
-        for name, until in found.items():
+        for name, until in (await self._quiet_all()).items():
             kind, _, target = name.partition(":")
-            if float(until) > now:
-                rows.append((kind, target, float(until)))
+            if until > now:
+                rows.append((kind, target, until))
         return sorted(rows, key=lambda row: (row[2], row[0], row[1]))
 
     async def quiet_now(
@@ -76,10 +76,9 @@ class Quiet:
 
     async def _prune(self, now: float) -> None:
         """Remove the ended fields, and let the hash expire with its last mute or snooze."""
-        with translated("HGETALL quiet"):
-            found: dict[str, str] = await self.client.hgetall(self.keys.quiet)  # type: ignore[assignment]
-        ended = [name for name, until in found.items() if float(until) <= now]
-        last = max((float(until) for until in found.values()), default=now)
+        found = await self._quiet_all()
+        ended = [name for name, until in found.items() if until <= now]
+        last = max(found.values(), default=now)
         with translated("prune quiet"):
             async with self.client.pipeline(transaction=False) as pipe:
                 if ended:

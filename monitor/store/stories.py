@@ -28,7 +28,7 @@ import logging
 import math
 import uuid
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -152,6 +152,21 @@ def plain_text(text: str) -> str:
     return html_to_text(text) if "<" in text or "&" in text else text
 
 
+async def until_locked(take: Callable[[], Awaitable[bool]]) -> None:
+    """Call ``take`` (an attempt at the placement lock, True once it is had) until it succeeds,
+    backing off from 2 ms to 50 ms; ``StoreError`` after ``PLACEMENT_WAIT_S``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + PLACEMENT_WAIT_S
+    pause = 0.002
+    while not await take():
+        if loop.time() > deadline:
+            raise StoreError(
+                f"story placement: another worker held the lock for over {PLACEMENT_WAIT_S:g} s"
+            )
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
 def analyse_item(item: Item) -> Analysis:
     """An item's title and plain text, tokenized once for placement and matching."""
     return analyse(item.title, plain_text(item.text))
@@ -187,7 +202,6 @@ class StoryKeeper:
         # Earlier items as placement compares them, newest last: their fingerprints and
         # vectors never change, so only their story is read again (``_candidates``).
         self._known: OrderedDict[str, _Candidate] = OrderedDict()
-        self._placed: dict[str, _Candidate] = {}
         self.scripts = Scripts(
             store.client,
             candidates=CANDIDATES,
@@ -281,14 +295,14 @@ class StoryKeeper:
         owner = uuid.uuid4().hex
         candidates, band_hits, term_hits = await self._candidates(prepared, now, owner)
         try:
-            decided = await asyncio.to_thread(
+            decided, placed = await asyncio.to_thread(
                 self._decide, prepared, candidates, band_hits, term_hits
             )
             placements = await self._write(prepared, decided, now, owner)
         except BaseException:
             await self.store.release_placement(owner)
             raise
-        self._known.update(self._placed)
+        self._known.update(placed)  # known to the next batches, now that they are written
         return placements
 
     def _prepare(
@@ -341,10 +355,9 @@ class StoryKeeper:
         was read while another worker held it is not used); then, in a second, what each of
         them is (fingerprint, vector, story)."""
         keys = self.store.keys
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + PLACEMENT_WAIT_S
-        pause = 0.002
-        while True:
+        results: list[Any] = []
+
+        async def read_locked() -> bool:
             async with self.store.pipeline() as pipe:
                 self.scripts.call(pipe, "lock", [keys.placement], [owner, PLACEMENT_LOCK_MS])
                 for p in prepared:
@@ -361,15 +374,11 @@ class StoryKeeper:
                             *(keys.band(b)[1] for b in p.bands),
                         ],
                     )
-                won, *results = await self.scripts.execute(pipe)
-            if won:
-                break
-            if loop.time() > deadline:
-                raise StoreError(
-                    f"story placement: another worker held the lock for over {PLACEMENT_WAIT_S:g} s"
-                )
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.05)
+                replies = await self.scripts.execute(pipe)
+            results[:] = replies[1:]  # read under the lock only when it was taken
+            return bool(replies[0])
+
+        await until_locked(read_locked)
         band_hits: list[set[str]] = []
         term_hits: list[set[str]] = []
         for p, found in zip(prepared, results, strict=True):
@@ -405,10 +414,10 @@ class StoryKeeper:
         candidates: dict[str, _Candidate],
         band_hits: Sequence[set[str]],
         term_hits: Sequence[set[str]],
-    ) -> list[Placement]:
-        """Pure: each item in turn, seeing what Redis knew and what the batch decided."""
+    ) -> tuple[list[Placement], dict[str, _Candidate]]:
+        """Pure: each item in turn, seeing what Redis knew and what the batch decided. Also
+        the batch's items as later batches will compare them."""
         batch = _Batch()
-        self._placed = batch.candidates  # known to the next batches once written
         placements: list[Placement] = []
         for p, bands, terms in zip(prepared, band_hits, term_hits, strict=True):
             near = set(bands) | {i for b in p.bands for i in batch.by_band.get(b, ())}
@@ -465,7 +474,7 @@ class StoryKeeper:
                     matched_title=matched.title if matched else "",
                 )
             )
-        return placements
+        return placements, batch.candidates
 
     async def _write(
         self,

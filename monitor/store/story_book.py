@@ -8,7 +8,6 @@ being placed never sees half a correction.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -19,7 +18,7 @@ from typing import TypedDict
 from monitor.core.stories import shared_terms
 from monitor.errors import StoreError
 from monitor.store import Store
-from monitor.store.stories import PLACEMENT_LOCK_MS, PLACEMENT_WAIT_S, story_id
+from monitor.store.stories import PLACEMENT_LOCK_MS, story_id, until_locked
 
 SHARED_SHOWN = 8  # shared terms shown per member by --explain
 
@@ -30,16 +29,7 @@ async def exclusive(store: Store) -> AsyncIterator[None]:
     worker's batch to be written first. Placement holds it for its Redis reads, the pure
     decision and the write; corrections (split, merge) for theirs."""
     owner = uuid.uuid4().hex
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + PLACEMENT_WAIT_S
-    pause = 0.002
-    while not await store.acquire_placement(owner, PLACEMENT_LOCK_MS):
-        if loop.time() > deadline:
-            raise StoreError(
-                f"story placement: another worker held the lock for over {PLACEMENT_WAIT_S:g} s"
-            )
-        await asyncio.sleep(pause)
-        pause = min(pause * 2, 0.05)
+    await until_locked(lambda: store.acquire_placement(owner, PLACEMENT_LOCK_MS))
     try:
         yield
     finally:
