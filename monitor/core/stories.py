@@ -2,13 +2,15 @@
 
 Level 3 compares what articles are *about*, not their wording. An item's **evidence** is its
 terms with the weight of where they stand (title, lead, names, numbers); its **vector** weighs
-that evidence by how rare each term is *in the recent stream* (the document frequency over the
-story window, per language), with the term's frequency in the language only as a prior. A name
-that is in every third article today (Biden, Gaza) says little about which event an article
-reports, however rare it is in the language. An item joins the story of its best-matching
-earlier item when that similarity clears ``Thresholds.join``; a story is the set of its members,
-never a drifting sum, so it keeps the identity of its first reports. Only a tie at or above
-``Thresholds.confident`` makes a rule's match a follow-up (``docs/dedup.md``).
+that evidence by how rare each term is *in the recent stream*, with the term's frequency in the
+language only as a prior. The stream's frequency of a term is how many recent stories hold it
+(over the story window, per language; ``StoryTally``), not how many articles: a name found in
+fifteen of today's stories (Biden, Gaza) says little about which event an article reports,
+however rare it is in the language, while the thirty reports of one election do not make its
+own words common. An item joins the story it matches best (its best member, tempered by its
+second best: ``story_match``) when that score clears ``Thresholds.join``; a story is the set of
+its members, never a drifting sum, so it keeps the identity of its first reports. Only a tie at
+or above ``Thresholds.confident`` makes a rule's match a follow-up (``docs/dedup.md``).
 
 Every constant here was chosen on the real labelled sets of ``monitor eval stories``, never on
 a set written for this project.
@@ -16,13 +18,14 @@ a set written for this project.
 
 from __future__ import annotations
 
-import heapq
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+
+import numpy as np
 
 from monitor.core.dedup import Fingerprint, is_duplicate, jaccard
 from monitor.core.text import Tokens, tokenize
@@ -39,6 +42,7 @@ LEAD_WORDS = 50
 NAME_BOOST = 1.5  # names (capitalized inside a sentence) identify an event
 NUMBER_BOOST = 1.3  # numbers of three characters or more (a toll, a year, an address)
 SHORT_NUMBER = 0.5  # "2", "10": too common to identify anything
+STORY_SPREAD = 0.4  # how much a story's second-best member tempers its best (``story_match``)
 PRIOR_DOCS = 300  # how many documents the language prior is worth against the stream's counts
 PRIOR_WORDS = 100  # an ordinary document's length, to turn a word frequency into a document one
 MIN_SHARE = 1e-5  # the smallest document share a word is given (names never seen before)
@@ -47,7 +51,7 @@ STREAM_SHARE = 0.05  # words in this share of ordinary documents (the, said) are
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
-    """``join``: an item joins the story of the earlier item it resembles this much;
+    """``join``: an item joins the story it matches this much (``story_match``);
     ``confident``: the tie is sure enough for a rule's match to be a follow-up, not an alert."""
 
     join: float = 0.25
@@ -205,14 +209,32 @@ class StreamFrequency:
     documents: int = 0
     counts: Mapping[str, int] = field(default_factory=dict)
 
-    def plus(self, words: Iterable[set[str]]) -> StreamFrequency:
-        """These counts with more documents added (each one's distinct counted words)."""
-        counts = Counter(dict(self.counts))
-        documents = self.documents
-        for distinct in words:
-            counts.update(distinct)
-            documents += 1
-        return StreamFrequency(documents, counts)
+
+@dataclass(slots=True)
+class StoryTally:
+    """What a batch adds to the stream's frequencies, counted item after item as each is
+    placed: a new story is one more document holding all its counted words; an item that
+    joins a story adds only the words its story did not hold yet. A word's frequency is thus
+    how many recent *stories* hold it: thirty reports of one election count once, and a name
+    found in fifteen unrelated stories (Biden) counts fifteen times."""
+
+    documents: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def add(self, words: Iterable[str], *, story: bool) -> None:
+        """Count ``words`` as newly held by a story (``story``: a new one, counted as well)."""
+        self.counts.update(words)
+        self.documents += int(story)
+
+
+def new_to_story(own: Iterable[str], members: Iterable[Member]) -> set[str]:
+    """The counted words an item brings to its story: ``own`` less the terms of the story's
+    ``members`` it was compared with (a member's vector holds its strongest terms only, so a
+    word the story held but no seen member ranked highly is counted again)."""
+    held: set[str] = set()
+    for member in members:
+        held.update(member.vector)
+    return set(own) - held
 
 
 def idf(word: str, stream: StreamFrequency, background: Background) -> float:
@@ -220,6 +242,64 @@ def idf(word: str, stream: StreamFrequency, background: Background) -> float:
     prior = prior_share(word, background)
     share = (stream.counts.get(word, 0) + PRIOR_DOCS * prior) / (stream.documents + PRIOR_DOCS)
     return max(0.0, -math.log(min(1.0, share)))
+
+
+@dataclass(frozen=True, slots=True)
+class Weighing:
+    """An item's evidence ready to be weighed, and weighed again as the batch before it is
+    counted: its terms (alphabetical: ties go to the first), their evidence, and each one's
+    count as the stream stood before the batch, the language prior's share included."""
+
+    terms: tuple[str, ...]
+    evidence: np.ndarray
+    counts: np.ndarray
+    documents: float
+    position: Mapping[str, int]
+
+    def vector(self, tally: StoryTally | None = None, *, top: int = TOP_TERMS) -> dict[str, float]:
+        """Evidence times stream rarity (with what ``tally`` counted since), the ``top``
+        terms, L2-normalized, strongest first."""
+        counts, documents = self.counts, self.documents
+        if tally is not None:
+            documents += tally.documents
+            if shared := tally.counts.keys() & self.position.keys():
+                counts = counts.copy()
+                for word in shared:
+                    counts[self.position[word]] += tally.counts[word]
+        share = counts / documents
+        weights = np.where((share < 1.0) & (self.evidence > 0), -self.evidence * np.log(share), 0.0)
+        order = np.argsort(-weights, kind="stable")[:top]
+        kept = order[weights[order] > 0]
+        values = weights[kept]
+        length = float(np.sqrt(np.dot(values, values)))
+        if not length:
+            return {}
+        terms = self.terms
+        return dict(zip([terms[i] for i in kept], (values / length).tolist(), strict=True))
+
+
+def weighing(
+    terms: Mapping[str, float],
+    stream: StreamFrequency,
+    background: Background,
+    own: Collection[str] | None = None,
+) -> Weighing:
+    """``terms`` (an item's evidence) with their counts in ``stream``; ``own``: the item's
+    counted words, when the item counts as one more document of the stream holding them."""
+    words = tuple(sorted(terms))
+    stored, mine = stream.counts, own if own is not None else ()
+    counts = np.fromiter(
+        (stored.get(w, 0) + PRIOR_DOCS * prior_share(w, background) + (w in mine) for w in words),
+        dtype=np.float64,
+        count=len(words),
+    )
+    return Weighing(
+        words,
+        np.fromiter((terms[w] for w in words), dtype=np.float64, count=len(words)),
+        counts,
+        stream.documents + PRIOR_DOCS + (own is not None),
+        {w: i for i, w in enumerate(words)},
+    )
 
 
 def weigh(
@@ -231,14 +311,7 @@ def weigh(
 ) -> dict[str, float]:
     """An item's vector: evidence times stream rarity, its ``top`` terms, L2-normalized,
     strongest first."""
-    counts, documents, prior = stream.counts, stream.documents + PRIOR_DOCS, PRIOR_DOCS
-    weighted: dict[str, float] = {}
-    for word, x in terms.items():  # ``idf`` inlined: this runs for every term of every item
-        share = (counts.get(word, 0) + prior * prior_share(word, background)) / documents
-        if share < 1.0 and x > 0:
-            weighted[word] = -x * math.log(share)
-    strongest = heapq.nsmallest(top, ((-x, w) for w, x in weighted.items()))
-    return _normalized({w: -x for x, w in strongest})
+    return weighing(terms, stream, background).vector(top=top)
 
 
 def _normalized(vector: Mapping[str, float]) -> dict[str, float]:
@@ -347,6 +420,27 @@ def similarities(
     return sorted(scored, key=lambda pair: (-pair[0], pair[1].item))
 
 
+def story_match(scored: Sequence[tuple[float, Member]]) -> tuple[float, Member] | None:
+    """The story an item matches best, with its score and the member that matched: a story's
+    score is its best member's similarity less ``STORY_SPREAD`` of the gap to its second best
+    (a story of one member seen scores its similarity). One member that happens to share a
+    famous name with the item counts for less when the story's other members do not agree:
+    that is how unrelated events chain into one story. ``scored``: most similar first."""
+    first: dict[str, tuple[float, Member]] = {}
+    second: dict[str, float] = {}
+    for score, member in scored:
+        if member.story not in first:
+            first[member.story] = (score, member)
+        elif member.story not in second:
+            second[member.story] = score
+    best: tuple[float, Member] | None = None
+    for story, (score, member) in first.items():
+        value = score - STORY_SPREAD * (score - second.get(story, score))
+        if best is None or value > best[0]:
+            best = (value, member)
+    return best
+
+
 def decide(
     fingerprint: Fingerprint,
     vector: Mapping[str, float],
@@ -357,8 +451,8 @@ def decide(
     embedding: Embedding | None = None,
     weight: float = 0.0,
 ) -> Decision:
-    """Level 2 first (the most similar duplicate wins), then level 3: the story of the
-    best-matching earlier item, when it matches well enough.
+    """Level 2 first (the most similar duplicate wins), then level 3: the story matched best
+    (``story_match``), when it matches well enough.
 
     Duplicates are looked for among ``known`` (items sharing a band of the fingerprint) and the
     members close enough to join: a teaser shares few shingles with its full text, but its
@@ -372,10 +466,11 @@ def decide(
     ]
     duplicates = [k for k in [*known, *close] if is_duplicate(fingerprint, k.fingerprint)]
     if duplicates:
-        best = max(duplicates, key=lambda k: (jaccard(fingerprint, k.fingerprint), k.item))
-        return Decision(best.item, best.story, jaccard(fingerprint, best.fingerprint), best.item)
-    if scored and scored[0][0] >= thresholds.join:
-        similarity, member = scored[0]
+        copy = max(duplicates, key=lambda k: (jaccard(fingerprint, k.fingerprint), k.item))
+        return Decision(copy.item, copy.story, jaccard(fingerprint, copy.fingerprint), copy.item)
+    best = story_match(scored)
+    if best and best[0] >= thresholds.join:
+        similarity, member = best
         return Decision(
             None,
             member.story,

@@ -211,8 +211,8 @@ class Keys:
         return f"{self.prefix}item-term:{digest(term)}"
 
     def frequencies(self, language: str, day: int) -> str:
-        """Hash, TTL = story window + a day: how many of one day's documents in ``language``
-        contained each word (the field ``DOCUMENTS``: how many documents there were)."""
+        """Hash, TTL = story window + two days: how many of the stories placed on one day in
+        ``language`` newly held each word (the field ``DOCUMENTS``: how many stories began)."""
         return f"{self.prefix}df:{_id(language)}:{day}"
 
     @property

@@ -6,14 +6,16 @@ site names), and the stream's document frequencies of the batch's words, which i
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import xxhash
 
 from monitor.core.analysis import Analysis, Line
 from monitor.core.stories import (
     Background,
+    StoryTally,
     StreamFrequency,
     clean_title,
     counted,
@@ -41,15 +43,12 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 return totals
 """
 
-# A language's stream frequencies for one batch, in one call: KEYS are the window's day hashes,
-# oldest first, the last one today's. ARGV: the TTL of today's hash, how many documents the
-# batch has, the field counting documents, the batch's words joined by newlines, and how many
-# of its documents hold each (joined likewise: one argument each, however many words). Returns
-# the window's sum for the documents field and for each word, read before the batch is counted.
+# A language's stream frequencies, in one call: KEYS are the window's day hashes. ARGV: the
+# field counting documents, then the batch's words joined by newlines (one argument, however
+# many words). Returns the window's sum for the documents field and for each word.
 FREQUENCIES = """
-local fields, counts = {ARGV[3]}, {}
-for word in string.gmatch(ARGV[4], '[^\\n]+') do fields[#fields + 1] = word end
-for count in string.gmatch(ARGV[5], '[^\\n]+') do counts[#counts + 1] = count end
+local fields = {ARGV[1]}
+for word in string.gmatch(ARGV[2], '[^\\n]+') do fields[#fields + 1] = word end
 local sums = {}
 for i = 1, #fields do sums[i] = 0 end
 for _, key in ipairs(KEYS) do
@@ -61,11 +60,24 @@ for _, key in ipairs(KEYS) do
     end
   end
 end
-local today = KEYS[#KEYS]
-redis.call('HINCRBY', today, ARGV[3], ARGV[2])
-for i = 1, #counts do redis.call('HINCRBY', today, fields[i + 1], counts[i]) end
-redis.call('EXPIRE', today, ARGV[1])
 return sums
+"""
+
+# What a batch adds to a language's frequencies, in one call: KEYS[1] is today's hash. ARGV:
+# its TTL, how many stories the batch started, the field counting them, the words joined by
+# newlines and how many stories each newly appeared in (joined likewise).
+COUNT_FREQUENCIES = """
+local today = KEYS[1]
+if ARGV[2] ~= '0' then redis.call('HINCRBY', today, ARGV[3], ARGV[2]) end
+local counts = {}
+for count in string.gmatch(ARGV[5], '[^\\n]+') do counts[#counts + 1] = count end
+local i = 0
+for word in string.gmatch(ARGV[4], '[^\\n]+') do
+  i = i + 1
+  redis.call('HINCRBY', today, word, counts[i])
+end
+redis.call('EXPIRE', today, ARGV[1])
+return i
 """
 
 
@@ -78,7 +90,12 @@ class PlacementInputs:
         self.store = store
         self.background = background
         self.window_s = window_s
-        self.scripts = Scripts(store.client, lines=COUNT_LINES, frequencies=FREQUENCIES)
+        self.scripts = Scripts(
+            store.client,
+            lines=COUNT_LINES,
+            frequencies=FREQUENCIES,
+            count=COUNT_FREQUENCIES,
+        )
 
     async def read(
         self,
@@ -87,20 +104,22 @@ class PlacementInputs:
         words: Sequence[Sequence[str]],
         languages: Sequence[str],
         now: float,
-    ) -> tuple[list[list[Line]], list[str], dict[str, StreamFrequency]]:
-        """Round trip 1, and one script call per frequency hash: count lines and title affixes
-        per source; read the stream's frequencies of the batch's words, then count the batch.
+    ) -> tuple[list[list[Line]], list[str], dict[str, StreamFrequency], list[set[str]]]:
+        """Round trip 1, and one script call per language: count lines and title affixes per
+        source; read the stream's frequencies of the batch's words.
 
         Returns the lines of each text that are not boilerplate, the titles without their
-        site's name, and each language's stream frequencies with the batch's own documents
-        included."""
+        site's name, each language's stream frequencies as stored before the batch, and each
+        item's counted words (``count`` adds them once the items are placed)."""
         week = int(now // WEEK_S)
         keys = self.store.keys
         per_item = [analysis.keyed_lines for analysis in analyses]
         affixes = [_affix_keys(item.title) for item in items]
         documents: dict[str, list[set[str]]] = defaultdict(list)
+        own: list[set[str]] = []
         for found, language in zip(words, languages, strict=True):
-            documents[language].append(counted(set(found), self.background(language)))
+            own.append(counted(set(found), self.background(language)))
+            documents[language].append(own[-1])
         days = self._days(now)
         wanted = {
             language: sorted(set().union(*distinct)) for language, distinct in documents.items()
@@ -115,20 +134,12 @@ class PlacementInputs:
                         [keys.lines(item.source, week), keys.lines(item.source, week - 1)],
                         [2 * WEEK_S + DAY_S, *counted_keys],
                     )
-            ttl = self.window_s + 2 * DAY_S
-            for language, words in wanted.items():  # read, then counted, in one call
-                tally = Counter(word for document in documents[language] for word in document)
+            for language, words in wanted.items():
                 self.scripts.call(
                     pipe,
                     "frequencies",
                     [keys.frequencies(language, day) for day in days],
-                    [
-                        ttl,
-                        len(documents[language]),
-                        DOCUMENTS,
-                        "\n".join(words),
-                        "\n".join(str(tally[word]) for word in words),
-                    ],
+                    [DOCUMENTS, "\n".join(words)],
                 )
             results = await self.scripts.execute(pipe)
         cleaned: list[list[Line]] = []
@@ -158,11 +169,30 @@ class PlacementInputs:
         for language, words in wanted.items():
             sums = [int(c) for c in results[position]]
             position += 1
-            stored = StreamFrequency(
+            streams[language] = StreamFrequency(
                 sums[0], {w: c for w, c in zip(words, sums[1:], strict=True) if c}
             )
-            streams[language] = stored.plus(documents[language])
-        return cleaned, titles, streams
+        return cleaned, titles, streams, own
+
+    def count(self, pipe: Any, tallies: Mapping[str, StoryTally], now: float) -> None:
+        """Queue on ``pipe`` one call per language adding what a placed batch brought to the
+        stream's story frequencies (today's hash, kept for the story window)."""
+        ttl = self.window_s + 2 * DAY_S
+        today = int(now // DAY_S)
+        for language, tally in sorted(tallies.items()):
+            words = sorted(tally.counts)
+            self.scripts.call(
+                pipe,
+                "count",
+                [self.store.keys.frequencies(language, today)],
+                [
+                    ttl,
+                    tally.documents,
+                    DOCUMENTS,
+                    "\n".join(words),
+                    "\n".join(str(tally.counts[word]) for word in words),
+                ],
+            )
 
     def _days(self, now: float) -> list[int]:
         """The day buckets the story window covers, oldest first (the last one: today)."""

@@ -25,11 +25,10 @@ import asyncio
 import base64
 import json
 import logging
-import math
 import uuid
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -44,26 +43,36 @@ from monitor.core.stories import (
     Embedding,
     Known,
     Member,
-    Semantic,
+    StoryTally,
     StreamFrequency,
     Thresholds,
-    decide,
     evidence,
     for_length,
     index_terms,
     query_terms,
     semantic_for,
-    weigh,
+    weighing,
 )
 from monitor.core.text import tokenize
 from monitor.errors import StoreError
 from monitor.models import Item
 from monitor.store import Store
-from monitor.store.keys import digest
+from monitor.store.decisions import (
+    Candidate,
+    Context,
+    Placement,
+    Prepared,
+    decide_batch,
+    in_story,
+    rounded,
+    story_id,
+)
 from monitor.store.placement_inputs import PlacementInputs
 from monitor.store.scripts import Scripts
 from monitor.store.sources import ACQUIRE_LEASE, RELEASE_LEASE
 from monitor.store.story_scripts import CANDIDATES, DETAILS, REMEMBER
+
+__all__ = ["Embedder", "Placement", "StoryKeeper", "analyse_item", "story_id", "until_locked"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,65 +84,9 @@ PLACEMENT_WAIT_S = 60.0
 FUTURE_S = 3600  # a publication time this far ahead of the clock is not believed
 
 
-@dataclass(frozen=True, slots=True)
-class Placement:
-    """Where an item went: its story, the item it duplicates, how many sources carry the story;
-    for an item that joined a story, the earlier item it matched, how closely, and whether the
-    tie is confident enough for a rule's match to be a follow-up."""
-
-    item: str
-    story: str
-    duplicate_of: str | None = None
-    new_story: bool = False
-    sources: int = 1
-    similarity: float = 0.0
-    matched: str | None = None
-    confident: bool = True
-    matched_title: str = ""
-
-
 Embedder = Callable[[Sequence[str]], Sequence[Embedding]]
 """Texts to unit-length sentence embeddings (``app.semantic``)."""
 EMBEDDED_WORDS = 200  # words of title and text given to the embedder (its input is bounded)
-
-
-@dataclass
-class _Prepared:
-    item: Item
-    when: float
-    language: str
-    fingerprint: Fingerprint
-    vector: dict[str, float]
-    bands: list[str]
-    terms: list[str]  # indexed under
-    query: list[str]  # looked up by
-    words: int
-    embedding: Embedding | None = None
-    semantic: Semantic | None = None
-
-
-@dataclass
-class _Candidate:
-    known: Known | None
-    member: Member | None
-    title: str
-    source: str
-    when: float
-
-
-@dataclass
-class _Batch:
-    """What the batch itself has decided so far, consulted before what Redis knew."""
-
-    candidates: dict[str, _Candidate] = field(default_factory=dict)
-    by_band: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    by_term: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    sources: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-
-
-def story_id(item: str) -> str:
-    """A story is named after its first item: stable, and the same on every worker."""
-    return "s" + digest(item)[:16]
 
 
 def placed_at(item: Item, now: float, window_s: float) -> float:
@@ -201,7 +154,7 @@ class StoryKeeper:
         self._warmed: set[str] = set()
         # Earlier items as placement compares them, newest last: their fingerprints and
         # vectors never change, so only their story is read again (``_candidates``).
-        self._known: OrderedDict[str, _Candidate] = OrderedDict()
+        self._known: OrderedDict[str, Candidate] = OrderedDict()
         self.scripts = Scripts(
             store.client,
             candidates=CANDIDATES,
@@ -275,11 +228,13 @@ class StoryKeeper:
         # A language's frequency table (tens of MB, a second to read) loads in a thread, once.
         if new_languages := sorted(set(languages) - self._warmed):
             await asyncio.to_thread(self._warm, new_languages)
-        kept, titles, streams = await self.inputs.read(items, analyses, raw_words, languages, now)
+        kept, titles, streams, counted = await self.inputs.read(
+            items, analyses, raw_words, languages, now
+        )
         # The batch's CPU work runs off the event loop: the other roles of the process (a
         # dispatcher sending alerts) go on meanwhile.
         prepared = await asyncio.to_thread(
-            self._prepare, items, analyses, kept, titles, languages, streams, now
+            self._prepare, items, analyses, kept, titles, languages, streams, counted, now
         )
         if self.embed is not None:
             inputs = [
@@ -294,11 +249,12 @@ class StoryKeeper:
         # in the round trip that reads the candidates, given back in the one that writes.
         owner = uuid.uuid4().hex
         candidates, band_hits, term_hits = await self._candidates(prepared, now, owner)
+        context = Context(self.window_s, self.thresholds)
         try:
-            decided, placed = await asyncio.to_thread(
-                self._decide, prepared, candidates, band_hits, term_hits
+            decided, placed, tallies = await asyncio.to_thread(
+                decide_batch, prepared, candidates, band_hits, term_hits, context
             )
-            placements = await self._write(prepared, decided, now, owner)
+            placements = await self._write(prepared, decided, tallies, now, owner)
         except BaseException:
             await self.store.release_placement(owner)
             raise
@@ -313,12 +269,14 @@ class StoryKeeper:
         titles: Sequence[str],
         languages: Sequence[str],
         streams: Mapping[str, StreamFrequency],
+        counted: Sequence[set[str]],
         now: float,
-    ) -> list[_Prepared]:
-        """Pure: each item's fingerprint, vector and terms (run in a thread)."""
+    ) -> list[Prepared]:
+        """Pure: each item's fingerprint, evidence and first vector (weighed with the stream as
+        stored before the batch), and the terms it looks for candidates under (in a thread)."""
         prepared = []
-        for item, analysis, lines, title, language in zip(
-            items, analyses, kept, titles, languages, strict=True
+        for item, analysis, lines, title, language, own in zip(
+            items, analyses, kept, titles, languages, counted, strict=True
         ):
             tokens = analysis.tokens_of(lines)
             heading = analysis.title_tokens if title == analysis.title else tokenize(title)
@@ -331,13 +289,16 @@ class StoryKeeper:
             fp = fingerprint(words)
             background = self.background(language)
             terms = evidence(title, analysis.text, text_tokens=tokens, title_tokens=heading)
-            vector = weigh(terms, streams[language], background)
+            weighed = weighing(terms, streams[language], background, own)
+            vector = weighed.vector()
             prepared.append(
-                _Prepared(
+                Prepared(
                     item,
                     placed_at(item, now, self.window_s),
                     language,
                     fp,
+                    weighed,
+                    own,
                     vector,
                     fp.bands(),
                     index_terms(vector),
@@ -348,8 +309,8 @@ class StoryKeeper:
         return prepared
 
     async def _candidates(
-        self, prepared: Sequence[_Prepared], now: float, owner: str
-    ) -> tuple[dict[str, _Candidate], list[set[str]], list[set[str]]]:
+        self, prepared: Sequence[Prepared], now: float, owner: str
+    ) -> tuple[dict[str, Candidate], list[set[str]], list[set[str]]]:
         """Take the placement lock for ``owner`` and, in the same round trip, read the items
         sharing a band or an index term with each item (read again until the lock is had: what
         was read while another worker held it is not used); then, in a second, what each of
@@ -392,13 +353,13 @@ class StoryKeeper:
             async with self.store.pipeline() as pipe:
                 self.scripts.call(pipe, "details", [keys.doc(item) for item in wanted], full)
                 [docs] = await self.scripts.execute(pipe)
-        candidates: dict[str, _Candidate] = {}
+        candidates: dict[str, Candidate] = {}
         for item, fetched, values in zip(wanted, full, docs, strict=True):
             if fetched:
                 candidate = _candidate(item, *values)
             else:  # held here: only its story may have changed (a split or a merge)
                 story = values[0] if values else None
-                candidate = _in_story(known[item], story) if story else None
+                candidate = in_story(known[item], story) if story else None
             if candidate is None:
                 known.pop(item, None)
                 continue
@@ -408,83 +369,17 @@ class StoryKeeper:
             known.popitem(last=False)
         return candidates, band_hits, term_hits
 
-    def _decide(
-        self,
-        prepared: Sequence[_Prepared],
-        candidates: dict[str, _Candidate],
-        band_hits: Sequence[set[str]],
-        term_hits: Sequence[set[str]],
-    ) -> tuple[list[Placement], dict[str, _Candidate]]:
-        """Pure: each item in turn, seeing what Redis knew and what the batch decided. Also
-        the batch's items as later batches will compare them."""
-        batch = _Batch()
-        placements: list[Placement] = []
-        for p, bands, terms in zip(prepared, band_hits, term_hits, strict=True):
-            near = set(bands) | {i for b in p.bands for i in batch.by_band.get(b, ())}
-            related = set(terms) | {i for t in p.query for i in batch.by_term.get(t, ())}
-            found = {
-                i: c
-                for i in sorted((near | related) - {p.item.id})
-                if (c := batch.candidates.get(i) or candidates.get(i)) is not None
-            }
-            decision = decide(
-                p.fingerprint,
-                p.vector,
-                [c.known for i, c in found.items() if c.known and i in near],
-                [
-                    c.member
-                    for c in found.values()
-                    if c.member and abs(c.when - p.when) <= self.window_s
-                ],
-                thresholds=p.semantic.thresholds
-                if p.semantic
-                else for_length(p.words, self.thresholds),
-                embedding=p.embedding,
-                weight=p.semantic.weight if p.semantic else 0.0,
-            )
-            story = decision.story or story_id(p.item.id)
-            matched = found[decision.matched] if decision.matched else None
-            batch.sources[story].add(p.item.source)
-            if matched is not None:
-                batch.sources[story].add(matched.source)
-            batch.candidates[p.item.id] = _Candidate(
-                Known(p.item.id, story, p.fingerprint),
-                Member(p.item.id, story, _rounded(p.vector), p.fingerprint, p.embedding)
-                if p.vector
-                else None,
-                p.item.title,
-                p.item.source,
-                p.when,
-            )
-            for band in p.bands:
-                batch.by_band[band].add(p.item.id)
-            if decision.duplicate_of is None:
-                for term in p.terms:
-                    batch.by_term[term].add(p.item.id)
-            placements.append(
-                Placement(
-                    item=p.item.id,
-                    story=story,
-                    duplicate_of=decision.duplicate_of,
-                    new_story=decision.story is None,
-                    sources=len(batch.sources[story]),
-                    similarity=round(decision.similarity, 3),
-                    matched=decision.matched,
-                    confident=decision.confident,
-                    matched_title=matched.title if matched else "",
-                )
-            )
-        return placements, batch.candidates
-
     async def _write(
         self,
-        prepared: Sequence[_Prepared],
+        prepared: Sequence[Prepared],
         placements: Sequence[Placement],
+        tallies: Mapping[str, StoryTally],
         now: float,
         owner: str,
     ) -> list[Placement]:
-        """Round trip 4: remember every item and what its story became; the source counts come
-        back and are set on the placements."""
+        """Round trip 4: remember every item and what its story became, and count what the
+        batch added to the stream's story frequencies; the source counts come back and are set
+        on the placements."""
         keys, ttl = self.store.keys, self.ttl_s
         async with self.store.pipeline() as pipe:
             for p, placed in zip(prepared, placements, strict=True):
@@ -498,7 +393,7 @@ class StoryKeeper:
                     "matched": placed.matched or "",
                     "similarity": placed.similarity,
                     "confident": int(placed.confident),
-                    "vector": json.dumps(_rounded(p.vector)),
+                    "vector": json.dumps(rounded(p.vector)),
                     "source": item.source,
                     "title": item.title,
                     "url": item.url or "",
@@ -537,23 +432,13 @@ class StoryKeeper:
                     ],
                 )
             pipe.zremrangebyscore(keys.stories, "-inf", now - ttl)
+            self.inputs.count(pipe, tallies, now)
             self.scripts.call(pipe, "unlock", [keys.placement], [owner])
             replies = await self.scripts.execute(pipe)
         return [
             replace(placed, sources=int(sources))
             for placed, sources in zip(placements, replies, strict=False)
         ]
-
-
-def _in_story(candidate: _Candidate, story: str) -> _Candidate:
-    """``candidate`` as a member of ``story``."""
-    if candidate.known is not None and candidate.known.story == story:
-        return candidate
-    return replace(
-        candidate,
-        known=replace(candidate.known, story=story) if candidate.known else None,
-        member=replace(candidate.member, story=story) if candidate.member else None,
-    )
 
 
 def _candidate(
@@ -565,7 +450,7 @@ def _candidate(
     source: str | None,
     when: str | None,
     embedding: str | None,
-) -> _Candidate | None:
+) -> Candidate | None:
     if not story:
         return None
     fp = Fingerprint.decode(encoded) if encoded else None
@@ -573,7 +458,7 @@ def _candidate(
         Member(item, story, json.loads(vector), fp, decode_embedding(embedding)) if vector else None
     )
     known = Known(item, story, fp) if fp is not None else None
-    return _Candidate(known, member, title or "", source or "", float(when or 0))
+    return Candidate(known, member, title or "", source or "", float(when or 0))
 
 
 def encode_embedding(embedding: Embedding | None) -> str:
@@ -588,7 +473,3 @@ def decode_embedding(stored: str | None) -> Embedding | None:
         return None
     values = np.frombuffer(base64.b64decode(stored), dtype=np.float16).astype(np.float64)
     return tuple(values.tolist())
-
-
-def _rounded(vector: Mapping[str, float]) -> dict[str, float]:
-    return {k: round(v, 4) for k, v in vector.items() if math.isfinite(v)}

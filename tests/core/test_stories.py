@@ -12,8 +12,10 @@ from monitor.core.stories import (
     SEMANTIC_THRESHOLDS,
     SEMANTIC_WEIGHT,
     SHORT_WORDS,
+    STORY_SPREAD,
     THRESHOLDS,
     Member,
+    StoryTally,
     StreamFrequency,
     Thresholds,
     blended,
@@ -24,10 +26,13 @@ from monitor.core.stories import (
     for_length,
     idf,
     index_terms,
+    new_to_story,
     query_terms,
     semantic_for,
+    story_match,
     title_affixes,
     weigh,
+    weighing,
 )
 
 
@@ -55,10 +60,62 @@ def test_the_stream_overrides_the_prior_as_it_grows(
     assert (seen < prior - 0.5) is lower_than_prior
 
 
-def test_plus_counts_each_document_once() -> None:
-    stream = StreamFrequency(2, {"a": 1}).plus([{"a", "b"}, {"b"}])
-    assert stream.documents == 4
-    assert dict(stream.counts) == {"a": 2, "b": 2}
+def test_a_story_counts_once_however_many_reports_it_has() -> None:
+    """Stream frequency is counted per story: a new story adds one document holding all its
+    words; a report joining it adds only the words its story did not hold."""
+    tally = StoryTally()
+    tally.add({"ankara", "erdogan", "runoff"}, story=True)
+    tally.add(new_to_story({"ankara", "erdogan", "runoff", "kilicdaroglu"}, []), story=False)
+    assert tally.documents == 1
+    assert dict(tally.counts) == {"ankara": 2, "erdogan": 2, "runoff": 2, "kilicdaroglu": 1}
+    held = [Member("a", "s", {"ankara": 0.5, "erdogan": 0.5, "runoff": 0.7})]
+    tally = StoryTally()
+    tally.add({"ankara", "erdogan", "runoff"}, story=True)
+    tally.add(new_to_story({"ankara", "erdogan", "runoff", "kilicdaroglu"}, held), story=False)
+    assert dict(tally.counts) == {"ankara": 1, "erdogan": 1, "runoff": 1, "kilicdaroglu": 1}
+    # A name in three unrelated stories counts three times.
+    for words in ({"biden", "debt"}, {"biden", "ukraine"}, {"biden", "border"}):
+        tally.add(words, story=True)
+    assert (tally.documents, tally.counts["biden"]) == (4, 3)
+
+
+@pytest.mark.parametrize(
+    ("stored", "added", "own", "expected"),
+    [
+        # the item itself is one more document, holding its own counted words
+        (StreamFrequency(), {}, {"gaza"}, StreamFrequency(1, {"gaza": 1})),
+        (StreamFrequency(10, {"gaza": 4}), {}, set(), StreamFrequency(11, {"gaza": 4})),
+        # the batch's stories so far are counted with the stored ones
+        (
+            StreamFrequency(10, {"gaza": 4}),
+            {"gaza": 2},
+            {"gaza"},
+            StreamFrequency(13, {"gaza": 7}),
+        ),
+        (StreamFrequency(10, {"lima": 4}), {"lima": 1}, set(), StreamFrequency(12, {"lima": 5})),
+    ],
+)
+def test_an_item_is_weighed_with_the_stored_the_batch_and_its_own_counts(
+    stored: StreamFrequency,
+    added: dict[str, int],
+    own: set[str],
+    expected: StreamFrequency,
+) -> None:
+    tally = StoryTally()
+    for word, count in added.items():
+        for _ in range(count):
+            tally.add({word}, story=True)
+    terms = {"gaza": 2.0, "lima": 1.5, "quake": 1.0}
+    again = weighing(terms, stored, flat, own).vector(tally)
+    assert again == pytest.approx(weigh(terms, expected, flat))
+    assert weighing(terms, stored, flat).vector() == pytest.approx(weigh(terms, stored, flat))
+
+
+def test_weighing_keeps_the_strongest_terms_ties_alphabetical() -> None:
+    terms = {"delta": 1.0, "alpha": 1.0, "charlie": 1.0, "bravo": 2.0}
+    vector = weighing(terms, StreamFrequency(), flat).vector(top=3)
+    assert list(vector) == ["bravo", "alpha", "charlie"]
+    assert sum(v * v for v in vector.values()) == pytest.approx(1.0)
 
 
 def test_title_words_outweigh_body_words() -> None:
@@ -216,3 +273,45 @@ def test_an_item_looks_up_more_terms_than_it_is_indexed_under() -> None:
     vector = {f"t{i}": 1.0 for i in range(60)}
     assert index_terms(vector) == query_terms(vector)[: len(index_terms(vector))]
     assert len(query_terms(vector)) > len(index_terms(vector))
+
+
+def scored(*pairs: tuple[float, str]) -> list[tuple[float, Member]]:
+    members = [Member(f"i{n}", story, {"x": 1.0}) for n, (_, story) in enumerate(pairs)]
+    return sorted(zip([p[0] for p in pairs], members, strict=True), key=lambda p: -p[0])
+
+
+@pytest.mark.parametrize(
+    ("pairs", "story", "score"),
+    [
+        # one member seen: the story scores its similarity
+        ([(0.5, "a")], "a", 0.5),
+        # a second member that agrees keeps the score
+        ([(0.5, "a"), (0.5, "a")], "a", 0.5),
+        # one member sharing a famous name, the rest of its story not: tempered
+        ([(0.5, "a"), (0.1, "a")], "a", 0.5 - STORY_SPREAD * 0.4),
+        # so a story whose members agree wins over a higher single match in a disagreeing one
+        ([(0.5, "a"), (0.1, "a"), (0.4, "b"), (0.38, "b")], "b", 0.4 - STORY_SPREAD * 0.02),
+        # only the two best members of a story count
+        ([(0.5, "a"), (0.45, "a"), (0.0, "a")], "a", 0.5 - STORY_SPREAD * 0.05),
+    ],
+)
+def test_a_story_scores_its_best_member_tempered_by_its_second(
+    pairs: list[tuple[float, str]], story: str, score: float
+) -> None:
+    match = story_match(scored(*pairs))
+    assert match is not None
+    assert match[1].story == story
+    assert match[0] == pytest.approx(score)
+
+
+def test_an_item_does_not_join_a_story_through_one_member_its_others_contradict() -> None:
+    fp = fingerprint(["nothing", "in", "common", "with", "the", "members"])
+    one = {"biden": 0.6, "debt": 0.8}
+    members = [
+        Member("m1", "s", {"biden": 0.6, "debt": 0.8}),  # similarity 1.0
+        Member("m2", "s", {"biden": 0.1, "ukraine": 0.99}),  # similarity 0.06
+    ]
+    alone = decide(fp, one, [], members[:1], thresholds=Thresholds(join=0.7, confident=0.9))
+    assert alone.story == "s"
+    both = decide(fp, one, [], members, thresholds=Thresholds(join=0.7, confident=0.9))
+    assert both.story is None

@@ -15,8 +15,10 @@ from monitor.models import Item
 from monitor.roles.process import Processed, Processor, Runtime
 from monitor.sources.replay import read_items
 from monitor.store import Store
+from monitor.store.placement_inputs import DOCUMENTS
 from monitor.store.stories import StoryKeeper
 from monitor.store.streams import item_entry
+from tests.factories import make_item
 
 SEEDS = Path(__file__).resolve().parents[2] / "seeds"
 RULES = """
@@ -242,3 +244,27 @@ async def test_band_buckets_find_a_copy_and_forget_it_after_the_dedup_ttl(
     assert buckets and all([await store.client.type(k) == "zset" for k in buckets])
     members = [m for k in buckets for m in await store.client.zrange(k, 0, -1)]
     assert not [m for m in members if m.endswith("|" + original.id)]  # trimmed by time
+
+
+async def test_the_stream_counts_stories_not_reports(store: Store, seeds: list[Item]) -> None:
+    """Five reports of one event placed in one batch count as one story in the stream's
+    frequencies; a report of another event naming the same man makes his name twice as
+    common, and the first event's own words no commoner."""
+    now = 1_700_000_000.0
+    keeper = StoryKeeper(store)
+    placed = await keeper.place(seeds, now)
+    assert len({p.story for p in placed}) == 1
+    key = store.keys.frequencies("en", int(now // 86400))
+    assert await store.client.hget(key, DOCUMENTS) == "1"
+    assert await store.client.hmget(key, ["maduro", "caracas"]) == ["1", "1"]
+    other = make_item(
+        "other:1",
+        source="other",
+        title="Maduro's former minister opens a bakery in Madrid",
+        text="A former minister of Nicolás Maduro opened a bakery in Madrid on Tuesday, "
+        "selling arepas and pastries to a long queue of exiles. " * 3,
+    )
+    [apart] = await keeper.place([other], now + 60)
+    assert apart.new_story
+    assert await store.client.hget(key, DOCUMENTS) == "2"
+    assert await store.client.hmget(key, ["maduro", "caracas"]) == ["2", "1"]
