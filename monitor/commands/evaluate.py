@@ -27,7 +27,7 @@ from monitor.store import Store
 from monitor.store.server import RedisServer
 from monitor.store.stories import Embedder, StoryKeeper, story_id
 
-__all__ = ["Evaluation", "Row", "evaluate_stories", "read_rows"]
+__all__ = ["Evaluation", "Row", "Ties", "evaluate_stories", "read_rows"]
 
 DAY_S = 86400
 FIELDS = ("id", "title", "text", "date", "source", "cluster")
@@ -66,6 +66,8 @@ class Evaluation:
     semantic: Scores | None = None
     semantic_followups: Scores | None = None
     semantic_wall_s: float = 0.0
+    ties: Ties | None = None
+    semantic_ties: Ties | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -88,7 +90,37 @@ class Evaluation:
             "semantic_items_per_s": round(self.articles / self.semantic_wall_s, 1)
             if self.semantic_wall_s
             else None,
+            "followup_ties": self.ties.as_dict() if self.ties else None,
+            "semantic_followup_ties": self.semantic_ties.as_dict() if self.semantic_ties else None,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Ties:
+    """The follow-up decisions themselves: how many items tied confidently to an earlier
+    report (duplicates aside), and how many of those reports were of the same event. Each is a
+    rule's match that would thread under an earlier alert; a wrong one hides breaking news."""
+
+    ties: int
+    right: int
+
+    @classmethod
+    def of(cls, ties: Sequence[tuple[str, str]], clusters: dict[str, str]) -> Ties:
+        right = sum(clusters[item] == clusters.get(matched) for item, matched in ties)
+        return cls(len(ties), right)
+
+    @property
+    def precision(self) -> float:
+        return self.right / self.ties if self.ties else 1.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ties": self.ties, "right": self.right, "precision": round(self.precision, 3)}
+
+    def line(self) -> str:
+        return (
+            f"  {'    follow-up ties':28} {self.ties} items, {self.precision:.3f} of them to a"
+            " report of the same event"
+        )
 
 
 def read_rows(path: Path) -> list[Row]:
@@ -137,6 +169,7 @@ def chunked(rows: Sequence[Row], days: int) -> list[list[Row]]:
 class _Placed:
     grouped: dict[str, str] = field(default_factory=dict)
     confident: dict[str, str] = field(default_factory=dict)
+    ties: list[tuple[str, str]] = field(default_factory=list)  # (item, matched): follow-ups
     wall_s: float = 0.0
     cpu_s: float = 0.0
 
@@ -167,6 +200,8 @@ async def _place_all(
                 placed.grouped[row.item.id] = where.story
                 sure = where.confident or where.duplicate_of is not None
                 placed.confident[row.item.id] = where.story if sure else story_id(row.item.id)
+                if where.confident and where.duplicate_of is None and where.matched:
+                    placed.ties.append((row.item.id, where.matched))
             advance(len(run))
     return placed
 
@@ -195,6 +230,7 @@ async def evaluate_stories(
                 )
             articles = [[row.article() for row in chunk] for chunk in chunks]
             threshold, base, sweep = best_baseline(articles)
+            clusters = {row.item.id: row.cluster for row in rows}
             evaluation = Evaluation(
                 path=str(path),
                 articles=len(rows),
@@ -206,6 +242,7 @@ async def evaluate_stories(
                 sweep=sweep,
                 wall_s=lexical.wall_s,
                 cpu_s=lexical.cpu_s,
+                ties=Ties.of(lexical.ties, clusters),
             )
             if embed is not None:
                 with progress.task(f"placing {path.name} (semantic)", total=len(rows)) as advance:
@@ -215,6 +252,7 @@ async def evaluate_stories(
                 evaluation.semantic = score(articles, blended.grouped)
                 evaluation.semantic_followups = score(articles, blended.confident)
                 evaluation.semantic_wall_s = blended.wall_s
+                evaluation.semantic_ties = Ties.of(blended.ties, clusters)
             results.append(evaluation)
     return results
 
@@ -235,6 +273,7 @@ def report(evaluation: Evaluation) -> list[str]:
         [
             line("with the semantic extra", e.semantic),
             line("  confident ties (follow-ups)", e.semantic_followups),
+            *([e.semantic_ties.line()] if e.semantic_ties else []),
             f"  semantic placement: {e.articles / e.semantic_wall_s:,.0f} items/s wall",
         ]
         if e.semantic and e.semantic_followups and e.semantic_wall_s
@@ -246,6 +285,7 @@ def report(evaluation: Evaluation) -> list[str]:
         f"  {'':28} pairwise P / R / F1        B-cubed P / R / F1",
         line("newsmonitor stories", e.stories),
         line("  confident ties (follow-ups)", e.followups),
+        *([e.ties.line()] if e.ties else []),
         line(f"baseline TF-IDF (t={e.baseline_threshold:.2f})", e.baseline),
         f"  F1 over the baseline: {e.stories.f1 - e.baseline.f1:+.3f}",
         f"  placement: {rate} wall, {per_cpu} (this process; Redis excluded)",
