@@ -1,6 +1,7 @@
-"""What story placement reads from Redis before it decides, in one round trip and one script
-call per language: how often each line and title affix recurred in a source (boilerplate and
-site names), and the stream's document frequencies of the batch's words, which it then counts.
+"""What story placement reads from Redis before it decides, in one round trip: which items were
+placed before (their entries redelivered), how often each line and title affix of the others
+recurred in a source (boilerplate and site names), and the stream's frequencies of the batch's
+words; and what it counts in the stream once the batch is placed.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import xxhash
@@ -31,15 +33,24 @@ REPEATED = 3  # a line seen in this many items of one source (within two weeks) 
 RECURRING_AFFIX = 2  # a title's first or last segment seen this often in one source: a site name
 DOCUMENTS = "\x00documents"  # the frequency hash's field counting the documents themselves
 
-# One call per item: add 1 to each field (ARGV[2..]) of this week's hash KEYS[1] (TTL ARGV[1]),
-# and return each field's total over this week and the last (KEYS[2]).
+PLACED = ("story", "duplicate_of", "matched", "similarity", "confident")
+
+# One call per item. KEYS: its document, then this week's line hash (TTL ARGV[1]) and last
+# week's. An item already placed (its entry redelivered after a crash) counts nothing: returns
+# 0 and its placement's fields (PLACED). Else adds 1 to each field (ARGV[2..]) of this week's
+# hash and returns 1 and each field's total over this week and the last.
 COUNT_LINES = """
-local totals = {}
-for i = 2, #ARGV do
-  local before = tonumber(redis.call('HGET', KEYS[2], ARGV[i]) or 0)
-  totals[i - 1] = redis.call('HINCRBY', KEYS[1], ARGV[i], 1) + before
+local placed = redis.call('HMGET', KEYS[1], 'story', 'duplicate_of', 'matched', 'similarity',
+                          'confident')
+if placed[1] then
+  return {0, placed[1], placed[2] or '', placed[3] or '', placed[4] or '', placed[5] or ''}
 end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
+local totals = {1}
+for i = 2, #ARGV do
+  local before = tonumber(redis.call('HGET', KEYS[3], ARGV[i]) or 0)
+  totals[i] = redis.call('HINCRBY', KEYS[2], ARGV[i], 1) + before
+end
+if #ARGV > 1 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
 return totals
 """
 
@@ -81,6 +92,20 @@ return i
 """
 
 
+@dataclass
+class Inputs:
+    """What placement read of a batch: each item's lines that are not boilerplate and its title
+    without its site's name; the items placed before (by index: their placement's fields,
+    PLACED); each language's stream frequencies as stored before the batch; each item's counted
+    words (``PlacementInputs.count`` adds them once the items are placed)."""
+
+    counted: list[set[str]]
+    kept: list[list[Line]] = field(default_factory=list)
+    titles: list[str] = field(default_factory=list)
+    earlier: dict[int, list[str]] = field(default_factory=dict)
+    streams: dict[str, StreamFrequency] = field(default_factory=dict)
+
+
 class PlacementInputs:
     """Reads (and counts) what placement needs from a source's history and the stream."""
 
@@ -104,13 +129,10 @@ class PlacementInputs:
         words: Sequence[Sequence[str]],
         languages: Sequence[str],
         now: float,
-    ) -> tuple[list[list[Line]], list[str], dict[str, StreamFrequency], list[set[str]]]:
-        """Round trip 1, and one script call per language: count lines and title affixes per
-        source; read the stream's frequencies of the batch's words.
-
-        Returns the lines of each text that are not boilerplate, the titles without their
-        site's name, each language's stream frequencies as stored before the batch, and each
-        item's counted words (``count`` adds them once the items are placed)."""
+    ) -> Inputs:
+        """Round trip 1: one script call per item (is it placed already? if not, count its
+        lines and title affixes per source) and one per language (the stream's frequencies of
+        the batch's words, as stored before the batch)."""
         week = int(now // WEEK_S)
         keys = self.store.keys
         per_item = [analysis.keyed_lines for analysis in analyses]
@@ -126,14 +148,16 @@ class PlacementInputs:
         }
         async with self.store.pipeline() as pipe:
             for item, lines, affix in zip(items, per_item, affixes, strict=True):
-                counted_keys = [key for _, key in lines] + [key for _, key in affix]
-                if counted_keys:
-                    self.scripts.call(
-                        pipe,
-                        "lines",
-                        [keys.lines(item.source, week), keys.lines(item.source, week - 1)],
-                        [2 * WEEK_S + DAY_S, *counted_keys],
-                    )
+                self.scripts.call(
+                    pipe,
+                    "lines",
+                    [
+                        keys.doc(item.id),
+                        keys.lines(item.source, week),
+                        keys.lines(item.source, week - 1),
+                    ],
+                    [2 * WEEK_S + DAY_S, *(key for _, key in lines), *(key for _, key in affix)],
+                )
             for language, words in wanted.items():
                 self.scripts.call(
                     pipe,
@@ -142,37 +166,39 @@ class PlacementInputs:
                     [DOCUMENTS, "\n".join(words)],
                 )
             results = await self.scripts.execute(pipe)
-        cleaned: list[list[Line]] = []
-        titles: list[str] = []
-        position = 0
-        for item, analysis, lines, affix in zip(items, analyses, per_item, affixes, strict=True):
-            size = len(lines) + len(affix)
-            if not size:
-                cleaned.append(analysis.kept())
-                titles.append(item.title)
+        out = Inputs(counted=own)
+        for index, (item, analysis, lines, affix, reply) in enumerate(
+            zip(items, analyses, per_item, affixes, results, strict=False)
+        ):
+            if not int(reply[0]):
+                out.earlier[index] = [str(value) for value in reply[1:]]
+                out.kept.append([])
+                out.titles.append(item.title)
                 continue
-            totals = [int(c) for c in results[position]]
-            position += 1
+            totals = [int(c) for c in reply[1:]]
             repeated = {
                 key
                 for (_, key), total in zip(lines, totals[: len(lines)], strict=True)
                 if total >= REPEATED
             }
-            cleaned.append(analysis.kept(repeated))
+            out.kept.append(analysis.kept(repeated))
             recurring = [
                 segment
                 for (segment, _), total in zip(affix, totals[len(lines) :], strict=True)
                 if total >= RECURRING_AFFIX
             ]
-            titles.append(clean_title(item.title, recurring))
-        streams: dict[str, StreamFrequency] = {}
-        for language, words in wanted.items():
-            sums = [int(c) for c in results[position]]
-            position += 1
-            streams[language] = StreamFrequency(
-                sums[0], {w: c for w, c in zip(words, sums[1:], strict=True) if c}
+            out.titles.append(clean_title(item.title, recurring))
+        for language, reply in zip(wanted, results[len(items) :], strict=True):
+            sums = [int(c) for c in reply]
+            out.streams[language] = StreamFrequency(
+                sums[0], {w: c for w, c in zip(wanted[language], sums[1:], strict=True) if c}
             )
-        return cleaned, titles, streams, own
+        return out
+
+    def _days(self, now: float) -> list[int]:
+        """The day buckets the story window covers, oldest first (the last one: today)."""
+        today = int(now // DAY_S)
+        return list(range(today - math.ceil(self.window_s / DAY_S), today + 1))
 
     def count(self, pipe: Any, tallies: Mapping[str, StoryTally], now: float) -> None:
         """Queue on ``pipe`` one call per language adding what a placed batch brought to the
@@ -193,11 +219,6 @@ class PlacementInputs:
                     "\n".join(str(tally.counts[word]) for word in words),
                 ],
             )
-
-    def _days(self, now: float) -> list[int]:
-        """The day buckets the story window covers, oldest first (the last one: today)."""
-        today = int(now // DAY_S)
-        return list(range(today - math.ceil(self.window_s / DAY_S), today + 1))
 
 
 def _affix_keys(title: str) -> list[tuple[str, str]]:

@@ -172,38 +172,30 @@ class StoryKeeper:
         already found (``analyse_item``), else found here."""
         if not items:
             return []
-        earlier = await self._placed_before(items)
-        found = list(analyses) if analyses is not None else [None] * len(items)
-        fresh = [i for i, item in enumerate(items) if item.id not in earlier]
-        placed = {}
-        if fresh:
-            batch = [items[i] for i in fresh]
-            words = [found[i] or analyse_item(items[i]) for i in fresh]
-            placed = {p.item: p for p in await self._place(batch, now, words)}
-        return [earlier.get(item.id) or placed[item.id] for item in items]
+        given = list(analyses) if analyses is not None else [None] * len(items)
+        found = [a or analyse_item(item) for item, a in zip(items, given, strict=True)]
+        return await self._place(items, now, found)
 
     def _warm(self, languages: Sequence[str]) -> None:
         for language in languages:
             self.background(language)("the")
             self._warmed.add(language)
 
-    async def _placed_before(self, items: Sequence[Item]) -> dict[str, Placement]:
-        keys = self.store.keys
-        fields = ["story", "duplicate_of", "matched", "similarity", "confident"]
-        async with self.store.pipeline() as pipe:
-            for item in items:
-                pipe.hmget(keys.doc(item.id), fields)
-            stored = await pipe.execute()
-        found = {item.id: values for item, values in zip(items, stored, strict=True) if values[0]}
-        if not found:
+    async def _placed_before(
+        self, items: Sequence[Item], earlier: Mapping[int, Sequence[str]]
+    ) -> dict[int, Placement]:
+        """The placements of the items placed before, with their stories' source counts (a
+        round trip only when there are such items)."""
+        if not earlier:
             return {}
+        keys = self.store.keys
         async with self.store.pipeline() as pipe:
-            for story, *_ in found.values():
+            for story, *_ in earlier.values():
                 pipe.scard(keys.story_sources(story))
             counts = await pipe.execute()
         return {
-            item: Placement(
-                item,
+            index: Placement(
+                items[index].id,
                 story,
                 duplicate_of or None,
                 False,
@@ -212,8 +204,8 @@ class StoryKeeper:
                 matched or None,
                 confident != "0",
             )
-            for (item, (story, duplicate_of, matched, similarity, confident)), count in zip(
-                found.items(), counts, strict=True
+            for (index, (story, duplicate_of, matched, similarity, confident)), count in zip(
+                earlier.items(), counts, strict=True
             )
         }
 
@@ -228,20 +220,35 @@ class StoryKeeper:
         # A language's frequency table (tens of MB, a second to read) loads in a thread, once.
         if new_languages := sorted(set(languages) - self._warmed):
             await asyncio.to_thread(self._warm, new_languages)
-        kept, titles, streams, counted = await self.inputs.read(
-            items, analyses, raw_words, languages, now
-        )
+        inputs = await self.inputs.read(items, analyses, raw_words, languages, now)
+        earlier = await self._placed_before(items, inputs.earlier)
+        total = len(items)
+        fresh = [i for i in range(total) if i not in earlier]
+        if not fresh:
+            return [earlier[i] for i in range(total)]
+        items = [items[i] for i in fresh]
+        analyses = [analyses[i] for i in fresh]
+        titles = [inputs.titles[i] for i in fresh]
+        kept = [inputs.kept[i] for i in fresh]
         # The batch's CPU work runs off the event loop: the other roles of the process (a
         # dispatcher sending alerts) go on meanwhile.
         prepared = await asyncio.to_thread(
-            self._prepare, items, analyses, kept, titles, languages, streams, counted, now
+            self._prepare,
+            items,
+            analyses,
+            kept,
+            titles,
+            [languages[i] for i in fresh],
+            inputs.streams,
+            [inputs.counted[i] for i in fresh],
+            now,
         )
         if self.embed is not None:
-            inputs = [
+            texts = [
                 " ".join([title, ". ", *analysis.joined(lines).split()[:EMBEDDED_WORDS]])
                 for title, analysis, lines in zip(titles, analyses, kept, strict=True)
             ]
-            embeddings = await asyncio.to_thread(self.embed, inputs)
+            embeddings = await asyncio.to_thread(self.embed, texts)
             for p, embedding in zip(prepared, embeddings, strict=True):
                 p.embedding = tuple(float(x) for x in embedding)
                 p.semantic = semantic_for(p.words, lexical=for_length(p.words, self.thresholds))
@@ -259,7 +266,8 @@ class StoryKeeper:
             await self.store.release_placement(owner)
             raise
         self._known.update(placed)  # known to the next batches, now that they are written
-        return placements
+        new = iter(placements)
+        return [earlier[i] if i in earlier else next(new) for i in range(total)]
 
     def _prepare(
         self,
