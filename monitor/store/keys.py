@@ -111,6 +111,12 @@ class Keys:
         return f"{self.prefix}lease:{_id(source)}"
 
     @property
+    def corrections(self) -> str:
+        """String, no TTL: how many corrections (``stories split``/``merge``) were made; a
+        process worker that sees it change forgets the stories of the items it holds."""
+        return f"{self.prefix}story-corrections"
+
+    @property
     def placement(self) -> str:
         """String, TTL 30 s: the process worker placing a batch into stories right now."""
         return f"{self.prefix}placement"

@@ -3,13 +3,15 @@ and reads cost one command each and no round trip of their own.
 
 Redis forgets its scripts when it restarts. ``execute`` runs a pipeline without raising on the
 first error; any script call that came back ``NOSCRIPT`` is run again, alone, once the scripts are
-loaded, and its reply takes its place. Only script calls are rerun: every other command of the
+loaded (this set's, and any other set's whose script was called in the same pipeline), and its
+reply takes its place. Only script calls are rerun: every other command of the
 pipeline has already taken effect once.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -17,6 +19,9 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError, RedisError
 
 from monitor.errors import StoreError
+
+_KNOWN: dict[str, str] = {}
+"""Every script of every set by its SHA: a pipeline may call scripts of several sets."""
 
 
 class Scripts:
@@ -29,15 +34,18 @@ class Scripts:
             name: hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
             for name, source in sources.items()
         }
+        _KNOWN.update({self.shas[name]: source for name, source in sources.items()})
 
     def call(self, pipe: Pipeline, name: str, keys: list[str], args: list[Any]) -> None:
         """Queue the script ``name`` on ``pipe``."""
         pipe.evalsha(self.shas[name], len(keys), *keys, *args)
 
-    async def load(self) -> None:
-        """Load every script of the set (one round trip)."""
+    async def load(self, also: Iterable[str] = ()) -> None:
+        """Load every script of the set, and the scripts of SHAs ``also`` (one round trip)."""
+        sources = dict.fromkeys(self.sources.values())
+        sources.update(dict.fromkeys(_KNOWN[sha] for sha in also if sha in _KNOWN))
         async with self.client.pipeline(transaction=False) as pipe:
-            for source in self.sources.values():
+            for source in sources:
                 pipe.script_load(source)
             await pipe.execute()
 
@@ -49,7 +57,7 @@ class Scripts:
             replies = list(await pipe.execute(raise_on_error=False))
             missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
             if missing:
-                await self.load()
+                await self.load(str(stack[index][0][1]) for index in missing)
                 async with self.client.pipeline(transaction=False) as again:
                     for index in missing:
                         args, options = stack[index]

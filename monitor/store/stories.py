@@ -2,15 +2,16 @@
 
 For a batch of new items, a constant number of pipelined round trips, whatever its size:
 
-1. count each line and each title affix per source and week (lines that keep recurring are
-   boilerplate, affixes that recur are the site's name), read and count the stream's document
-   frequencies of the batch's words (one hash per language and day, one script call per hash)
-   (``placement_inputs.py``);
-2. under the placement lock, look up candidates: items sharing an LSH band of the MinHash
+1. for each item, whether it was placed before (its entry redelivered) and, if not, the counts
+   of its lines and title affixes per source and week (lines that keep recurring are
+   boilerplate, affixes that recur are the site's name); the stream's frequencies of the batch's
+   words (one hash per language and day, one script call per language) (``placement_inputs.py``);
+2. take the placement lock and look up candidates: items sharing an LSH band of the MinHash
    signature, and items of the story window indexed under the item's strongest terms;
-3. fetch those candidates' fingerprints, vectors and stories;
+3. only for candidates this process does not hold in memory: their fingerprints, vectors and
+   stories;
 4. write every decision: the item (fingerprint, vector, story, what it matched), its bands and
-   index terms, and its story's counts.
+   index terms, its story's counts, and what the batch adds to the stream's frequencies.
 
 Decisions are made by the pure ``core.stories.decide``, item after item, each item seeing the
 ones before it in the same batch. Steps 2 to 4 run under a lock in Redis, so process workers
@@ -63,7 +64,6 @@ from monitor.store.decisions import (
     Placement,
     Prepared,
     decide_batch,
-    in_story,
     rounded,
     story_id,
 )
@@ -155,6 +155,7 @@ class StoryKeeper:
         # Earlier items as placement compares them, newest last: their fingerprints and
         # vectors never change, so only their story is read again (``_candidates``).
         self._known: OrderedDict[str, Candidate] = OrderedDict()
+        self._corrections: str | None = None  # the count of corrections they were read under
         self.scripts = Scripts(
             store.client,
             candidates=CANDIDATES,
@@ -320,15 +321,18 @@ class StoryKeeper:
         self, prepared: Sequence[Prepared], now: float, owner: str
     ) -> tuple[dict[str, Candidate], list[set[str]], list[set[str]]]:
         """Take the placement lock for ``owner`` and, in the same round trip, read the items
-        sharing a band or an index term with each item (read again until the lock is had: what
-        was read while another worker held it is not used); then, in a second, what each of
-        them is (fingerprint, vector, story)."""
+        sharing a band or an index term with each item, and the count of corrections (read
+        again until the lock is had: what was read while another worker held it is not used);
+        then, in a second round trip and only for those this process does not hold, what each
+        of them is (fingerprint, vector, story). The items it holds keep their story until a
+        correction (a split or a merge) is counted: then it forgets them all."""
         keys = self.store.keys
         results: list[Any] = []
 
         async def read_locked() -> bool:
             async with self.store.pipeline() as pipe:
                 self.scripts.call(pipe, "lock", [keys.placement], [owner, PLACEMENT_LOCK_MS])
+                pipe.get(keys.corrections)
                 for p in prepared:
                     self.scripts.call(
                         pipe,
@@ -348,30 +352,32 @@ class StoryKeeper:
             return bool(replies[0])
 
         await until_locked(read_locked)
+        corrections, *found_per_item = results
+        known = self._known
+        if corrections != self._corrections:
+            known.clear()
+            self._corrections = corrections
         band_hits: list[set[str]] = []
         term_hits: list[set[str]] = []
-        for p, found in zip(prepared, results, strict=True):
+        for p, found in zip(prepared, found_per_item, strict=True):
             band_hits.append(set().union(*found[: len(p.bands)]))
             term_hits.append(set().union(*found[len(p.bands) :]))
         wanted = sorted(set().union(*band_hits, *term_hits))
-        known = self._known
-        full = [0 if item in known else 1 for item in wanted]
+        unknown = [item for item in wanted if item not in known]
         docs: list[Any] = []
-        if wanted:
+        if unknown:
             async with self.store.pipeline() as pipe:
-                self.scripts.call(pipe, "details", [keys.doc(item) for item in wanted], full)
+                self.scripts.call(pipe, "details", [keys.doc(item) for item in unknown], [])
                 [docs] = await self.scripts.execute(pipe)
+        fetched = dict(zip(unknown, docs, strict=True))
         candidates: dict[str, Candidate] = {}
-        for item, fetched, values in zip(wanted, full, docs, strict=True):
-            if fetched:
-                candidate = _candidate(item, *values)
-            else:  # held here: only its story may have changed (a split or a merge)
-                story = values[0] if values else None
-                candidate = in_story(known[item], story) if story else None
-            if candidate is None:
-                known.pop(item, None)
-                continue
-            known[item] = candidates[item] = candidate
+        for item in wanted:
+            if item in fetched:
+                candidate = _candidate(item, *fetched[item])
+                if candidate is None:  # expired
+                    continue
+                known[item] = candidate
+            candidates[item] = known[item]
             known.move_to_end(item)
         while len(known) > KNOWN_ITEMS:
             known.popitem(last=False)

@@ -27,17 +27,12 @@ end
 return out
 """
 
-# What placement needs of earlier items, in one call: KEYS are their documents; ARGV[i] is 1
-# for every field placement reads, 0 for the story alone (the process already holds the rest).
+# What placement needs of earlier items, in one call: KEYS are their documents.
 DETAILS = """
 local out = {}
 for i, key in ipairs(KEYS) do
-  if ARGV[i] == '1' then
-    out[i] = redis.call('HMGET', key, 'fingerprint', 'story', 'vector', 'title', 'source',
-                        'when', 'embedding')
-  else
-    out[i] = {redis.call('HGET', key, 'story')}
-  end
+  out[i] = redis.call('HMGET', key, 'fingerprint', 'story', 'vector', 'title', 'source', 'when',
+                      'embedding')
 end
 return out
 """

@@ -15,6 +15,7 @@ from monitor.app.wiring import open_store, redis_server
 from monitor.errors import ConfigError, StoreError
 from monitor.store import Store
 from monitor.store.keys import Keys, digest
+from monitor.store.scripts import Scripts
 from monitor.store.server import DB_FILE, RedisServer
 from tests.conftest import RoundTrips
 
@@ -350,3 +351,26 @@ async def test_pending_entries_of_a_consumer_whose_heartbeat_stopped_are_taken_o
     assert consumers == {"alive-one", "me"}
     # What is pending on "me" comes back to "me" when it starts again under the same name.
     assert len(await store.items.own_pending("g", "me", 10)) == 3
+
+
+async def test_a_pipeline_of_two_script_sets_reruns_both_after_redis_forgot_them(
+    store: Store,
+) -> None:
+    """A pipeline may call scripts of another set (placement's write counts the stream with
+    the inputs' script): after a restart emptied the script cache, both run again, once."""
+    mine = Scripts(store.client, add=ADD_ONE)
+    theirs = Scripts(store.client, double=DOUBLE)
+    key = store.keys.prefix + "scripted"
+    async with store.pipeline() as pipe:
+        mine.call(pipe, "add", [key], [])
+        theirs.call(pipe, "double", [key], [])
+        assert await mine.execute(pipe) == [1, 2]
+    await store.client.script_flush()
+    async with store.pipeline() as pipe:
+        mine.call(pipe, "add", [key], [])
+        theirs.call(pipe, "double", [key], [])
+        assert await mine.execute(pipe) == [3, 6]
+
+
+ADD_ONE = "return redis.call('INCRBY', KEYS[1], 1)"
+DOUBLE = "return redis.call('INCRBY', KEYS[1], redis.call('GET', KEYS[1]))"
