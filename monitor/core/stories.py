@@ -18,14 +18,13 @@ a set written for this project.
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-
-import numpy as np
 
 from monitor.core.dedup import Fingerprint, is_duplicate, jaccard
 from monitor.core.text import Tokens, tokenize
@@ -247,35 +246,28 @@ def idf(word: str, stream: StreamFrequency, background: Background) -> float:
 @dataclass(frozen=True, slots=True)
 class Weighing:
     """An item's evidence ready to be weighed, and weighed again as the batch before it is
-    counted: its terms (alphabetical: ties go to the first), their evidence, and each one's
-    count as the stream stood before the batch, the language prior's share included."""
+    counted: each term with its evidence and the logarithm of its count as the stream stood
+    before the batch (the language prior's share included), and the stream's documents then."""
 
-    terms: tuple[str, ...]
-    evidence: np.ndarray
-    counts: np.ndarray
+    rows: tuple[tuple[str, float, float], ...]  # (term, evidence, log count)
+    counts: Mapping[str, float]
     documents: float
-    position: Mapping[str, int]
 
     def vector(self, tally: StoryTally | None = None, *, top: int = TOP_TERMS) -> dict[str, float]:
         """Evidence times stream rarity (with what ``tally`` counted since), the ``top``
-        terms, L2-normalized, strongest first."""
-        counts, documents = self.counts, self.documents
+        terms, L2-normalized, strongest first (ties: the first term in alphabetical order)."""
+        documents, moved = self.documents, {}
         if tally is not None:
             documents += tally.documents
-            if shared := tally.counts.keys() & self.position.keys():
-                counts = counts.copy()
-                for word in shared:
-                    counts[self.position[word]] += tally.counts[word]
-        share = counts / documents
-        weights = np.where((share < 1.0) & (self.evidence > 0), -self.evidence * np.log(share), 0.0)
-        order = np.argsort(-weights, kind="stable")[:top]
-        kept = order[weights[order] > 0]
-        values = weights[kept]
-        length = float(np.sqrt(np.dot(values, values)))
-        if not length:
-            return {}
-        terms = self.terms
-        return dict(zip([terms[i] for i in kept], (values / length).tolist(), strict=True))
+            moved = {
+                word: math.log(self.counts[word] + tally.counts[word])
+                for word in tally.counts.keys() & self.counts.keys()
+            }
+        total = math.log(documents)
+        weighted = [(-x * (total - moved.get(word, logged)), word) for word, x, logged in self.rows]
+        strongest = [(-w, word) for w, word in heapq.nsmallest(top, weighted) if w < 0]
+        length = math.sqrt(sum(w * w for w, _ in strongest))
+        return {word: w / length for w, word in strongest} if length else {}
 
 
 def weighing(
@@ -286,19 +278,17 @@ def weighing(
 ) -> Weighing:
     """``terms`` (an item's evidence) with their counts in ``stream``; ``own``: the item's
     counted words, when the item counts as one more document of the stream holding them."""
-    words = tuple(sorted(terms))
     stored, mine = stream.counts, own if own is not None else ()
-    counts = np.fromiter(
-        (stored.get(w, 0) + PRIOR_DOCS * prior_share(w, background) + (w in mine) for w in words),
-        dtype=np.float64,
-        count=len(words),
-    )
+    counts = {
+        word: stored.get(word, 0) + PRIOR_DOCS * prior_share(word, background) + (word in mine)
+        for word, x in terms.items()
+        if x > 0
+    }
+    log = math.log
     return Weighing(
-        words,
-        np.fromiter((terms[w] for w in words), dtype=np.float64, count=len(words)),
+        tuple((word, terms[word], log(count)) for word, count in counts.items()),
         counts,
         stream.documents + PRIOR_DOCS + (own is not None),
-        {w: i for i, w in enumerate(words)},
     )
 
 

@@ -6,6 +6,7 @@ words; and what it counts in the stream once the batch is placed.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -137,15 +138,9 @@ class PlacementInputs:
         keys = self.store.keys
         per_item = [analysis.keyed_lines for analysis in analyses]
         affixes = [_affix_keys(item.title) for item in items]
-        documents: dict[str, list[set[str]]] = defaultdict(list)
-        own: list[set[str]] = []
-        for found, language in zip(words, languages, strict=True):
-            own.append(counted(set(found), self.background(language)))
-            documents[language].append(own[-1])
+        # Thousands of lookups a batch: in a thread, so the event loop goes on meanwhile.
+        own, wanted = await asyncio.to_thread(self._counted, words, languages)
         days = self._days(now)
-        wanted = {
-            language: sorted(set().union(*distinct)) for language, distinct in documents.items()
-        }
         async with self.store.pipeline() as pipe:
             for item, lines, affix in zip(items, per_item, affixes, strict=True):
                 self.scripts.call(
@@ -194,6 +189,19 @@ class PlacementInputs:
                 sums[0], {w: c for w, c in zip(wanted[language], sums[1:], strict=True) if c}
             )
         return out
+
+    def _counted(
+        self, words: Sequence[Sequence[str]], languages: Sequence[str]
+    ) -> tuple[list[set[str]], dict[str, list[str]]]:
+        """Each item's counted words, and each language's counted words in the batch."""
+        own: list[set[str]] = []
+        documents: dict[str, list[set[str]]] = defaultdict(list)
+        for found, language in zip(words, languages, strict=True):
+            own.append(counted(set(found), self.background(language)))
+            documents[language].append(own[-1])
+        return own, {
+            language: sorted(set().union(*distinct)) for language, distinct in documents.items()
+        }
 
     def _days(self, now: float) -> list[int]:
         """The day buckets the story window covers, oldest first (the last one: today)."""
