@@ -29,6 +29,7 @@ from monitor.ops.logs import context
 from monitor.ops.metrics import Metrics
 from monitor.store import Store
 from monitor.store.keys import alert_count_field
+from monitor.store.quiet import Claim
 from monitor.store.seen import seen_keys
 from monitor.store.stories import Placement, StoryKeeper, analyse_item, story_id
 from monitor.store.streams import PROCESS_GROUP, TakeOver, entry_item, outbox_entry
@@ -193,25 +194,22 @@ class Processor:
             for result in results
         ]
         claimed = [claim_story(item, placed) for _, item, _, _, placed in found]
-        if found:  # a muted story or a snoozed rule: no claim, no alert
-            snoozed, muted = await self.store.quiet_now(
-                [rule.id for _, _, rule, _, _ in found],
-                [*(placed.story for *_, placed in found), *claimed],
-                now.timestamp(),
-            )
-            kept = [
-                (match, story)
-                for match, story in zip(found, claimed, strict=True)
-                if match[2].id not in snoozed and not {match[4].story, story} & muted
-            ]
-            found, claimed = [m for m, _ in kept], [story for _, story in kept]
-        first = await self.store.set_once(
+        # A muted story or a snoozed rule: no claim, no alert (one call claims the rest).
+        outcomes = await self.store.claim_unless_quiet(
             [
-                (self.store.keys.claim(rule.id, story), entry_id, rule.cooldown)
-                for (entry_id, _, rule, _, _), story in zip(found, claimed, strict=True)
+                Claim(rule.id, placed.story, story, entry_id, rule.cooldown)
+                for (entry_id, _, rule, _, placed), story in zip(found, claimed, strict=True)
             ],
-            reentrant=True,
+            now.timestamp(),
         )
+        kept = [
+            (match, story, won)
+            for match, story, won in zip(found, claimed, outcomes, strict=True)
+            if won is not None
+        ]
+        found = [match for match, _, _ in kept]
+        claimed = [story for _, story, _ in kept]
+        first = [bool(won) for _, _, won in kept]
         alerts = [
             alert
             for (_, item, rule, result, placed), story, won in zip(

@@ -2,25 +2,68 @@
 
 A muted story and a snoozed rule live in one hash, ``{p}quiet``: field ``story:{id}`` or
 ``rule:{id}``, value the epoch second it ends; the hash expires with its last one, and ended
-fields are removed whenever it is written. The process role reads the fields of a batch's
-matches in one ``HMGET`` and leaves out what is quiet (nothing is claimed, so a snoozed rule's
-story alerts when the snooze is over). Feedback on an alert is kept for ``seen_ttl`` under the
-alert's record (``{p}alert:{id}``, its rule, story and title, written with the alert), and
-counted per rule in ``{p}feedback-counts`` (renewed with each feedback).
+fields are removed whenever it is written. The process role checks a batch's matches in
+the script that claims them (``claim_unless_quiet``): what is quiet is left out and nothing is
+claimed for it, so a snoozed rule's story alerts when the snooze is over. Feedback on an alert
+is kept for ``seen_ttl`` under the alert's record (``{p}alert:{id}``, its rule, story and
+title, written with the alert), and counted per rule in ``{p}feedback-counts`` (renewed with
+each feedback).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 
 from monitor.store.commands import translated
 from monitor.store.keys import Keys
+from monitor.store.scripts import Scripts
 
-__all__ = ["Quiet"]
+__all__ = ["CLAIM_UNLESS_QUIET", "Claim", "Quiet"]
+
+# One call per batch. KEYS[1]: the quiet hash; KEYS[2..]: the claim keys. ARGV[1]: now; then per
+# claim its rule, its placed story, the story it claims, the value to claim with and the TTL.
+# Per claim: -1 quiet (its rule snoozed or either story muted; nothing claimed), 1 claimed now
+# or already held with this value (an entry redelivered), 0 held by another.
+CLAIM_UNLESS_QUIET = """
+local now = tonumber(ARGV[1])
+local function quiet(field)
+  local ends = redis.call('HGET', KEYS[1], field)
+  return ends and tonumber(ends) > now
+end
+local out = {}
+for i = 2, #KEYS do
+  local a = 2 + (i - 2) * 5
+  if quiet('rule:' .. ARGV[a]) or quiet('story:' .. ARGV[a + 1])
+      or quiet('story:' .. ARGV[a + 2]) then
+    out[i - 1] = -1
+  elseif redis.call('SET', KEYS[i], ARGV[a + 3], 'NX', 'EX', ARGV[a + 4]) then
+    out[i - 1] = 1
+  elseif redis.call('GET', KEYS[i]) == ARGV[a + 3] then
+    out[i - 1] = 1
+  else
+    out[i - 1] = 0
+  end
+end
+return out
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A rule's match to claim: the rule, the story the item was placed in, the story the
+    match claims (the same, or the item's own when its tie was loose), the value to claim with
+    (the stream entry's id) and how long the claim holds (the rule's cooldown)."""
+
+    rule: str
+    placed: str
+    story: str
+    value: str
+    ttl_s: int
 
 
 class Quiet:
@@ -55,6 +98,26 @@ class Quiet:
             if until > now:
                 rows.append((kind, target, until))
         return sorted(rows, key=lambda row: (row[2], row[0], row[1]))
+
+    async def claim_unless_quiet(self, claims: Sequence[Claim], now: float) -> list[bool | None]:
+        """Claim each (rule, story) unless the rule is snoozed or either story muted, in one
+        call: None where quiet (nothing claimed), True where claimed now or already held with
+        this value (an entry redelivered after a crash finishes its own work), False where
+        another entry holds it."""
+        if not claims:
+            return []
+        if any(claim.ttl_s < 1 for claim in claims):
+            raise ValueError("a claim needs a TTL of at least 1 s")
+        scripts = Scripts(self.client, claim=CLAIM_UNLESS_QUIET)
+        args: list[Any] = [now]
+        for c in claims:
+            args += [c.rule, c.placed, c.story, c.value, c.ttl_s]
+        with translated("claim unless quiet"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                keys = [self.keys.claim(c.rule, c.story) for c in claims]
+                scripts.call(pipe, "claim", [self.keys.quiet, *keys], args)
+                [replies] = await scripts.execute(pipe)
+        return [None if int(reply) < 0 else bool(int(reply)) for reply in replies]
 
     async def quiet_now(
         self, rules: Iterable[str], stories: Iterable[str], now: float

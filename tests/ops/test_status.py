@@ -27,6 +27,7 @@ from monitor.sources.replay import read_items
 from monitor.store import Store
 from monitor.store.keys import ALERT_BUCKET_S, alert_bucket
 from monitor.store.placement_inputs import COUNT_FREQUENCIES, COUNT_LINES, FREQUENCIES
+from monitor.store.quiet import CLAIM_UNLESS_QUIET
 from monitor.store.snapshot import Queue, Snapshot, read_snapshot
 from monitor.store.stories import StoryKeeper
 from monitor.store.story_scripts import CANDIDATES, DETAILS, REMEMBER
@@ -200,7 +201,15 @@ async def test_the_processor_counts_alerts_in_the_outbox_round_trip(
     # counter's now, so the two processors below are measured alike.
     assert await store.acquire_placement("warm-up", 1000)
     await store.release_placement("warm-up")
-    for script in (COUNT_LINES, FREQUENCIES, COUNT_FREQUENCIES, CANDIDATES, DETAILS, REMEMBER):
+    for script in (
+        COUNT_LINES,
+        FREQUENCIES,
+        COUNT_FREQUENCIES,
+        CANDIDATES,
+        DETAILS,
+        REMEMBER,
+        CLAIM_UNLESS_QUIET,
+    ):
         await store.client.script_load(script)
     round_trips.count = 0
     assert await processor.step("worker") == 5
