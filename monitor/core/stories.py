@@ -24,7 +24,6 @@ import re
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from monitor.core.dedup import Fingerprint, is_duplicate, jaccard
 from monitor.core.text import Tokens, tokenize
@@ -188,17 +187,39 @@ def _starts_sentence(text: str, start: int) -> bool:
     return "\n" in before or before.strip() in _ENDS
 
 
-@lru_cache(maxsize=200_000)
+PRIORS_KEPT = 300_000  # words whose prior share is kept per language (then it starts again)
+_PRIORS: dict[Background, dict[str, float]] = {}
+
+
+def _priors(background: Background) -> dict[str, float]:
+    """The prior shares found so far for ``background``'s language, by word."""
+    known = _PRIORS.get(background)
+    if known is None:
+        known = _PRIORS[background] = {}
+    return known
+
+
 def prior_share(word: str, background: Background) -> float:
     """The share of ordinary documents that contain ``word``, from its frequency in the language."""
-    per_word = 10 ** (background(word) - 9)
-    return min(1.0, max(MIN_SHARE, 1.0 - math.exp(-PRIOR_WORDS * per_word)))
+    known = _priors(background)
+    share = known.get(word)
+    if share is None:
+        if len(known) >= PRIORS_KEPT:
+            known.clear()
+        per_word = 10 ** (background(word) - 9)
+        share = known[word] = min(1.0, max(MIN_SHARE, 1.0 - math.exp(-PRIOR_WORDS * per_word)))
+    return share
 
 
 def counted(words: Iterable[str], background: Background) -> set[str]:
     """The words whose stream document frequency is worth keeping: not the language's commonest
     (their weight is their prior's, whatever the stream says)."""
-    return {w for w in words if prior_share(w, background) < STREAM_SHARE}
+    known = _priors(background)
+    return {
+        w
+        for w in words
+        if (known[w] if w in known else prior_share(w, background)) < STREAM_SHARE
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,11 +267,12 @@ def idf(word: str, stream: StreamFrequency, background: Background) -> float:
 @dataclass(frozen=True, slots=True)
 class Weighing:
     """An item's evidence ready to be weighed, and weighed again as the batch before it is
-    counted: each term with its evidence and the logarithm of its count as the stream stood
-    before the batch (the language prior's share included), and the stream's documents then."""
+    counted: each term with its evidence and its count as the stream stood before the batch
+    (the language prior's share included), and the stream's documents then."""
 
-    rows: tuple[tuple[str, float, float], ...]  # (term, evidence, log count)
+    rows: tuple[tuple[str, float, float], ...]  # (term, evidence, evidence × log count)
     counts: Mapping[str, float]
+    evidence: Mapping[str, float]
     documents: float
 
     def vector(self, tally: StoryTally | None = None, *, top: int = TOP_TERMS) -> dict[str, float]:
@@ -259,12 +281,21 @@ class Weighing:
         documents, moved = self.documents, {}
         if tally is not None:
             documents += tally.documents
+            added = tally.counts
+            log = math.log
             moved = {
-                word: math.log(self.counts[word] + tally.counts[word])
-                for word in tally.counts.keys() & self.counts.keys()
+                word: self.evidence[word] * log(count + added[word])
+                for word, count in self.counts.items()
+                if word in added
             }
         total = math.log(documents)
-        weighted = [(-x * (total - moved.get(word, logged)), word) for word, x, logged in self.rows]
+        if moved:
+            weighted = [
+                ((moved[word] if word in moved else xl) - x * total, word)
+                for word, x, xl in self.rows
+            ]
+        else:
+            weighted = [(xl - x * total, word) for word, x, xl in self.rows]
         strongest = [(-w, word) for w, word in heapq.nsmallest(top, weighted) if w < 0]
         length = math.sqrt(sum(w * w for w, _ in strongest))
         return {word: w / length for w, word in strongest} if length else {}
@@ -278,16 +309,20 @@ def weighing(
 ) -> Weighing:
     """``terms`` (an item's evidence) with their counts in ``stream``; ``own``: the item's
     counted words, when the item counts as one more document of the stream holding them."""
-    stored, mine = stream.counts, own if own is not None else ()
-    counts = {
-        word: stored.get(word, 0) + PRIOR_DOCS * prior_share(word, background) + (word in mine)
-        for word, x in terms.items()
-        if x > 0
-    }
+    stored, mine, known = stream.counts, own if own is not None else (), _priors(background)
     log = math.log
+    counts: dict[str, float] = {}
+    rows = []
+    for word, x in terms.items():
+        if x <= 0:
+            continue
+        prior = known[word] if word in known else prior_share(word, background)
+        count = counts[word] = stored.get(word, 0) + PRIOR_DOCS * prior + (word in mine)
+        rows.append((word, x, x * log(count)))
     return Weighing(
-        tuple((word, terms[word], log(count)) for word, count in counts.items()),
+        tuple(rows),
         counts,
+        {word: x for word, x, _ in rows},
         stream.documents + PRIOR_DOCS + (own is not None),
     )
 

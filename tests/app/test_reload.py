@@ -4,6 +4,7 @@ configuration when a change is invalid."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -121,3 +122,15 @@ async def test_a_failed_reload_shows_in_healthz_until_a_good_one(daemon: tuple[A
     (rules / "rules.yaml").write_text("rules:\n  - {id: fixed, query: maduro}\n")
     await until(lambda: rule_ids(app) == ["fixed"])
     assert not any(w.startswith("config") for w in await warnings())
+
+
+async def test_the_running_configuration_is_kept_out_of_the_collectors_sight(
+    daemon: tuple[App, Path],
+) -> None:
+    """After start-up what the daemon built is frozen (a full collection does not walk the
+    rules); a reload gives it back to the collector, since the old rules are now garbage."""
+    app, rules = daemon
+    assert gc.get_freeze_count() > 0
+    (rules / "more.yaml").write_text("rules:\n  - {id: second, query: lavrov}\n")
+    await until(lambda: rule_ids(app) == ["first", "second"])
+    assert gc.get_freeze_count() == 0
