@@ -216,9 +216,7 @@ def counted(words: Iterable[str], background: Background) -> set[str]:
     (their weight is their prior's, whatever the stream says)."""
     known = _priors(background)
     return {
-        w
-        for w in words
-        if (known[w] if w in known else prior_share(w, background)) < STREAM_SHARE
+        w for w in words if (known[w] if w in known else prior_share(w, background)) < STREAM_SHARE
     }
 
 
@@ -290,10 +288,7 @@ class Weighing:
             }
         total = math.log(documents)
         if moved:
-            weighted = [
-                ((moved[word] if word in moved else xl) - x * total, word)
-                for word, x, xl in self.rows
-            ]
+            weighted = [(moved.get(word, xl) - x * total, word) for word, x, xl in self.rows]
         else:
             weighted = [(xl - x * total, word) for word, x, xl in self.rows]
         strongest = [(-w, word) for w, word in heapq.nsmallest(top, weighted) if w < 0]
