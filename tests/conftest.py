@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,7 @@ from monitor.http import FetchLimits, make_client
 from monitor.store import Store
 from monitor.store.server import RedisServer
 from tests.channels.slack_server import FakeSlack
+from tests.cluster import local_cluster
 from tests.sources.http_server import Server
 
 TEST_REDIS_URL = os.environ.get("MONITOR_TEST_REDIS_URL") or None
@@ -31,20 +33,39 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 REDIS_KINDS = ["embedded", "server"] if TEST_REDIS_URL else ["embedded"]
+WITH_CLUSTER = [*REDIS_KINDS, "cluster"]
+"""The kinds the store tests and the scale-out test run on: a local Redis Cluster as well."""
 
 
 @pytest.fixture(params=REDIS_KINDS)
 async def redis_client(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Redis]:
     """A connected client of each Redis on offer, its database flushed before and after."""
+    async with connected(request, tmp_path) as client:
+        yield client
+
+
+@asynccontextmanager
+async def connected(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Redis]:
+    """A client of the Redis ``request.param`` names, flushed before and after."""
     if request.param == "server":
         assert TEST_REDIS_URL is not None
         server = RedisServer.from_url(TEST_REDIS_URL)
+    elif request.param == "cluster":
+        server = RedisServer.from_url(request.getfixturevalue("redis_cluster"))
     else:
         server = RedisServer.embedded(tmp_path / "redis")
     async with server as client:
         await client.flushdb()
         yield client
         await client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis Cluster of three masters on loopback ports, for the whole session; its
+    ``redis+cluster://`` URL."""
+    with local_cluster(tmp_path_factory.mktemp("cluster")) as url:
+        yield url
 
 
 @pytest.fixture

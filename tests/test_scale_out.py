@@ -5,8 +5,9 @@ real ``monitor run --role …`` processes into a webhook receiver on 127.0.0.1. 
 arrive exactly once, every item must pass through the items stream and the process role once,
 and both workers of each role must have taken part. Then a second source brings follow-ups,
 republications and re-sent entries of earlier articles: each follow-up is one more delivery of
-its story's alert, the others are none. Runs on the embedded Redis and on the server at
-``MONITOR_TEST_REDIS_URL`` (the ``redis_client`` fixture), under a key prefix of its own.
+its story's alert, the others are none. Runs on the embedded Redis, on the server at
+``MONITOR_TEST_REDIS_URL`` and on a local Redis Cluster of three masters (the ``redis_client``
+fixture), under a key prefix of its own.
 """
 
 from __future__ import annotations
@@ -35,9 +36,11 @@ from monitor.core.rules import build_config
 from monitor.models import Item
 from monitor.sources.replay import item_from_json, read_items
 from monitor.store import Store
+from monitor.store.commands import is_cluster
 from monitor.store.stories import story_id
 from monitor.store.streams import DISPATCH_GROUP, PROCESS_GROUP
 from tests import scale_corpus
+from tests.conftest import WITH_CLUSTER, connected
 from tests.scale_corpus import Article
 from tests.webhook_receiver import WebhookReceiver
 
@@ -216,7 +219,10 @@ def daemon_env(redis_url: str, prefix: str, rules: Path) -> dict[str, str]:
 
 def url_of(client: Redis) -> str:
     """A URL the processes can reach ``client``'s server at: the embedded one listens on a Unix
-    socket, the other is at ``MONITOR_TEST_REDIS_URL``."""
+    socket, a cluster at one of its nodes, the other is at ``MONITOR_TEST_REDIS_URL``."""
+    if is_cluster(client):
+        node = client.get_default_node()  # type: ignore[attr-defined]
+        return f"redis+cluster://{node.host}:{node.port}"
     pool = client.connection_pool
     if issubclass(pool.connection_class, UnixDomainSocketConnection):
         return f"unix://{pool.connection_kwargs['path']}"
@@ -315,6 +321,13 @@ async def settled(store: Store) -> bool:
 
 
 # --------------------------------------------------------------------------- the test
+
+
+@pytest.fixture(params=WITH_CLUSTER)
+async def redis_client(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Redis]:
+    """Each Redis on offer, a Redis Cluster included."""
+    async with connected(request, tmp_path) as client:
+        yield client
 
 
 @pytest.mark.slow

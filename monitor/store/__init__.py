@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
-from monitor.store.commands import translated
+from monitor.store.commands import is_cluster, translated
 from monitor.store.delivery import RELEASE_HOLD, Deliveries
 from monitor.store.history import History
 from monitor.store.keys import Keys
@@ -34,6 +34,16 @@ DEFAULT_SEEN_TTL: Final = 30 * 86400
 DEFAULT_STREAM_MAXLEN: Final = 100_000
 DEFAULT_HISTORY_S: Final = 48 * 3600
 DEFAULT_HISTORY_MAX: Final = 50_000
+
+
+def hash_tagged(prefix: str) -> str:
+    """A key prefix whose keys all hash to one Redis Cluster slot: ``monitor:`` becomes
+    ``{monitor}:``, so every script and multi-key command of a store stays on one node (a prefix
+    that already holds a tag is kept)."""
+    if "{" in prefix and "}" in prefix.partition("{")[2]:
+        return prefix
+    name = prefix.rstrip(":")
+    return "{" + name + "}" + prefix[len(name) :]
 
 
 class Store(SeenKeys, SourceState, Deliveries, Problems, Quiet):
@@ -56,7 +66,7 @@ class Store(SeenKeys, SourceState, Deliveries, Problems, Quiet):
         """``streams`` gives this store private items, outbox and dead-letter streams: it shares
         the seen, story and claim keys with the daemon's, never its queues."""
         self.client = client
-        self.keys = Keys(prefix, streams)
+        self.keys = Keys(hash_tagged(prefix) if is_cluster(client) else prefix, streams)
         self.seen_ttl = seen_ttl
         self.items = Stream(client, self.keys.items_stream, stream_maxlen)
         self.outbox = Stream(client, self.keys.outbox_stream, stream_maxlen)

@@ -7,19 +7,26 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.asyncio import RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 
 from monitor.errors import StoreError
 
-__all__ = ["as_float", "as_int", "strings", "translated"]
+__all__ = ["as_float", "as_int", "is_cluster", "strings", "translated"]
+
+
+def is_cluster(client: object) -> bool:
+    """Whether ``client`` talks to a Redis Cluster (typed as a plain client elsewhere)."""
+    return isinstance(client, RedisCluster)
 
 
 @contextmanager
 def translated(action: str) -> Iterator[None]:
-    """Turn redis and socket errors raised inside the block into ``StoreError``."""
+    """Turn redis and socket errors raised inside the block into ``StoreError`` (a cluster
+    that cannot be reached or routed to included)."""
     try:
         yield
-    except (RedisError, OSError) as exc:
+    except (RedisError, RedisClusterException, OSError) as exc:
         raise StoreError(f"Redis {action} failed: {exc}") from exc
 
 

@@ -11,6 +11,7 @@ pipeline has already taken effect once.
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,7 +20,12 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError, RedisError
 
 from monitor.errors import StoreError
+from monitor.store.commands import is_cluster
 
+_CALLS: weakref.WeakKeyDictionary[Pipeline, dict[int, tuple[Any, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+"""The script calls queued on each pipeline, by position: rerun after ``NOSCRIPT``."""
 _KNOWN: dict[str, str] = {}
 """Every script of every set by its SHA: a pipeline may call scripts of several sets."""
 
@@ -37,13 +43,20 @@ class Scripts:
         _KNOWN.update({self.shas[name]: source for name, source in sources.items()})
 
     def call(self, pipe: Pipeline, name: str, keys: list[str], args: list[Any]) -> None:
-        """Queue the script ``name`` on ``pipe``."""
-        pipe.evalsha(self.shas[name], len(keys), *keys, *args)
+        """Queue the script ``name`` on ``pipe`` (as a plain command: a cluster pipeline routes
+        it by its keys, which its ``evalsha`` method refuses to)."""
+        command = ("EVALSHA", self.shas[name], len(keys), *keys, *args)
+        _CALLS.setdefault(pipe, {})[len(pipe)] = command
+        pipe.execute_command(*command)
 
     async def load(self, also: Iterable[str] = ()) -> None:
         """Load every script of the set, and the scripts of SHAs ``also`` (one round trip)."""
         sources = dict.fromkeys(self.sources.values())
         sources.update(dict.fromkeys(_KNOWN[sha] for sha in also if sha in _KNOWN))
+        if is_cluster(self.client):  # each primary learns them: not pipelined
+            for source in sources:
+                await self.client.script_load(source)
+            return
         async with self.client.pipeline(transaction=False) as pipe:
             for source in sources:
                 pipe.script_load(source)
@@ -52,16 +65,15 @@ class Scripts:
     async def execute(self, pipe: Pipeline) -> list[Any]:
         """Run ``pipe``; script calls Redis no longer knew are rerun after loading the scripts.
         Any other error becomes ``StoreError``."""
-        stack = list(pipe.command_stack)
+        calls = _CALLS.pop(pipe, {})
         try:
             replies = list(await pipe.execute(raise_on_error=False))
             missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
             if missing:
-                await self.load(str(stack[index][0][1]) for index in missing)
+                await self.load(str(calls[index][1]) for index in missing)
                 async with self.client.pipeline(transaction=False) as again:
                     for index in missing:
-                        args, options = stack[index]
-                        again.execute_command(*args, **options)
+                        again.execute_command(*calls[index])
                     for index, reply in zip(missing, await again.execute(), strict=True):
                         replies[index] = reply
         except (RedisError, OSError) as exc:

@@ -15,14 +15,14 @@ import warnings
 from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import urlsplit, urlunsplit
 
-from redis.asyncio import BlockingConnectionPool, Redis, UnixDomainSocketConnection
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry as SyncRetry
 
 from monitor.errors import ConfigError, StoreError
@@ -42,6 +42,7 @@ _START_TIMEOUT_S: Final = 10.0
 
 
 MAX_CONNECTIONS: Final = 64
+CLUSTER_SCHEMES: Final = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 """Connections per process; when all are busy, a command waits for one (up to POOL_WAIT_S)
 instead of failing: a thousand polls at once queue, they do not error."""
 
@@ -148,7 +149,8 @@ class RedisServer:
 
     @classmethod
     def from_url(cls, url: str) -> RedisServer:
-        """The Redis server at ``url`` (``redis://``, ``rediss://`` or ``unix://``)."""
+        """The Redis server at ``url`` (``redis://``, ``rediss://`` or ``unix://``), or the
+        Redis Cluster one of whose nodes is at ``redis+cluster://`` (``rediss+cluster://``)."""
         return cls(url=url)
 
     @classmethod
@@ -226,6 +228,9 @@ class RedisServer:
 
     def _connect_url(self) -> Redis:
         assert self.url is not None
+        scheme, _, rest = self.url.partition("://")
+        if scheme in CLUSTER_SCHEMES:
+            return self._connect_cluster(CLUSTER_SCHEMES[scheme] + "://" + rest)
         try:
             pool = BlockingConnectionPool.from_url(
                 self.url,
@@ -239,6 +244,23 @@ class RedisServer:
             return Redis.from_pool(pool)
         except ValueError as exc:
             raise ConfigError(f"invalid Redis URL {_redacted(self.url)}: {exc}") from exc
+
+    def _connect_cluster(self, url: str) -> Redis:
+        """A cluster client: it learns every node from the one named and follows the slots.
+        Every key of one store carries the same hash tag (``Store``), so each script and
+        pipeline goes to one node."""
+        try:
+            cluster = RedisCluster.from_url(
+                url,
+                decode_responses=True,
+                protocol=2,
+                socket_connect_timeout=5.0,
+                max_connections=MAX_CONNECTIONS,
+            )
+        except (ValueError, RedisClusterException) as exc:
+            raise ConfigError(f"invalid Redis URL {_redacted(self.url or url)}: {exc}") from exc
+        # The same commands as a client of one server: the store types it as one.
+        return cast(Redis, cluster)
 
     async def _start_embedded(self) -> Redis:
         directory = self.directory

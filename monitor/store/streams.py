@@ -20,7 +20,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
 from monitor.models import Alert, Item
-from monitor.store.commands import translated
+from monitor.store.commands import is_cluster, translated
 from monitor.store.scripts import Scripts
 
 __all__ = [
@@ -260,13 +260,29 @@ class Stream:
         """
 
         async def xreadgroup() -> Any:
-            return await self._client.xreadgroup(
-                group, consumer, {self.key: ">"}, count=count, block=block_ms
-            )
+            return await self._xreadgroup(group, consumer, ">", count, block_ms)
 
         with translated(f"XREADGROUP {self.key} {group}"):
             response = await self._regrouped(group, xreadgroup)
         return await self._keep_ours(group, _read_entries(response))
+
+    async def _xreadgroup(
+        self, group: str, consumer: str, start: str, count: int, block_ms: int | None = None
+    ) -> Any:
+        """``XREADGROUP`` of this stream from ``start``. On a cluster it is sent to the node of
+        the stream's slot: left to find the slot itself, the client would first ask a node
+        ``COMMAND GETKEYS`` (two more round trips a read)."""
+        if not is_cluster(self._client):
+            return await self._client.xreadgroup(
+                group, consumer, {self.key: start}, count=count, block=block_ms
+            )
+        pieces: list[Any] = ["GROUP", group, consumer, "COUNT", count]
+        if block_ms is not None:
+            pieces += ["BLOCK", block_ms]
+        node = self._client.get_node_from_key(self.key)  # type: ignore[attr-defined]
+        return await self._client.execute_command(  # type: ignore[no-untyped-call]
+            "XREADGROUP", *pieces, "STREAMS", self.key, start, target_nodes=node
+        )
 
     async def _regrouped(self, group: str, command: Callable[[], Awaitable[Any]]) -> Any:
         """Run ``command``; if Redis lost the group (it restarted without persistence, or the
@@ -332,7 +348,7 @@ class Stream:
         restarted under the same name left unfinished."""
 
         async def xreadgroup() -> Any:
-            return await self._client.xreadgroup(group, consumer, {self.key: "0"}, count=count)
+            return await self._xreadgroup(group, consumer, "0", count)
 
         with translated(f"XREADGROUP {self.key} {group} 0"):
             response = await self._regrouped(group, xreadgroup)

@@ -9,30 +9,29 @@ import pytest
 from monitor.store import Store
 from monitor.store.quiet import Claim
 
-NOW = time.time()  # the hash expires with its last mute: a real clock
-
 
 @pytest.mark.parametrize(
-    ("quiet", "claim", "outcome"),
+    ("quiet", "claim", "outcome"),  # quiet: (kind, target, seconds from now it ends)
     [
         (None, Claim("floods", "s1", "s1", "1-0", 60), True),
-        (("rule", "floods", NOW + 60), Claim("floods", "s1", "s1", "1-0", 60), None),
-        (("story", "s1", NOW + 60), Claim("floods", "s1", "s1", "1-0", 60), None),
+        (("rule", "floods", 60), Claim("floods", "s1", "s1", "1-0", 60), None),
+        (("story", "s1", 60), Claim("floods", "s1", "s1", "1-0", 60), None),
         # a loose tie claims the item's own story; a mute of the story it was placed in holds
-        (("story", "s1", NOW + 60), Claim("floods", "s1", "s9", "1-0", 60), None),
-        (("story", "s9", NOW + 60), Claim("floods", "s1", "s9", "1-0", 60), None),
+        (("story", "s1", 60), Claim("floods", "s1", "s9", "1-0", 60), None),
+        (("story", "s9", 60), Claim("floods", "s1", "s9", "1-0", 60), None),
         # a snooze that has ended, or one of another rule, leaves the claim alone
-        (("rule", "floods", NOW - 1), Claim("floods", "s1", "s1", "1-0", 60), True),
-        (("rule", "fires", NOW + 60), Claim("floods", "s1", "s1", "1-0", 60), True),
+        (("rule", "floods", -1), Claim("floods", "s1", "s1", "1-0", 60), True),
+        (("rule", "fires", 60), Claim("floods", "s1", "s1", "1-0", 60), True),
     ],
 )
 async def test_a_quiet_rule_or_story_claims_nothing(
     store: Store, quiet: tuple[str, str, float] | None, claim: Claim, outcome: bool | None
 ) -> None:
+    now = time.time()  # the quiet hash expires with its last mute: the real clock
     if quiet is not None:
-        kind, target, until = quiet
-        await store.set_quiet(kind, target, until, NOW - 10)
-    assert await store.claim_unless_quiet([claim], NOW) == [outcome]
+        kind, target, ends = quiet
+        await store.set_quiet(kind, target, now + ends, now - 10)
+    assert await store.claim_unless_quiet([claim], now) == [outcome]
     held = await store.client.get(store.keys.claim(claim.rule, claim.story))
     assert held == (claim.value if outcome else None)
 
@@ -41,11 +40,12 @@ async def test_a_claim_is_won_once_and_kept_by_the_entry_that_won_it(store: Stor
     first = Claim("floods", "s1", "s1", "1-0", 60)
     again = Claim("floods", "s1", "s1", "1-0", 60)  # the same entry, redelivered
     other = Claim("floods", "s1", "s1", "2-0", 60)
-    assert await store.claim_unless_quiet([first, again, other], NOW) == [True, True, False]
-    assert await store.claim_unless_quiet([other], NOW) == [False]
+    now = time.time()
+    assert await store.claim_unless_quiet([first, again, other], now) == [True, True, False]
+    assert await store.claim_unless_quiet([other], now) == [False]
     assert 0 < await store.client.ttl(store.keys.claim("floods", "s1")) <= 60
 
 
 async def test_a_claim_needs_a_ttl(store: Store) -> None:
     with pytest.raises(ValueError, match="TTL"):
-        await store.claim_unless_quiet([Claim("floods", "s1", "s1", "1-0", 0)], NOW)
+        await store.claim_unless_quiet([Claim("floods", "s1", "s1", "1-0", 0)], time.time())

@@ -13,7 +13,8 @@ from redis.asyncio import Redis
 from monitor.app.settings import Settings
 from monitor.app.wiring import open_store, redis_server
 from monitor.errors import ConfigError, StoreError
-from monitor.store import Store
+from monitor.store import Store, hash_tagged
+from monitor.store.commands import is_cluster
 from monitor.store.keys import Keys, digest
 from monitor.store.scripts import Scripts
 from monitor.store.server import DB_FILE, RedisServer
@@ -241,22 +242,33 @@ async def test_every_key_starts_with_the_prefix(store: Store, key_prefix: str) -
     await store.acquire_lease("s", "me", 10_000)
     keys = [key async for key in store.client.scan_iter(match="*")]
     assert len(keys) == 8
-    assert all(key.startswith(key_prefix) for key in keys)
+    assert all(key.startswith(store.keys.prefix) for key in keys)
+    assert store.keys.prefix == (
+        hash_tagged(key_prefix) if is_cluster(store.client) else key_prefix
+    )
+    if is_cluster(store.client):  # one slot: every script and pipeline goes to one node
+        assert len({await store.client.cluster_keyslot(key) for key in keys}) == 1  # type: ignore[attr-defined]
 
 
 async def test_settings_give_the_defaults(redis_client: Redis) -> None:
+    tagged = is_cluster(redis_client)
     store = open_store(redis_client, Settings(key_prefix="x:", seen_ttl=5, stream_maxlen=7))
-    assert (store.keys.prefix, store.seen_ttl, store.items.maxlen) == ("x:", 5, 7)
+    prefix = "{x}:" if tagged else "x:"
+    assert (store.keys.prefix, store.seen_ttl, store.items.maxlen) == (prefix, 5, 7)
     store = Store(redis_client)
-    assert (store.keys.prefix, store.seen_ttl) == ("monitor:", 30 * 86400)
+    prefix = "{monitor}:" if tagged else "monitor:"
+    assert (store.keys.prefix, store.seen_ttl) == (prefix, 30 * 86400)
     assert await store.ping()
 
 
 # --------------------------------------------------------------------------- servers, errors
 
 
-async def test_unreachable_url_is_a_store_error() -> None:
-    server = RedisServer.from_url("redis://:hunter2@127.0.0.1:1/0")
+@pytest.mark.parametrize(
+    "url", ["redis://:hunter2@127.0.0.1:1/0", "redis+cluster://:hunter2@127.0.0.1:1"]
+)
+async def test_unreachable_url_is_a_store_error(url: str) -> None:
+    server = RedisServer.from_url(url)
     with pytest.raises(StoreError) as caught:
         await server.start()
     assert "hunter2" not in str(caught.value)
@@ -374,3 +386,17 @@ async def test_a_pipeline_of_two_script_sets_reruns_both_after_redis_forgot_them
 
 ADD_ONE = "return redis.call('INCRBY', KEYS[1], 1)"
 DOUBLE = "return redis.call('INCRBY', KEYS[1], redis.call('GET', KEYS[1]))"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "tagged"),
+    [
+        ("monitor:", "{monitor}:"),
+        ("test-1a2b:", "{test-1a2b}:"),
+        ("desk", "{desk}"),
+        ("{desk}:", "{desk}:"),  # a tag already there is kept
+        ("a{b}c:", "a{b}c:"),
+    ],
+)
+def test_a_cluster_prefix_hashes_every_key_to_one_slot(prefix: str, tagged: str) -> None:
+    assert hash_tagged(prefix) == tagged
