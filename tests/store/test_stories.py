@@ -268,3 +268,28 @@ async def test_the_stream_counts_stories_not_reports(store: Store, seeds: list[I
     assert apart.new_story
     assert await store.client.hget(key, DOCUMENTS) == "2"
     assert await store.client.hmget(key, ["maduro", "caracas"]) == ["2", "1"]
+
+
+async def test_a_batch_counts_the_stream_as_its_items_one_at_a_time_would(
+    store: Store, seeds: list[Item]
+) -> None:
+    """Within a batch each item is weighed and counted after the ones before it, so a batch
+    leaves the stream's frequencies as the same items placed one batch each would."""
+    now = 1_700_000_000.0
+    other = make_item(
+        "other:1",
+        source="other",
+        title="Maduro's former minister opens a bakery in Madrid",
+        text="A former minister of Nicolás Maduro opened a bakery in Madrid on Tuesday, "
+        "selling arepas and pastries to a long queue of exiles. " * 3,
+    )
+    items = [*seeds[:3], other, *seeds[3:]]
+    together = Store(store.client, prefix=store.keys.prefix + "together:")
+    apart = Store(store.client, prefix=store.keys.prefix + "apart:")
+    placed = await StoryKeeper(together).place(items, now)
+    keeper = StoryKeeper(apart)
+    one_by_one = [(await keeper.place([item], now))[0] for item in items]
+    assert [p.new_story for p in placed] == [p.new_story for p in one_by_one]
+    day = int(now // 86400)
+    counts = [await s.client.hgetall(s.keys.frequencies("en", day)) for s in (together, apart)]
+    assert counts[0] == counts[1] != {}
