@@ -334,11 +334,6 @@ def weigh(
     return weighing(terms, stream, background).vector(top=top)
 
 
-def _normalized(vector: Mapping[str, float]) -> dict[str, float]:
-    norm = math.sqrt(sum(v * v for v in vector.values()))
-    return {k: v / norm for k, v in vector.items()} if norm else {}
-
-
 def norm(vector: Mapping[str, float]) -> float:
     """A term vector's length."""
     return math.sqrt(sum(v * v for v in vector.values()))

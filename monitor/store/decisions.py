@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from monitor.core.dedup import Fingerprint
 from monitor.core.stories import (
@@ -95,17 +95,6 @@ class _Batch:
 def story_id(item: str) -> str:
     """A story is named after its first item: stable, and the same on every worker."""
     return "s" + digest(item)[:16]
-
-
-def in_story(candidate: Candidate, story: str) -> Candidate:
-    """``candidate`` as a member of ``story``."""
-    if candidate.known is not None and candidate.known.story == story:
-        return candidate
-    return replace(
-        candidate,
-        known=replace(candidate.known, story=story) if candidate.known else None,
-        member=replace(candidate.member, story=story) if candidate.member else None,
-    )
 
 
 def rounded(vector: Mapping[str, float]) -> dict[str, float]:
