@@ -265,12 +265,11 @@ def idf(word: str, stream: StreamFrequency, background: Background) -> float:
 @dataclass(frozen=True, slots=True)
 class Weighing:
     """An item's evidence ready to be weighed, and weighed again as the batch before it is
-    counted: each term with its evidence and its count as the stream stood before the batch
-    (the language prior's share included), and the stream's documents then."""
+    counted: each term with its evidence, its count as the stream stood before the batch (the
+    language prior's share included) and the evidence times the count's logarithm; and the
+    stream's documents then."""
 
-    rows: tuple[tuple[str, float, float], ...]  # (term, evidence, evidence × log count)
-    counts: Mapping[str, float]
-    evidence: Mapping[str, float]
+    terms: Mapping[str, tuple[float, float, float]]  # term: (evidence, count, evidence × log)
     documents: float
 
     def vector(self, tally: StoryTally | None = None, *, top: int = TOP_TERMS) -> dict[str, float]:
@@ -279,18 +278,19 @@ class Weighing:
         documents, moved = self.documents, {}
         if tally is not None:
             documents += tally.documents
-            added = tally.counts
-            log = math.log
+            added, log = tally.counts, math.log
             moved = {
-                word: self.evidence[word] * log(count + added[word])
-                for word, count in self.counts.items()
+                word: x * log(count + added[word])
+                for word, (x, count, _) in self.terms.items()
                 if word in added
             }
         total = math.log(documents)
         if moved:
-            weighted = [(moved.get(word, xl) - x * total, word) for word, x, xl in self.rows]
+            weighted = [
+                (moved.get(word, xl) - x * total, word) for word, (x, _, xl) in self.terms.items()
+            ]
         else:
-            weighted = [(xl - x * total, word) for word, x, xl in self.rows]
+            weighted = [(xl - x * total, word) for word, (x, _, xl) in self.terms.items()]
         strongest = [(-w, word) for w, word in heapq.nsmallest(top, weighted) if w < 0]
         length = math.sqrt(sum(w * w for w, _ in strongest))
         return {word: w / length for w, word in strongest} if length else {}
@@ -306,20 +306,14 @@ def weighing(
     counted words, when the item counts as one more document of the stream holding them."""
     stored, mine, known = stream.counts, own if own is not None else (), _priors(background)
     log = math.log
-    counts: dict[str, float] = {}
-    rows = []
+    rows: dict[str, tuple[float, float, float]] = {}
     for word, x in terms.items():
         if x <= 0:
             continue
         prior = known[word] if word in known else prior_share(word, background)
-        count = counts[word] = stored.get(word, 0) + PRIOR_DOCS * prior + (word in mine)
-        rows.append((word, x, x * log(count)))
-    return Weighing(
-        tuple(rows),
-        counts,
-        {word: x for word, x, _ in rows},
-        stream.documents + PRIOR_DOCS + (own is not None),
-    )
+        count = stored.get(word, 0) + PRIOR_DOCS * prior + (word in mine)
+        rows[word] = (x, count, x * log(count))
+    return Weighing(rows, stream.documents + PRIOR_DOCS + (own is not None))
 
 
 def weigh(

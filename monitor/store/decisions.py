@@ -67,7 +67,6 @@ class Prepared:
     words: int
     embedding: Embedding | None = None
     semantic: Semantic | None = None
-    brings: set[str] = field(default_factory=set)  # counted words new to its story
 
 
 @dataclass
@@ -119,7 +118,7 @@ def decide_batch(
 ) -> tuple[list[Placement], dict[str, Candidate], dict[str, StoryTally]]:
     """Each item in turn, seeing what Redis knew and what the batch decided: its vector weighed
     again with the batch's story frequencies so far, then ``core.stories.decide``. Sets each
-    item's final ``vector``, ``terms`` and ``brings``. Returns the placements, the batch's items
+    item's final ``vector`` and ``terms``. Returns the placements, the batch's items
     as later batches compare them, and what the batch adds to each language's frequencies."""
     batch = _Batch()
     placements: list[Placement] = []
@@ -152,10 +151,11 @@ def decide_batch(
         )
         story = decision.story or story_id(p.item.id)
         if decision.story is None:
-            p.brings = set(p.counted)
+            tally.add(p.counted, story=True)
         else:
-            p.brings = new_to_story(p.counted, (m for m in members if m.story == story))
-        tally.add(p.brings, story=decision.story is None)
+            tally.add(
+                new_to_story(p.counted, (m for m in members if m.story == story)), story=False
+            )
         matched = found[decision.matched] if decision.matched else None
         batch.sources[story].add(p.item.source)
         if matched is not None:

@@ -13,7 +13,7 @@ each feedback).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,24 +118,6 @@ class Quiet:
                 scripts.call(pipe, "claim", [self.keys.quiet, *keys], args)
                 [replies] = await scripts.execute(pipe)
         return [None if int(reply) < 0 else bool(int(reply)) for reply in replies]
-
-    async def quiet_now(
-        self, rules: Iterable[str], stories: Iterable[str], now: float
-    ) -> tuple[set[str], set[str]]:
-        """Of these rules and stories, the snoozed and the muted ones (one ``HMGET``)."""
-        fields = [f"rule:{r}" for r in dict.fromkeys(rules)]
-        fields += [f"story:{s}" for s in dict.fromkeys(stories)]
-        if not fields:
-            return set(), set()
-        with translated("HMGET quiet"):
-            values = await self.client.hmget(self.keys.quiet, fields)
-        snoozed: set[str] = set()
-        muted: set[str] = set()
-        for name, until in zip(fields, values, strict=True):
-            if until is not None and float(until) > now:
-                kind, _, target = name.partition(":")
-                (snoozed if kind == "rule" else muted).add(target)
-        return snoozed, muted
 
     async def _prune(self, now: float) -> None:
         """Remove the ended fields, and let the hash expire with its last mute or snooze."""

@@ -246,6 +246,16 @@ async def test_band_buckets_find_a_copy_and_forget_it_after_the_dedup_ttl(
     assert not [m for m in members if m.endswith("|" + original.id)]  # trimmed by time
 
 
+BAKERY = make_item(
+    "other:1",
+    source="other",
+    title="Maduro's former minister opens a bakery in Madrid",
+    text="A former minister of Nicolás Maduro opened a bakery in Madrid on Tuesday, "
+    "selling arepas and pastries to a long queue of exiles. " * 3,
+)
+"""Another event that names the seeds' Maduro."""
+
+
 async def test_the_stream_counts_stories_not_reports(store: Store, seeds: list[Item]) -> None:
     """Five reports of one event placed in one batch count as one story in the stream's
     frequencies; a report of another event naming the same man makes his name twice as
@@ -257,14 +267,7 @@ async def test_the_stream_counts_stories_not_reports(store: Store, seeds: list[I
     key = store.keys.frequencies("en", int(now // 86400))
     assert await store.client.hget(key, DOCUMENTS) == "1"
     assert await store.client.hmget(key, ["maduro", "caracas"]) == ["1", "1"]
-    other = make_item(
-        "other:1",
-        source="other",
-        title="Maduro's former minister opens a bakery in Madrid",
-        text="A former minister of Nicolás Maduro opened a bakery in Madrid on Tuesday, "
-        "selling arepas and pastries to a long queue of exiles. " * 3,
-    )
-    [apart] = await keeper.place([other], now + 60)
+    [apart] = await keeper.place([BAKERY], now + 60)
     assert apart.new_story
     assert await store.client.hget(key, DOCUMENTS) == "2"
     assert await store.client.hmget(key, ["maduro", "caracas"]) == ["2", "1"]
@@ -276,14 +279,7 @@ async def test_a_batch_counts_the_stream_as_its_items_one_at_a_time_would(
     """Within a batch each item is weighed and counted after the ones before it, so a batch
     leaves the stream's frequencies as the same items placed one batch each would."""
     now = 1_700_000_000.0
-    other = make_item(
-        "other:1",
-        source="other",
-        title="Maduro's former minister opens a bakery in Madrid",
-        text="A former minister of Nicolás Maduro opened a bakery in Madrid on Tuesday, "
-        "selling arepas and pastries to a long queue of exiles. " * 3,
-    )
-    items = [*seeds[:3], other, *seeds[3:]]
+    items = [*seeds[:3], BAKERY, *seeds[3:]]
     together = Store(store.client, prefix=store.keys.prefix + "together:")
     apart = Store(store.client, prefix=store.keys.prefix + "apart:")
     placed = await StoryKeeper(together).place(items, now)
