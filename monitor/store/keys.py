@@ -117,9 +117,24 @@ class Keys:
         return f"{self.prefix}story-corrections"
 
     @property
-    def placement(self) -> str:
-        """String, TTL 30 s: the process worker placing a batch into stories right now."""
-        return f"{self.prefix}placement"
+    def correcting(self) -> str:
+        """String, TTL 30 s: a story correction (split, merge) in progress; no batch is
+        written into stories meanwhile."""
+        return f"{self.prefix}story-correcting"
+
+    @property
+    def placements(self) -> str:
+        """String, TTL 1 day from the last write: how many batches were written into stories
+        (and corrections made); a batch is written only if nothing it read was written since
+        it read (``story_scripts.PLACE``)."""
+        return f"{self.prefix}story-placements"
+
+    @property
+    def placement_log(self) -> str:
+        """List, TTL 1 hour: the latest batches' written keys, as 4-byte hashes, newest first
+        ("*" for a correction), so a worker writing a batch can tell what changed since it
+        read."""
+        return f"{self.prefix}story-placement-log"
 
     def inflight(self, delivery: str) -> str:
         """String (the sender), TTL 1 day: a send in progress, until its outcome is recorded.

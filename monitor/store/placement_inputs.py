@@ -75,30 +75,13 @@ end
 return sums
 """
 
-# What a batch adds to a language's frequencies, in one call: KEYS[1] is today's hash. ARGV:
-# its TTL, how many stories the batch started, the field counting them, the words joined by
-# newlines and how many stories each newly appeared in (joined likewise).
-COUNT_FREQUENCIES = """
-local today = KEYS[1]
-if ARGV[2] ~= '0' then redis.call('HINCRBY', today, ARGV[3], ARGV[2]) end
-local counts = {}
-for count in string.gmatch(ARGV[5], '[^\\n]+') do counts[#counts + 1] = count end
-local i = 0
-for word in string.gmatch(ARGV[4], '[^\\n]+') do
-  i = i + 1
-  redis.call('HINCRBY', today, word, counts[i])
-end
-redis.call('EXPIRE', today, ARGV[1])
-return i
-"""
-
 
 @dataclass
 class Inputs:
     """What placement read of a batch: each item's lines that are not boilerplate and its title
     without its site's name; the items placed before (by index: their placement's fields,
     PLACED); each language's stream frequencies as stored before the batch; each item's counted
-    words (``PlacementInputs.count`` adds them once the items are placed)."""
+    words (``PlacementInputs.counts`` gives them to the write once the items are placed)."""
 
     counted: list[set[str]]
     kept: list[list[Line]] = field(default_factory=list)
@@ -120,7 +103,6 @@ class PlacementInputs:
             store.client,
             lines=COUNT_LINES,
             frequencies=FREQUENCIES,
-            count=COUNT_FREQUENCIES,
         )
 
     async def read(
@@ -208,25 +190,27 @@ class PlacementInputs:
         today = int(now // DAY_S)
         return list(range(today - math.ceil(self.window_s / DAY_S), today + 1))
 
-    def count(self, pipe: Any, tallies: Mapping[str, StoryTally], now: float) -> None:
-        """Queue on ``pipe`` one call per language adding what a placed batch brought to the
-        stream's story frequencies (today's hash, kept for the story window)."""
-        ttl = self.window_s + 2 * DAY_S
+    def counts(self, tallies: Mapping[str, StoryTally], now: float) -> tuple[list[str], list[Any]]:
+        """What a placed batch adds to the stream's story frequencies, as the placement write
+        takes it (``story_scripts.PLACE``): today's hash of each language, and per language the
+        stories started, the words and how many stories each newly appeared in."""
         today = int(now // DAY_S)
+        keys: list[str] = []
+        args: list[Any] = []
         for language, tally in sorted(tallies.items()):
             words = sorted(tally.counts)
-            self.scripts.call(
-                pipe,
-                "count",
-                [self.store.keys.frequencies(language, today)],
-                [
-                    ttl,
-                    tally.documents,
-                    DOCUMENTS,
-                    "\n".join(words),
-                    "\n".join(str(tally.counts[word]) for word in words),
-                ],
-            )
+            keys.append(self.store.keys.frequencies(language, today))
+            args += [
+                tally.documents,
+                "\n".join(words),
+                "\n".join(str(tally.counts[word]) for word in words),
+            ]
+        return keys, args
+
+    @property
+    def counts_ttl(self) -> int:
+        """How long a day's frequency hash is kept: the story window and two days."""
+        return self.window_s + 2 * DAY_S
 
 
 def _affix_keys(title: str) -> list[tuple[str, str]]:

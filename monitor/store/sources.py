@@ -97,13 +97,13 @@ class SourceState:
             released = await self._release_lease(keys=[self.keys.lease(source)], args=[owner])
         return bool(released)
 
-    async def acquire_placement(self, owner: str, ttl_ms: int) -> bool:
-        """Own story placement for ``ttl_ms``: one process worker at a time reads, decides and
-        writes stories, so two items of one new event cannot each start a story."""
-        with translated("placement lock"):
-            won = await self._acquire_lease(keys=[self.keys.placement], args=[owner, ttl_ms])
+    async def acquire_correction(self, owner: str, ttl_ms: int) -> bool:
+        """Own story corrections for ``ttl_ms``: one split or merge at a time, and no batch is
+        written into stories meanwhile (``story_scripts.PLACE`` waits for it)."""
+        with translated("story correction lease"):
+            won = await self._acquire_lease(keys=[self.keys.correcting], args=[owner, ttl_ms])
         return bool(won)
 
-    async def release_placement(self, owner: str) -> None:
-        with translated("placement unlock"):
-            await self._release_lease(keys=[self.keys.placement], args=[owner])
+    async def release_correction(self, owner: str) -> None:
+        with translated("story correction lease"):
+            await self._release_lease(keys=[self.keys.correcting], args=[owner])

@@ -6,18 +6,23 @@ For a batch of new items, a constant number of pipelined round trips, whatever i
    of its lines and title affixes per source and week (lines that keep recurring are
    boilerplate, affixes that recur are the site's name); the stream's frequencies of the batch's
    words (one hash per language and day, one script call per language) (``placement_inputs.py``);
-2. take the placement lock and look up candidates: items sharing an LSH band of the MinHash
+2. the placement count, then the candidates: items sharing an LSH band of the MinHash
    signature, and items of the story window indexed under the item's strongest terms;
 3. only for candidates this process does not hold in memory: their fingerprints, vectors and
    stories;
-4. write every decision: the item (fingerprint, vector, story, what it matched), its bands and
-   index terms, its story's counts, and what the batch adds to the stream's frequencies.
+4. write every decision in one script call (``story_scripts.PLACE``): the items (fingerprint,
+   vector, story, what it matched), their bands and index terms, their stories' counts, and
+   what the batch adds to the stream's frequencies.
 
-Decisions are made by the pure ``core.stories.decide``, item after item, each item seeing the
-ones before it in the same batch. Steps 2 to 4 run under a lock in Redis, so process workers
-place their batches one after another: two items of one new event, taken by two workers at the
-same moment, still make one story. Every key has a TTL (``dedup_ttl``; the term index and the
-frequencies the story window), so memory stays bounded.
+Decisions are made by the pure ``decisions.decide_batch``, item after item, each item seeing
+the ones before it in the same batch. No lock is held while a batch is decided: placement is
+optimistic. The write goes through only if no other worker wrote, since this batch read, a key
+this batch's items read (the placement count and a short log of the keys each batch wrote, as
+4-byte hashes, tell); otherwise it names the items that read such a key, which are read again
+(steps 2 and 3 for them alone), and the batch is decided and written again. So two items of one
+new event, taken by two workers at the same moment, still make one story, and workers whose
+batches do not touch each other's keys never wait for each other. Every key has a TTL
+(``dedup_ttl``; the term index and the frequencies the story window), so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -26,10 +31,10 @@ import asyncio
 import base64
 import json
 import logging
-import uuid
-from collections import OrderedDict
+import zlib
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -67,10 +72,9 @@ from monitor.store.decisions import (
     rounded,
     story_id,
 )
-from monitor.store.placement_inputs import PlacementInputs
+from monitor.store.placement_inputs import DOCUMENTS, PlacementInputs
 from monitor.store.scripts import Scripts
-from monitor.store.sources import ACQUIRE_LEASE, RELEASE_LEASE
-from monitor.store.story_scripts import CANDIDATES, DETAILS, REMEMBER
+from monitor.store.story_scripts import CANDIDATES, DETAILS, PLACE
 
 __all__ = ["Embedder", "Placement", "StoryKeeper", "analyse_item", "story_id", "until_locked"]
 
@@ -79,8 +83,9 @@ logger = logging.getLogger(__name__)
 TERM_CANDIDATES = 40  # most recent items read under each index term
 KNOWN_ITEMS = 8192  # earlier items whose fingerprint and vector the process keeps
 SHORT_TEXT = 40  # words: below this, the fingerprint covers the title as well
-PLACEMENT_LOCK_MS = 30_000  # far longer than a batch's placement; frees itself if a worker dies
-PLACEMENT_WAIT_S = 60.0
+CORRECTION_LEASE_MS = 30_000  # far longer than a correction; frees itself if its process dies
+PLACEMENT_WAIT_S = 60.0  # a batch that could not be written for this long is an error
+LOG_KEPT = 32  # batches whose written keys the placement log keeps
 FUTURE_S = 3600  # a publication time this far ahead of the clock is not believed
 
 
@@ -106,18 +111,73 @@ def plain_text(text: str) -> str:
 
 
 async def until_locked(take: Callable[[], Awaitable[bool]]) -> None:
-    """Call ``take`` (an attempt at the placement lock, True once it is had) until it succeeds,
-    backing off from 2 ms to 50 ms; ``StoreError`` after ``PLACEMENT_WAIT_S``."""
+    """Call ``take`` (an attempt at the correction lease, True once it is had) until it
+    succeeds, backing off from 2 ms to 50 ms; ``StoreError`` after ``PLACEMENT_WAIT_S``."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + PLACEMENT_WAIT_S
     pause = 0.002
     while not await take():
         if loop.time() > deadline:
             raise StoreError(
-                f"story placement: another worker held the lock for over {PLACEMENT_WAIT_S:g} s"
+                f"story correction: another one held the lease for over {PLACEMENT_WAIT_S:g} s"
             )
         await asyncio.sleep(pause)
         pause = min(pause * 2, 0.05)
+
+
+def key_hashes(names: Sequence[str]) -> bytes:
+    """Placement keys as the placement log compares them: 4 bytes each (CRC-32). Two names
+    with one hash only make a batch read again what it did not need to."""
+    return b"".join(zlib.crc32(name.encode()).to_bytes(4, "big") for name in names)
+
+
+def read_keys(p: Prepared) -> bytes:
+    """What an item's candidates were read under: its bands and its query terms."""
+    return key_hashes([*("b" + band for band in p.bands), *("t" + term for term in p.query)])
+
+
+def written_keys(p: Prepared, terms: Sequence[str]) -> bytes:
+    """What writing an item changes for later readers: its bands and its index terms."""
+    return key_hashes([*("b" + band for band in p.bands), *("t" + term for term in terms)])
+
+
+@dataclass
+class Reading:
+    """What a batch read of its candidates: the placement count first, then per item (by
+    index) the items sharing a band and those found under its query terms, and what each of
+    them is."""
+
+    at: int
+    bands: dict[int, set[str]] = field(default_factory=dict)
+    terms: dict[int, set[str]] = field(default_factory=dict)
+    candidates: dict[str, Candidate] = field(default_factory=dict)
+
+    def update(self, fresher: Reading) -> None:
+        """Take what ``fresher`` read again of some items."""
+        self.bands.update(fresher.bands)
+        self.terms.update(fresher.terms)
+        self.candidates.update(fresher.candidates)
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What the placement write answered: ``ok`` (``sources`` per item), ``busy`` (a
+    correction runs), ``stale`` (read everything again), ``unchecked`` (send the read keys),
+    or ``conflict`` (read ``again`` again); ``at``, the placement count it saw."""
+
+    outcome: str
+    at: int
+    sources: tuple[int, ...] = ()
+    again: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, reply: Sequence[Any]) -> Written:
+        outcome, at, *rest = reply
+        outcome = outcome.decode() if isinstance(outcome, bytes) else str(outcome)
+        values = tuple(int(x) for x in rest)
+        if outcome == "ok":
+            return cls(outcome, int(at), sources=values)
+        return cls(outcome, int(at), again=values)
 
 
 def analyse_item(item: Item) -> Analysis:
@@ -156,14 +216,9 @@ class StoryKeeper:
         # vectors never change, so only their story is read again (``_candidates``).
         self._known: OrderedDict[str, Candidate] = OrderedDict()
         self._corrections: str | None = None  # the count of corrections they were read under
-        self.scripts = Scripts(
-            store.client,
-            candidates=CANDIDATES,
-            details=DETAILS,
-            remember=REMEMBER,
-            lock=ACQUIRE_LEASE,
-            unlock=RELEASE_LEASE,
-        )
+        self._written_at: int | None = None  # the placement count after this worker's last write
+        self.retries: Counter[str] = Counter()  # writes sent again, by what the write answered
+        self.scripts = Scripts(store.client, candidates=CANDIDATES, details=DETAILS, place=PLACE)
 
     async def place(
         self, items: Sequence[Item], now: float, analyses: Sequence[Analysis | None] | None = None
@@ -253,21 +308,9 @@ class StoryKeeper:
             for p, embedding in zip(prepared, embeddings, strict=True):
                 p.embedding = tuple(float(x) for x in embedding)
                 p.semantic = semantic_for(p.words, lexical=for_length(p.words, self.thresholds))
-        # Read, decide and write as one step across workers, under the placement lock: taken
-        # in the round trip that reads the candidates, given back in the one that writes.
-        owner = uuid.uuid4().hex
-        candidates, band_hits, term_hits = await self._candidates(prepared, now, owner)
-        context = Context(self.window_s, self.thresholds)
-        try:
-            decided, placed, tallies = await asyncio.to_thread(
-                decide_batch, prepared, candidates, band_hits, term_hits, context
-            )
-            placements = await self._write(prepared, decided, tallies, now, owner)
-        except BaseException:
-            await self.store.release_placement(owner)
-            raise
+        decided, placed = await self._decide_and_write(prepared, now)
         self._known.update(placed)  # known to the next batches, now that they are written
-        new = iter(placements)
+        new = iter(decided)
         return [earlier[i] if i in earlier else next(new) for i in range(total)]
 
     def _prepare(
@@ -317,52 +360,96 @@ class StoryKeeper:
             )
         return prepared
 
-    async def _candidates(
-        self, prepared: Sequence[Prepared], now: float, owner: str
-    ) -> tuple[dict[str, Candidate], list[set[str]], list[set[str]]]:
-        """Take the placement lock for ``owner`` and, in the same round trip, read the items
-        sharing a band or an index term with each item, and the count of corrections (read
-        again until the lock is had: what was read while another worker held it is not used);
+    async def _decide_and_write(
+        self, prepared: Sequence[Prepared], now: float
+    ) -> tuple[list[Placement], dict[str, Candidate]]:
+        """Read the candidates, decide, write; when another worker wrote since, in between,
+        what some items read, read those again, decide again and write again. Returns the
+        placements (with their stories' source counts) and the batch's items as later batches
+        compare them."""
+        everything = range(len(prepared))
+        reading = await self._read(prepared, everything, now)
+        checked = reading.at != self._written_at  # others write: send what each item read
+        context = Context(self.window_s, self.thresholds)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PLACEMENT_WAIT_S
+        pause = 0.002
+        while True:
+            decided, placed, tallies = await asyncio.to_thread(
+                decide_batch,
+                prepared,
+                reading.candidates,
+                [reading.bands[i] for i in everything],
+                [reading.terms[i] for i in everything],
+                context,
+            )
+            written = await self._write(prepared, decided, tallies, now, reading.at, checked)
+            while written.outcome == "unchecked":
+                self.retries[written.outcome] += 1
+                checked = True
+                written = await self._write(prepared, decided, tallies, now, reading.at, checked)
+            if written.outcome == "ok":
+                self._written_at = written.at
+                sources = written.sources
+                return [
+                    replace(p, sources=n) for p, n in zip(decided, sources, strict=True)
+                ], placed
+            self.retries[written.outcome] += 1
+            if loop.time() > deadline:
+                raise StoreError(
+                    f"story placement: the batch could not be written for {PLACEMENT_WAIT_S:g} s"
+                    f" ({written.outcome})"
+                )
+            checked = True
+            if written.outcome == "conflict":
+                fresher = await self._read(prepared, written.again, now)
+                reading.update(fresher)
+                reading.at = written.at  # every item was checked up to here
+                continue
+            if written.outcome == "busy":  # a correction is being made: wait for it
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.05)
+            reading = await self._read(prepared, everything, now)
+
+    async def _read(
+        self, prepared: Sequence[Prepared], indices: Sequence[int], now: float
+    ) -> Reading:
+        """Read the placement count, the count of corrections and, for the items at
+        ``indices``, the items sharing a band or an index term with each (one round trip);
         then, in a second round trip and only for those this process does not hold, what each
         of them is (fingerprint, vector, story). The items it holds keep their story until a
-        correction (a split or a merge) is counted: then it forgets them all."""
+        correction (a split or a merge) is counted: then it forgets them all. The placement
+        count is read first: whatever is written after it, the write will see."""
         keys = self.store.keys
-        results: list[Any] = []
-
-        async def read_locked() -> bool:
-            async with self.store.pipeline() as pipe:
-                self.scripts.call(pipe, "lock", [keys.placement], [owner, PLACEMENT_LOCK_MS])
-                pipe.get(keys.corrections)
-                for p in prepared:
-                    self.scripts.call(
-                        pipe,
-                        "candidates",
-                        [keys.band(b)[0] for b in p.bands] + [keys.item_term(t) for t in p.query],
-                        [
-                            len(p.bands),
-                            TERM_CANDIDATES,
-                            p.when + self.window_s,
-                            p.when - self.window_s,
-                            now - self.ttl_s,
-                            *(keys.band(b)[1] for b in p.bands),
-                        ],
-                    )
-                replies = await self.scripts.execute(pipe)
-            results[:] = replies[1:]  # read under the lock only when it was taken
-            return bool(replies[0])
-
-        await until_locked(read_locked)
-        corrections, *found_per_item = results
+        async with self.store.pipeline() as pipe:
+            pipe.get(keys.placements)
+            pipe.get(keys.corrections)
+            for i in indices:
+                p = prepared[i]
+                self.scripts.call(
+                    pipe,
+                    "candidates",
+                    [keys.band(b)[0] for b in p.bands] + [keys.item_term(t) for t in p.query],
+                    [
+                        len(p.bands),
+                        TERM_CANDIDATES,
+                        p.when + self.window_s,
+                        p.when - self.window_s,
+                        now - self.ttl_s,
+                        *(keys.band(b)[1] for b in p.bands),
+                    ],
+                )
+            at, corrections, *found_per_item = await self.scripts.execute(pipe)
         known = self._known
         if corrections != self._corrections:
             known.clear()
             self._corrections = corrections
-        band_hits: list[set[str]] = []
-        term_hits: list[set[str]] = []
-        for p, found in zip(prepared, found_per_item, strict=True):
-            band_hits.append(set().union(*found[: len(p.bands)]))
-            term_hits.append(set().union(*found[len(p.bands) :]))
-        wanted = sorted(set().union(*band_hits, *term_hits))
+        reading = Reading(int(at or 0))
+        for i, found in zip(indices, found_per_item, strict=True):
+            bands = len(prepared[i].bands)
+            reading.bands[i] = set().union(*found[:bands])
+            reading.terms[i] = set().union(*found[bands:])
+        wanted = sorted(set().union(*reading.bands.values(), *reading.terms.values()))
         unknown = [item for item in wanted if item not in known]
         docs: list[Any] = []
         if unknown:
@@ -370,18 +457,17 @@ class StoryKeeper:
                 self.scripts.call(pipe, "details", [keys.doc(item) for item in unknown], [])
                 [docs] = await self.scripts.execute(pipe)
         fetched = dict(zip(unknown, docs, strict=True))
-        candidates: dict[str, Candidate] = {}
         for item in wanted:
             if item in fetched:
                 candidate = _candidate(item, *fetched[item])
                 if candidate is None:  # expired
                     continue
                 known[item] = candidate
-            candidates[item] = known[item]
+            reading.candidates[item] = known[item]
             known.move_to_end(item)
         while len(known) > KNOWN_ITEMS:
             known.popitem(last=False)
-        return candidates, band_hits, term_hits
+        return reading
 
     async def _write(
         self,
@@ -389,70 +475,91 @@ class StoryKeeper:
         placements: Sequence[Placement],
         tallies: Mapping[str, StoryTally],
         now: float,
-        owner: str,
-    ) -> list[Placement]:
-        """Round trip 4: remember every item and what its story became, and count what the
-        batch added to the stream's story frequencies; the source counts come back and are set
-        on the placements."""
+        read_at: int,
+        checked: bool,
+    ) -> Written:
+        """Round trip 4, one script call: remember every item and what its story became, and
+        count what the batch added to the stream's story frequencies, unless another worker
+        wrote what the batch read since ``read_at`` (``checked``: send the keys each item read,
+        for the script to tell which)."""
         keys, ttl = self.store.keys, self.ttl_s
+        frequencies, counted = self.inputs.counts(tallies, now)
+        item_keys: list[str] = []
+        item_args: list[Any] = []
+        for p, placed in zip(prepared, placements, strict=True):
+            item = p.item
+            duplicate = placed.duplicate_of is not None
+            terms = [] if duplicate else p.terms
+            document = {
+                "fingerprint": p.fingerprint.encode(),
+                "story": placed.story,
+                "duplicate_of": placed.duplicate_of or "",
+                "matched": placed.matched or "",
+                "similarity": placed.similarity,
+                "confident": int(placed.confident),
+                "vector": json.dumps(rounded(p.vector)),
+                "source": item.source,
+                "title": item.title,
+                "url": item.url or "",
+                "seen": now,
+                "when": p.when,
+                "embedding": encode_embedding(p.embedding),
+            }
+            fields = [x for pair in document.items() for x in pair]
+            item_keys += [
+                keys.doc(item.id),
+                keys.story(placed.story),
+                keys.story_items(placed.story),
+                keys.story_sources(placed.story),
+                *(keys.band(b)[0] for b in p.bands),
+                *(keys.item_term(t) for t in terms),
+            ]
+            item_args += [
+                read_keys(p) if checked else b"",
+                written_keys(p, terms),
+                item.id,
+                item.source,
+                p.when,
+                len(p.bands),
+                len(terms),
+                int(placed.new_story),
+                int(duplicate),
+                item.title,
+                item.url or "",
+                placed.story,
+                len(fields),
+                *(keys.band(b)[1] + item.id for b in p.bands),
+                *fields,
+            ]
         async with self.store.pipeline() as pipe:
-            for p, placed in zip(prepared, placements, strict=True):
-                item = p.item
-                duplicate = placed.duplicate_of is not None
-                terms = [] if duplicate else p.terms
-                document = {
-                    "fingerprint": p.fingerprint.encode(),
-                    "story": placed.story,
-                    "duplicate_of": placed.duplicate_of or "",
-                    "matched": placed.matched or "",
-                    "similarity": placed.similarity,
-                    "confident": int(placed.confident),
-                    "vector": json.dumps(rounded(p.vector)),
-                    "source": item.source,
-                    "title": item.title,
-                    "url": item.url or "",
-                    "seen": now,
-                    "when": p.when,
-                    "embedding": encode_embedding(p.embedding),
-                }
-                self.scripts.call(
-                    pipe,
-                    "remember",
-                    [
-                        keys.doc(item.id),
-                        keys.story(placed.story),
-                        keys.story_items(placed.story),
-                        keys.story_sources(placed.story),
-                        keys.stories,
-                        *(keys.band(b)[0] for b in p.bands),
-                        *(keys.item_term(t) for t in terms),
-                    ],
-                    [
-                        item.id,
-                        item.source,
-                        now,
-                        ttl,
-                        self.window_s,
-                        p.when,
-                        len(p.bands),
-                        len(terms),
-                        int(placed.new_story),
-                        int(duplicate),
-                        item.title,
-                        item.url or "",
-                        placed.story,
-                        *(keys.band(b)[1] + item.id for b in p.bands),
-                        *(x for pair in document.items() for x in pair),
-                    ],
-                )
-            pipe.zremrangebyscore(keys.stories, "-inf", now - ttl)
-            self.inputs.count(pipe, tallies, now)
-            self.scripts.call(pipe, "unlock", [keys.placement], [owner])
-            replies = await self.scripts.execute(pipe)
-        return [
-            replace(placed, sources=int(sources))
-            for placed, sources in zip(placements, replies, strict=False)
-        ]
+            self.scripts.call(
+                pipe,
+                "place",
+                [
+                    keys.placements,
+                    keys.placement_log,
+                    keys.correcting,
+                    keys.stories,
+                    *frequencies,
+                    *item_keys,
+                ],
+                [
+                    read_at,
+                    LOG_KEPT,
+                    int(checked),
+                    len(prepared),
+                    len(frequencies),
+                    now,
+                    ttl,
+                    self.window_s,
+                    self.inputs.counts_ttl,
+                    DOCUMENTS,
+                    *counted,
+                    *item_args,
+                ],
+            )
+            [reply] = await self.scripts.execute(pipe)
+        return Written.of(reply)
 
 
 def _candidate(

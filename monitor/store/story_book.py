@@ -2,8 +2,9 @@
 two corrections, split and merge.
 
 A correction rewrites the stories of the items it moves, so later items, which join the story
-of the earlier item they best match, respect it. Corrections take the placement lock: a batch
-being placed never sees half a correction.
+of the earlier item they best match, respect it. A correction holds a lease in Redis while it
+runs, and no batch is written into stories meanwhile; it then counts itself as a placement
+and logs "*", so a batch that read before it reads everything again (``store.stories``).
 """
 
 from __future__ import annotations
@@ -13,27 +14,39 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from monitor.core.stories import shared_terms
 from monitor.errors import StoreError
 from monitor.store import Store
-from monitor.store.stories import PLACEMENT_LOCK_MS, story_id, until_locked
+from monitor.store.stories import CORRECTION_LEASE_MS, LOG_KEPT, story_id, until_locked
 
 SHARED_SHOWN = 8  # shared terms shown per member by --explain
 
 
 @asynccontextmanager
 async def exclusive(store: Store) -> AsyncIterator[None]:
-    """Hold the placement lock (Redis, with a TTL should this worker die), waiting for another
-    worker's batch to be written first. Placement holds it for its Redis reads, the pure
-    decision and the write; corrections (split, merge) for theirs."""
+    """Hold the correction lease (Redis, with a TTL should this process die), waiting for
+    another correction to end. No batch is written into stories while it is held."""
     owner = uuid.uuid4().hex
-    await until_locked(lambda: store.acquire_placement(owner, PLACEMENT_LOCK_MS))
+    await until_locked(lambda: store.acquire_correction(owner, CORRECTION_LEASE_MS))
     try:
         yield
     finally:
-        await store.release_placement(owner)
+        await store.release_correction(owner)
+
+
+def corrected(store: Store, pipe: Any) -> None:
+    """Queue on ``pipe`` what tells process workers a correction was made: the count of
+    corrections (they forget the stories of the items they hold) and a placement logged as
+    "*" (a batch read before it is read again)."""
+    keys = store.keys
+    pipe.incr(keys.corrections)
+    pipe.lpush(keys.placement_log, "*")
+    pipe.ltrim(keys.placement_log, 0, LOG_KEPT - 1)
+    pipe.expire(keys.placement_log, 3600)
+    pipe.incr(keys.placements)
+    pipe.expire(keys.placements, 86400)
 
 
 class StoryMember(TypedDict):
@@ -213,7 +226,7 @@ class StoryBook:
                 pipe.sadd(keys.story_sources(new), source or "")
                 pipe.expire(keys.story_sources(new), self.ttl_s)
                 pipe.zadd(keys.stories, {new: float(seen or 0)})
-                pipe.incr(keys.corrections)
+                corrected(self.store, pipe)
                 pipe.zrange(keys.story_items(old), 0, -1)
                 *_, remaining = await pipe.execute()
             await self._recount_sources(old, remaining)
@@ -257,6 +270,6 @@ class StoryBook:
                 pipe.hset(keys.story(other), "merged_into", into)
                 pipe.delete(keys.story_items(other), keys.story_sources(other))
                 pipe.zrem(keys.stories, other)
-                pipe.incr(keys.corrections)
+                corrected(self.store, pipe)
                 await pipe.execute()
         return len(members)

@@ -17,6 +17,7 @@ from monitor.sources.replay import read_items
 from monitor.store import Store
 from monitor.store.placement_inputs import DOCUMENTS
 from monitor.store.stories import StoryKeeper
+from monitor.store.story_book import StoryBook
 from monitor.store.streams import item_entry
 from tests.factories import make_item
 
@@ -193,18 +194,19 @@ async def test_items_without_a_real_body_are_not_duplicates_of_each_other(store:
 
 
 class Paused(StoryKeeper):
-    """A worker that stops right after reading its candidates, until told to go on: the
-    moment another worker's batch would slip in between reading and writing."""
+    """A worker that stops right after its first reading of candidates, until told to go on:
+    the moment another worker's batch slips in between reading and writing."""
 
     def __init__(self, store: Store) -> None:
         super().__init__(store)
         self.reading_done = asyncio.Event()
         self.go_on = asyncio.Event()
 
-    async def _candidates(self, *args: Any, **kwargs: Any) -> Any:
-        found = await super()._candidates(*args, **kwargs)
-        self.reading_done.set()
-        await self.go_on.wait()
+    async def _read(self, *args: Any, **kwargs: Any) -> Any:
+        found = await super()._read(*args, **kwargs)
+        if not self.reading_done.is_set():
+            self.reading_done.set()
+            await self.go_on.wait()
         return found
 
 
@@ -212,18 +214,63 @@ async def test_two_workers_placing_one_new_event_at_once_make_one_story(
     store: Store, seeds: list[Item]
 ) -> None:
     """Seeds 000 and 002 are two outlets' reports of one event, taken by two workers (each its
-    own StoryKeeper, one Redis) at the same moment."""
+    own StoryKeeper, one Redis) at the same moment. Neither waits for the other: the one that
+    writes second finds that the first wrote what it read, reads again and joins its story."""
     first, other = (next(i for i in seeds if seed(i) == n) for n in ("000", "002"))
     slow, fast = Paused(store), StoryKeeper(store)
     now = time.time()
     placing = asyncio.create_task(slow.place([first], now))
     await slow.reading_done.wait()
-    racing = asyncio.create_task(fast.place([other], now))
-    await asyncio.sleep(0.3)  # enough for the other worker to finish, were it not kept out
+    [b] = await asyncio.wait_for(fast.place([other], now), 10)  # not kept out by the slow one
     slow.go_on.set()
-    [a], [b] = await asyncio.gather(placing, racing)
+    [a] = await placing
     assert a.story == b.story
-    assert (a.new_story, b.new_story) == (True, False)
+    assert (a.new_story, b.new_story) == (False, True)
+    assert a.matched == other.id
+    assert slow.retries == {"conflict": 1} and not fast.retries
+
+
+async def test_workers_placing_unrelated_items_at_once_write_without_reading_again(
+    store: Store, seeds: list[Item]
+) -> None:
+    """Two workers' batches that share no key (no band, no term one looks up that the other
+    writes) are both written at once: neither reads again."""
+    quake = make_item(
+        "quake:1",
+        source="wire",
+        title="Magnitude 6.4 earthquake strikes near Lima, Peru",
+        text="A magnitude 6.4 earthquake struck near Lima, Peru, on Monday, officials said. "
+        "Buildings swayed in Lima and Callao; no deaths were reported.",
+    )
+    slow, fast = Paused(store), StoryKeeper(store)
+    now = time.time()
+    placing = asyncio.create_task(slow.place([quake], now))
+    await slow.reading_done.wait()
+    reports = await asyncio.wait_for(fast.place(seeds[:2], now), 10)
+    slow.go_on.set()
+    [a] = await placing
+    assert a.new_story and a.story not in {p.story for p in reports}
+    assert not slow.retries and not fast.retries
+
+
+async def test_a_batch_read_before_a_correction_is_read_again(
+    store: Store, seeds: list[Item]
+) -> None:
+    """A split made while a batch is being decided moves an item that batch read: the batch's
+    write is refused, it reads everything again, and the new item follows the correction."""
+    first, other, third = (next(i for i in seeds if seed(i) == n) for n in ("000", "002", "003"))
+    now = time.time()
+    placed = await StoryKeeper(store).place([first, other], now)
+    assert placed[1].story == placed[0].story
+    slow = Paused(store)
+    placing = asyncio.create_task(slow.place([third], now + 60))
+    await slow.reading_done.wait()
+    _, new = await StoryBook(store).split(first.id)
+    slow.go_on.set()
+    [late] = await placing
+    assert slow.retries == {"stale": 1}
+    assert late.story == (new if late.matched == first.id else placed[1].story)
+    assert late.matched in (first.id, other.id)
 
 
 async def test_band_buckets_find_a_copy_and_forget_it_after_the_dedup_ttl(
