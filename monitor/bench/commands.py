@@ -27,6 +27,23 @@ repeat_option = click.option(
     "--repeat", default=5, show_default=True, help="Runs per measure; medians shown."
 )
 seed_option = click.option("--seed", default=1, show_default=True, help="Seed of the workload.")
+items_option = click.option(
+    "--items",
+    "path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Articles to process (JSON lines with title and text); else generated ones.",
+)
+rules_option = click.option(
+    "--rules", "rule_count", default=100, show_default=True, help="Generated rules."
+)
+baseline_option = click.option(
+    "--baseline",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Another checkout, measured the same way in the same run.",
+)
+count_option = click.option("--count", default=2000, show_default=True, help="Articles to process.")
 
 
 def _bench_progress() -> Progress:
@@ -149,21 +166,10 @@ def bench_dedup(pairs_file: Path, as_json: bool) -> None:
 
 
 @bench.command(name="process")
-@click.option(
-    "--items",
-    "path",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="Articles to process (JSON lines with title and text); else generated ones.",
-)
-@click.option("--count", default=2000, show_default=True, help="Articles to process.")
-@click.option("--rules", "rule_count", default=100, show_default=True, help="Generated rules.")
-@click.option(
-    "--baseline",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="Another checkout, measured the same way in the same run.",
-)
+@items_option
+@count_option
+@rules_option
+@baseline_option
 @repeat_option
 @seed_option
 @json_option
@@ -183,3 +189,22 @@ def bench_process(path: str | None, count: int, rule_count: int, baseline: Path 
         click.echo(json.dumps({**current, "baseline": before}))
     else:
         click.echo(process_report(current, before))
+
+
+@bench.command(name="workers")
+@items_option
+@count_option
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=2))
+@rules_option
+@baseline_option
+@seed_option
+@json_option
+def bench_workers(path: str | None, count: int, workers: int, rule_count: int,
+                  baseline: Path | None, seed: int, as_json: bool) -> None:  # fmt: skip
+    """Process workers side by side on one Redis, beside one alone: wall throughput, CPU per
+    item, and how often a batch was written again because another worker wrote what it read."""
+    from monitor.bench.workers import measure as measure_workers
+    from monitor.bench.workers import report as workers_report
+
+    result = measure_workers(workers, path, count, rule_count, seed, baseline=baseline)
+    click.echo(json.dumps(result) if as_json else workers_report(result))

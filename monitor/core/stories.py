@@ -34,6 +34,7 @@ Background = Callable[[str], float]
 TOP_TERMS = 40  # terms kept per item
 INDEX_TERMS = 12  # an item's strongest terms, under which later items find it
 QUERY_TERMS = 40  # the terms under which an item looks for earlier ones
+COMMON_SHARE = 0.03  # a term this share of the stream's stories hold is no index term
 TITLE_WEIGHT = 5.0  # a title word counts as much as this many mentions in the body
 LEAD_WEIGHT = 2.0  # a word of the lead (LEAD_WORDS) counts double: it says what happened
 LEAD_WORDS = 50
@@ -272,6 +273,11 @@ class Weighing:
     terms: Mapping[str, tuple[float, float, float]]  # term: (evidence, count, evidence × log)
     documents: float
 
+    def common(self, share: float = COMMON_SHARE) -> frozenset[str]:
+        """The terms at least ``share`` of the stream's stories hold (the prior counted)."""
+        least = share * self.documents
+        return frozenset(word for word, (_, count, _) in self.terms.items() if count >= least)
+
     def vector(self, tally: StoryTally | None = None, *, top: int = TOP_TERMS) -> dict[str, float]:
         """Evidence times stream rarity (with what ``tally`` counted since), the ``top``
         terms, L2-normalized, strongest first (ties: the first term in alphabetical order)."""
@@ -354,15 +360,16 @@ def shared_terms(a: Mapping[str, float], b: Mapping[str, float]) -> list[tuple[s
     return sorted(parts, key=lambda kv: (-kv[1], kv[0]))
 
 
-def index_terms(vector: Mapping[str, float]) -> list[str]:
-    """The terms under which an item is found by later items."""
-    return list(vector)[:INDEX_TERMS]
+def index_terms(vector: Mapping[str, float], common: Collection[str] = ()) -> list[str]:
+    """The terms under which an item is found by later items: its strongest, but for those
+    ``common`` in the stream (``Weighing.common``), which single out no event."""
+    return [term for term in vector if term not in common][:INDEX_TERMS]
 
 
-def query_terms(vector: Mapping[str, float]) -> list[str]:
+def query_terms(vector: Mapping[str, float], common: Collection[str] = ()) -> list[str]:
     """The terms under which an item looks for earlier items: more than it is indexed under,
     so two reports are compared when one's strongest terms are anywhere among the other's."""
-    return list(vector)[:QUERY_TERMS]
+    return [term for term in vector if term not in common][:QUERY_TERMS]
 
 
 # --- deciding ------------------------------------------------------------------------------------

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from monitor.core.dedup import Fingerprint
 from monitor.core.stories import (
+    Decision,
     Embedding,
     Known,
     Member,
@@ -67,6 +68,8 @@ class Prepared:
     words: int
     embedding: Embedding | None = None
     semantic: Semantic | None = None
+    seen_in_story: frozenset[str] = frozenset()  # members of its story it was compared with
+    common: frozenset[str] = frozenset()  # its terms too common in the stream to index it by
 
 
 @dataclass
@@ -115,17 +118,26 @@ def decide_batch(
     band_hits: Sequence[set[str]],
     term_hits: Sequence[set[str]],
     context: Context,
+    previous: Sequence[Placement] | None = None,
+    recheck: Collection[int] = (),
 ) -> tuple[list[Placement], dict[str, Candidate], dict[str, StoryTally]]:
     """Each item in turn, seeing what Redis knew and what the batch decided: its vector weighed
     again with the batch's story frequencies so far, then ``core.stories.decide``. Sets each
     item's final ``vector`` and ``terms``. Returns the placements, the batch's items
-    as later batches compare them, and what the batch adds to each language's frequencies."""
+    as later batches compare them, and what the batch adds to each language's frequencies.
+
+    ``previous``: this batch's placements decided before some of its items (``recheck``, by
+    index) found more candidates (another worker wrote them meanwhile). Until one of those
+    items goes elsewhere than before, every item keeps its earlier decision and vector, and
+    only the rechecked ones are decided again; from there on, every item is."""
     batch = _Batch()
     placements: list[Placement] = []
-    for p, bands, terms in zip(prepared, band_hits, term_hits, strict=True):
+    diverged = previous is None
+    for index, (p, bands, terms) in enumerate(zip(prepared, band_hits, term_hits, strict=True)):
         tally = batch.tallies[p.language]
-        p.vector = p.weighing.vector(tally)
-        p.terms = index_terms(p.vector)
+        if diverged:
+            p.vector = p.weighing.vector(tally)
+            p.terms = index_terms(p.vector, p.common)
         near = set(bands) | {i for b in p.bands for i in batch.by_band.get(b, ())}
         related = set(terms) | {i for t in p.query for i in batch.by_term.get(t, ())}
         found = {
@@ -138,24 +150,42 @@ def decide_batch(
             for c in found.values()
             if c.member and abs(c.when - p.when) <= context.window_s
         ]
-        decision = decide(
-            p.fingerprint,
-            p.vector,
-            [c.known for i, c in found.items() if c.known and i in near],
-            members,
-            thresholds=p.semantic.thresholds
-            if p.semantic
-            else for_length(p.words, context.thresholds),
-            embedding=p.embedding,
-            weight=p.semantic.weight if p.semantic else 0.0,
-        )
+        before = None if previous is None else previous[index]
+        if diverged or index in recheck or before is None:
+            decision = decide(
+                p.fingerprint,
+                p.vector,
+                [c.known for i, c in found.items() if c.known and i in near],
+                members,
+                thresholds=p.semantic.thresholds
+                if p.semantic
+                else for_length(p.words, context.thresholds),
+                embedding=p.embedding,
+                weight=p.semantic.weight if p.semantic else 0.0,
+            )
+        else:
+            decision = Decision(
+                before.duplicate_of,
+                None if before.new_story else before.story,
+                before.similarity,
+                before.matched,
+                before.confident,
+            )
         story = decision.story or story_id(p.item.id)
+        in_story = [m for m in members if m.story == story]
+        seen = frozenset(m.item for m in in_story)
+        if before is not None and not diverged:
+            # What the items after it see (the batch's counts, its story) is as before.
+            diverged = (story, decision.duplicate_of, seen) != (
+                before.story,
+                before.duplicate_of,
+                p.seen_in_story,
+            )
+        p.seen_in_story = seen
         if decision.story is None:
             tally.add(p.counted, story=True)
         else:
-            tally.add(
-                new_to_story(p.counted, (m for m in members if m.story == story)), story=False
-            )
+            tally.add(new_to_story(p.counted, in_story), story=False)
         matched = found[decision.matched] if decision.matched else None
         batch.sources[story].add(p.item.source)
         if matched is not None:

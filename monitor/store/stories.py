@@ -86,6 +86,7 @@ SHORT_TEXT = 40  # words: below this, the fingerprint covers the title as well
 CORRECTION_LEASE_MS = 30_000  # far longer than a correction; frees itself if its process dies
 PLACEMENT_WAIT_S = 60.0  # a batch that could not be written for this long is an error
 LOG_KEPT = 32  # batches whose written keys the placement log keeps
+ALONE_BATCHES = 8  # batches written alone before a worker stops sending what its items read
 FUTURE_S = 3600  # a publication time this far ahead of the clock is not believed
 
 
@@ -151,6 +152,10 @@ class Reading:
     bands: dict[int, set[str]] = field(default_factory=dict)
     terms: dict[int, set[str]] = field(default_factory=dict)
     candidates: dict[str, Candidate] = field(default_factory=dict)
+
+    def found(self, index: int) -> set[str]:
+        """The earlier items the item at ``index`` found."""
+        return self.bands[index] | self.terms[index]
 
     def update(self, fresher: Reading) -> None:
         """Take what ``fresher`` read again of some items."""
@@ -218,6 +223,9 @@ class StoryKeeper:
         self._corrections: str | None = None  # the count of corrections they were read under
         self._written_at: int | None = None  # the placement count after this worker's last write
         self.retries: Counter[str] = Counter()  # writes sent again, by what the write answered
+        self.read_again = 0  # items whose candidates were read again (another worker wrote)
+        # Batches written in a row with no other worker writing meanwhile (alone until seen).
+        self._alone = ALONE_BATCHES
         self.scripts = Scripts(store.client, candidates=CANDIDATES, details=DETAILS, place=PLACE)
 
     async def place(
@@ -343,6 +351,9 @@ class StoryKeeper:
             terms = evidence(title, analysis.text, text_tokens=tokens, title_tokens=heading)
             weighed = weighing(terms, streams[language], background, own)
             vector = weighed.vector()
+            # Words the language uses everywhere (not counted in the stream) and those many
+            # recent stories hold single out no event: no index or query term is one of them.
+            common = weighed.common() | (weighed.terms.keys() - own)
             prepared.append(
                 Prepared(
                     item,
@@ -353,9 +364,10 @@ class StoryKeeper:
                     own,
                     vector,
                     fp.bands(),
-                    index_terms(vector),
-                    query_terms(vector),
+                    index_terms(vector, common),
+                    query_terms(vector, common),
                     len(words),
+                    common=common,
                 )
             )
         return prepared
@@ -369,11 +381,17 @@ class StoryKeeper:
         compare them."""
         everything = range(len(prepared))
         reading = await self._read(prepared, everything, now)
-        checked = reading.at != self._written_at  # others write: send what each item read
+        if self._written_at is not None and reading.at != self._written_at:
+            self._alone = 0
+        # While other workers write, send what each item read, so that a write finding
+        # their writes in between tells which items must read again, in the same call.
+        checked = self._alone < ALONE_BATCHES
         context = Context(self.window_s, self.thresholds)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + PLACEMENT_WAIT_S
         pause = 0.002
+        before: list[Placement] | None = None  # what was decided before reading some again
+        recheck: set[int] = set()
         while True:
             decided, placed, tallies = await asyncio.to_thread(
                 decide_batch,
@@ -382,13 +400,17 @@ class StoryKeeper:
                 [reading.bands[i] for i in everything],
                 [reading.terms[i] for i in everything],
                 context,
+                before,
+                recheck,
             )
             written = await self._write(prepared, decided, tallies, now, reading.at, checked)
-            while written.outcome == "unchecked":
+            if written.outcome == "unchecked":
                 self.retries[written.outcome] += 1
                 checked = True
                 written = await self._write(prepared, decided, tallies, now, reading.at, checked)
             if written.outcome == "ok":
+                alone = written.at == reading.at + 1 and not recheck
+                self._alone = self._alone + 1 if alone else 0
                 self._written_at = written.at
                 sources = written.sources
                 return [
@@ -402,14 +424,21 @@ class StoryKeeper:
                 )
             checked = True
             if written.outcome == "conflict":
+                # Only the items that read what was written since are read and decided again
+                # (and those after them, from the first whose story or counts change).
+                self.read_again += len(written.again)
                 fresher = await self._read(prepared, written.again, now)
+                recheck = {i for i in written.again if fresher.found(i) != reading.found(i)}
                 reading.update(fresher)
                 reading.at = written.at  # every item was checked up to here
+                before = decided
                 continue
             if written.outcome == "busy":  # a correction is being made: wait for it
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 0.05)
+            self.read_again += len(prepared)
             reading = await self._read(prepared, everything, now)
+            before, recheck = None, set()
 
     async def _read(
         self, prepared: Sequence[Prepared], indices: Sequence[int], now: float

@@ -66,14 +66,16 @@ for i = 1, n do
   k = k + 4 + bands + terms
 end
 if seq ~= read_at then
-  if ARGV[3] ~= '1' then return {'unchecked', seq} end
   local behind = seq - read_at
   if behind < 0 or behind > keep then return {'stale', seq} end
   local entries = redis.call('LRANGE', KEYS[2], 0, behind - 1)
   if #entries < behind then return {'stale', seq} end
-  local written = {}
   for _, entry in ipairs(entries) do
     if entry == '*' then return {'stale', seq} end
+  end
+  if ARGV[3] ~= '1' then return {'unchecked', seq} end
+  local written = {}
+  for _, entry in ipairs(entries) do
     for j = 1, #entry, 4 do written[string.sub(entry, j, j + 3)] = true end
   end
   local conflicts = {'conflict', seq}

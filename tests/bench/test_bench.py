@@ -73,7 +73,7 @@ def test_each_bench_is_a_subcommand_of_its_own() -> None:
     result = CliRunner().invoke(main, ["bench", "--help"])
     assert result.exit_code == 0
     listed = {line.split()[0] for line in result.output.split("Commands:")[1].splitlines() if line}
-    assert listed == {"match", "parse", "poll", "dispatch", "dedup", "process"}
+    assert listed == {"match", "parse", "poll", "dispatch", "dedup", "process", "workers"}
     mixed = CliRunner().invoke(main, ["bench", "parse", "--feeds", "4"])
     assert mixed.exit_code == 2 and "No such option" in mixed.output
 
@@ -159,3 +159,24 @@ def test_process_counts_commands_round_trips_bytes_and_memory_beside_a_baseline(
     assert report["executed_per_item"] > report["commands_per_item"]  # scripts run many
     assert report["kb_sent_per_item"] > 0 and report["kb_kept_per_item"] > 0
     assert report["items_per_cpu_s"] > 0 and report["baseline"]["items_per_cpu_s"] > 0
+
+
+def test_workers_share_the_items_and_each_item_is_processed_once(tmp_path: Path) -> None:
+    """Two worker processes on one embedded Redis take every article between them, once; one
+    worker alone never has to write a batch again."""
+    rows = tmp_path / "articles.jsonl"
+    rows.write_text(
+        "\n".join(
+            json.dumps({"title": f"Storm {n} floods town {n % 7}", "text": f"Rain fell. {n} " * 40})
+            for n in range(400)
+        )
+    )
+    report = bench_json("workers", "--items", str(rows), "--count", "400", "--workers", "2")
+    assert "baseline" not in report
+    report = report["current"]
+    alone, together = report["alone"], report["together"]
+    assert alone["workers"] == 1 and together["workers"] == 2
+    assert alone["items"] == together["items"] == 400
+    assert sum(together["batches_by_worker"]) == together["batches"] >= 4
+    assert alone["retries"] == {}  # one worker never collides with itself
+    assert report["speedup"] > 0 and together["items_per_cpu_s"] > 0

@@ -269,6 +269,24 @@ def test_a_stricter_join_than_the_long_one_is_never_raised() -> None:
     assert for_length(2000, Thresholds(join=0.1, confident=0.2)).join == 0.1
 
 
+@pytest.mark.parametrize(
+    ("stories", "held_by", "common"),
+    [
+        (1000, {"gaza": 200, "lima": 5}, {"gaza"}),  # a fifth of recent stories: no index term
+        (1000, {"gaza": 20, "lima": 5}, set()),  # 2%: still singles out an event
+        (0, {}, set()),  # an empty stream: the prior alone, and these words are rare
+    ],
+)
+def test_terms_many_recent_stories_hold_are_common(
+    stories: int, held_by: dict[str, int], common: set[str]
+) -> None:
+    weighed = weighing({"gaza": 2.0, "lima": 1.0}, StreamFrequency(stories, held_by), flat)
+    assert weighed.common() == common
+    vector = weighed.vector()
+    assert index_terms(vector, weighed.common()) == [t for t in vector if t not in common]
+    assert query_terms(vector, weighed.common()) == [t for t in vector if t not in common]
+
+
 def test_an_item_looks_up_more_terms_than_it_is_indexed_under() -> None:
     vector = {f"t{i}": 1.0 for i in range(60)}
     assert index_terms(vector) == query_terms(vector)[: len(index_terms(vector))]

@@ -227,7 +227,10 @@ async def test_two_workers_placing_one_new_event_at_once_make_one_story(
     assert a.story == b.story
     assert (a.new_story, b.new_story) == (False, True)
     assert a.matched == other.id
-    assert slow.retries == {"conflict": 1} and not fast.retries
+    # Having seen no other worker, the slow one first wrote without what its items read; told
+    # that another worker wrote meanwhile, it sent them, and was told which item to read again.
+    assert slow.retries == {"unchecked": 1, "conflict": 1} and not fast.retries
+    assert slow.read_again == 1
 
 
 async def test_workers_placing_unrelated_items_at_once_write_without_reading_again(
@@ -250,7 +253,9 @@ async def test_workers_placing_unrelated_items_at_once_write_without_reading_aga
     slow.go_on.set()
     [a] = await placing
     assert a.new_story and a.story not in {p.story for p in reports}
-    assert not slow.retries and not fast.retries
+    # The slow one wrote again only to send what its items read (it had seen no other worker).
+    assert slow.retries == {"unchecked": 1} and not fast.retries
+    assert slow.read_again == 0
 
 
 async def test_a_batch_read_before_a_correction_is_read_again(
