@@ -31,10 +31,9 @@ import asyncio
 import base64
 import json
 import logging
-import zlib
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -72,6 +71,7 @@ from monitor.store.decisions import (
     rounded,
     story_id,
 )
+from monitor.store.optimistic import Reading, Written, read_keys, written_keys
 from monitor.store.placement_inputs import DOCUMENTS, PlacementInputs
 from monitor.store.scripts import Scripts
 from monitor.store.story_scripts import CANDIDATES, DETAILS, PLACE
@@ -124,65 +124,6 @@ async def until_locked(take: Callable[[], Awaitable[bool]]) -> None:
             )
         await asyncio.sleep(pause)
         pause = min(pause * 2, 0.05)
-
-
-def key_hashes(names: Sequence[str]) -> bytes:
-    """Placement keys as the placement log compares them: 4 bytes each (CRC-32). Two names
-    with one hash only make a batch read again what it did not need to."""
-    return b"".join(zlib.crc32(name.encode()).to_bytes(4, "big") for name in names)
-
-
-def read_keys(p: Prepared) -> bytes:
-    """What an item's candidates were read under: its bands and its query terms."""
-    return key_hashes([*("b" + band for band in p.bands), *("t" + term for term in p.query)])
-
-
-def written_keys(p: Prepared, terms: Sequence[str]) -> bytes:
-    """What writing an item changes for later readers: its bands and its index terms."""
-    return key_hashes([*("b" + band for band in p.bands), *("t" + term for term in terms)])
-
-
-@dataclass
-class Reading:
-    """What a batch read of its candidates: the placement count first, then per item (by
-    index) the items sharing a band and those found under its query terms, and what each of
-    them is."""
-
-    at: int
-    bands: dict[int, set[str]] = field(default_factory=dict)
-    terms: dict[int, set[str]] = field(default_factory=dict)
-    candidates: dict[str, Candidate] = field(default_factory=dict)
-
-    def found(self, index: int) -> set[str]:
-        """The earlier items the item at ``index`` found."""
-        return self.bands[index] | self.terms[index]
-
-    def update(self, fresher: Reading) -> None:
-        """Take what ``fresher`` read again of some items."""
-        self.bands.update(fresher.bands)
-        self.terms.update(fresher.terms)
-        self.candidates.update(fresher.candidates)
-
-
-@dataclass(frozen=True, slots=True)
-class Written:
-    """What the placement write answered: ``ok`` (``sources`` per item), ``busy`` (a
-    correction runs), ``stale`` (read everything again), ``unchecked`` (send the read keys),
-    or ``conflict`` (read ``again`` again); ``at``, the placement count it saw."""
-
-    outcome: str
-    at: int
-    sources: tuple[int, ...] = ()
-    again: tuple[int, ...] = ()
-
-    @classmethod
-    def of(cls, reply: Sequence[Any]) -> Written:
-        outcome, at, *rest = reply
-        outcome = outcome.decode() if isinstance(outcome, bytes) else str(outcome)
-        values = tuple(int(x) for x in rest)
-        if outcome == "ok":
-            return cls(outcome, int(at), sources=values)
-        return cls(outcome, int(at), again=values)
 
 
 def analyse_item(item: Item) -> Analysis:
