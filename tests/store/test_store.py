@@ -400,3 +400,22 @@ DOUBLE = "return redis.call('INCRBY', KEYS[1], redis.call('GET', KEYS[1]))"
 )
 def test_a_cluster_prefix_hashes_every_key_to_one_slot(prefix: str, tagged: str) -> None:
     assert hash_tagged(prefix) == tagged
+
+
+async def test_the_embedded_server_keeps_an_items_document_compact() -> None:
+    """A placed item's document (its vector and fingerprint are about 700 bytes each) stays in
+    Redis's compact hash encoding on the embedded server, not a hash table."""
+    from monitor.store.stories import StoryKeeper
+    from tests.factories import make_item
+
+    item = make_item(
+        "compact:1",
+        title="Magnitude 6.4 earthquake strikes near Lima, Peru",
+        text="A magnitude 6.4 earthquake struck near Lima, Peru, on Monday, officials said. " * 9,
+    )
+    async with RedisServer.embedded() as client:
+        store = Store(client, prefix="compact:")
+        await StoryKeeper(store).place([item], time.time())
+        doc = store.keys.doc(item.id)
+        assert len(await client.hget(doc, "vector") or "") > 64  # past Redis's default
+        assert await client.object("encoding", doc) in ("ziplist", "listpack")
