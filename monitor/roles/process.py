@@ -218,16 +218,13 @@ class Processor:
             if (alert := _alert(rule, item, result, placed, story, won, now)) is not None
         ]
         counts = Counter(alert_count_field(a.rule, a.followup) for a in alerts)
-        await self.store.add_alerts(
-            [
-                outbox_entry(channel, alert)
-                for alert in alerts
-                for channel in (self.channels or alert.channels)
-            ],
-            counts if self.count_alerts else {},
-            now.timestamp(),
-        )
-        # The batch's new items join the history in the round trip that acknowledges it.
+        payloads = [
+            outbox_entry(channel, alert)
+            for alert in alerts
+            for channel in (self.channels or alert.channels)
+        ]
+        # The batch's alerts go to the outbox, and its new items join the history, in the
+        # round trip that acknowledges it (the outbox first).
         recent = [
             (item, where.story, where.duplicate_of, where.confident)
             for (_, item), where in zip(new, placements, strict=True)
@@ -235,6 +232,9 @@ class Processor:
         await self.store.items.ack(
             PROCESS_GROUP,
             [entry_id for entry_id, _ in entries],
+            before=lambda pipe: self.store.queue_alerts(
+                pipe, payloads, counts if self.count_alerts else {}, now.timestamp()
+            ),
             also=lambda pipe: self.store.history.queue(pipe, recent, now.timestamp()),
         )
         self.metrics.processed(
