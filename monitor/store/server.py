@@ -27,6 +27,7 @@ from redis.retry import Retry as SyncRetry
 
 from monitor.errors import ConfigError, StoreError
 from monitor.store.commands import translated
+from monitor.store.packing import packed
 
 __all__ = ["DB_FILE", "RedisServer"]
 
@@ -250,6 +251,7 @@ class RedisServer:
                 socket_connect_timeout=5.0,
                 health_check_interval=30,
             )
+            pool.connection_class = packed(pool.connection_class)
             return Redis.from_pool(pool)
         except ValueError as exc:
             raise ConfigError(f"invalid Redis URL {_redacted(self.url)}: {exc}") from exc
@@ -290,7 +292,7 @@ class RedisServer:
         # and a server that is gone is reported at once instead of after seconds of backoff.
         # The client name tells our connections from other processes' on close.
         pool = BlockingConnectionPool(
-            connection_class=UnixDomainSocketConnection,
+            connection_class=packed(UnixDomainSocketConnection),
             path=self._lite.socket_file,
             max_connections=MAX_CONNECTIONS,
             timeout=POOL_WAIT_S,

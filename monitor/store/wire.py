@@ -7,6 +7,8 @@ from typing import Any
 
 from redis.asyncio.connection import AbstractConnection
 
+from monitor.store.packing import HiredisPacking
+
 
 class Counted:
     """Counts what redis-py writes: packed commands, and writes to a socket (round trips)."""
@@ -21,20 +23,27 @@ class Counted:
             AbstractConnection.pack_command,
             AbstractConnection.send_packed_command,
         )
+        self._hiredis_pack = HiredisPacking.pack_command
         wire = self
 
         def pack(connection: Any, *args: Any) -> Any:
             wire.commands += 1
             return wire._pack(connection, *args)
 
+        def pack_hiredis(connection: Any, *args: Any) -> Any:
+            wire.commands += 1
+            return wire._hiredis_pack(connection, *args)
+
         async def send(connection: Any, command: Any, check_health: bool = True) -> None:
             wire.writes += 1
             await wire._send(connection, command, check_health)
 
         AbstractConnection.pack_command = pack  # type: ignore[method-assign,assignment]
+        HiredisPacking.pack_command = pack_hiredis  # type: ignore[method-assign,assignment]
         AbstractConnection.send_packed_command = send  # type: ignore[method-assign,assignment]
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._class.pack_command = self._pack  # type: ignore[method-assign]
+        HiredisPacking.pack_command = self._hiredis_pack  # type: ignore[method-assign]
         self._class.send_packed_command = self._send  # type: ignore[method-assign]
