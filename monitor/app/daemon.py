@@ -247,7 +247,7 @@ class App:
         assert self.rules_dir is not None
         rules_dir = self.rules_dir
         try:
-            config, runtime = await asyncio.to_thread(_compiled, rules_dir)
+            config, runtime = await asyncio.to_thread(compiled, rules_dir)
             register(config.secrets)
             sources = build_sources(config, self.http, self.limits) if "poll" in self.roles else []
             channels = self._channels(config)
@@ -410,7 +410,7 @@ class App:
                     break
 
 
-def _compiled(rules_dir: Path) -> tuple[WatchConfig, Runtime]:
+def compiled(rules_dir: Path) -> tuple[WatchConfig, Runtime]:
     """The rules directory read and compiled (run in a thread by ``App.reload``)."""
     config = load_config(rules_dir)
     return config, Runtime.build(config)

@@ -208,3 +208,17 @@ def bench_workers(path: str | None, count: int, workers: int, rule_count: int,
 
     result = measure_workers(workers, path, count, rule_count, seed, baseline=baseline)
     click.echo(json.dumps(result) if as_json else workers_report(result))
+
+
+@bench.command(name="reload")
+@click.option("--rules", "rule_count", default=10000, show_default=True, help="Generated rules.")
+@seed_option
+@json_option
+def bench_reload(rule_count: int, seed: int, as_json: bool) -> None:
+    """A rule reload: its wall time, and how late the event loop runs meanwhile (what /healthz
+    waits), compiling in a thread as the daemon does beside compiling on the loop."""
+    from monitor.bench.reload import measure as measure_reload
+    from monitor.bench.reload import report as reload_report
+
+    result = measure_reload(rule_count, seed)
+    click.echo(json.dumps(result) if as_json else reload_report(result))

@@ -73,7 +73,7 @@ def test_each_bench_is_a_subcommand_of_its_own() -> None:
     result = CliRunner().invoke(main, ["bench", "--help"])
     assert result.exit_code == 0
     listed = {line.split()[0] for line in result.output.split("Commands:")[1].splitlines() if line}
-    assert listed == {"match", "parse", "poll", "dispatch", "dedup", "process", "workers"}
+    assert listed == {"match", "parse", "poll", "dispatch", "dedup", "process", "workers", "reload"}
     mixed = CliRunner().invoke(main, ["bench", "parse", "--feeds", "4"])
     assert mixed.exit_code == 2 and "No such option" in mixed.output
 
@@ -180,3 +180,13 @@ def test_workers_share_the_items_and_each_item_is_processed_once(tmp_path: Path)
     assert sum(together["batches_by_worker"]) == together["batches"] >= 4
     assert alone["retries"] == {}  # one worker never collides with itself
     assert report["speedup"] > 0 and together["items_per_cpu_s"] > 0
+
+
+def test_reload_compiles_the_rules_in_a_thread_and_on_the_loop_alike() -> None:
+    """Both reloads compile every rule; on the loop nothing else runs meanwhile (the ticker
+    wakes once it is over), in a thread the loop keeps waking."""
+    report = bench_json("reload", "--rules", "1000")
+    thread, loop = report["in_thread"], report["on_the_loop"]
+    assert thread["rules"] == loop["rules"] == 1000
+    assert loop["loop_lag_max_ms"] >= loop["reload_s"] * 1000 * 0.9
+    assert thread["ticks"] > loop["ticks"]
