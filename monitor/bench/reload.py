@@ -45,11 +45,27 @@ async def _reload(rules_dir: Path, in_thread: bool) -> dict[str, Any]:
     }
 
 
+PER_FILE = 2000  # a rule file is capped at 1 MB (core.config): a big set is many files
+
+
+def _write_rules(rules_dir: Path, text: str) -> None:
+    """The generated rules (an ``entities:`` block and a ``rules:`` block, one entry per line)
+    as a rules directory of files of ``PER_FILE`` entries each."""
+    head, _, body = text.partition("\nrules:\n")
+    blocks = {"entities": head.partition("entities:\n")[2], "rules": body}
+    for name, block in blocks.items():
+        lines = block.splitlines()
+        for number, start in enumerate(range(0, len(lines), PER_FILE)):
+            chunk = "\n".join(lines[start : start + PER_FILE])
+            path = rules_dir / f"{name}-{number:03}.yaml"
+            path.write_text(f"{name}:\n{chunk}\n", encoding="utf-8")
+
+
 def measure(rules: int, seed: int = 1) -> dict[str, Any]:
     """The reload of ``rules`` generated rules, on the loop and in a thread."""
     with tempfile.TemporaryDirectory(prefix="monitor-bench-reload-") as directory:
         rules_dir = Path(directory)
-        (rules_dir / "bench.yaml").write_text(make_workload(rules, 0, seed).yaml, encoding="utf-8")
+        _write_rules(rules_dir, make_workload(rules, 0, seed).yaml)
         on_loop = asyncio.run(_reload(rules_dir, in_thread=False))
         in_thread = asyncio.run(_reload(rules_dir, in_thread=True))
     return {

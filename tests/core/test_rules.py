@@ -6,7 +6,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
+from monitor.core import positions
 from monitor.core import query as q
 from monitor.core.config import (
     ConsoleChannelSpec,
@@ -871,3 +873,23 @@ def test_top_level_x_keys_hold_anchors_for_merge_keys() -> None:
     )
     [rule] = config.rules
     assert (rule.severity, rule.cooldown) == ("high", 6 * 3600)
+
+
+def test_libyaml_reads_rules_to_the_same_values_and_positions_as_pyyaml(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rule files are composed by libyaml when PyYAML has it; every value and the line and
+    column it came from are what PyYAML's own parser gives."""
+    text = (
+        'entities:\n  maduro: {aliases: ["Nicolás Maduro", Maduro]}\n'
+        "rules:\n  - id: a\n    query: '@maduro AND release*'\n    tags: [x, 'y z']\n"
+        '  - {id: b, query: "東京 NEAR/3 地震", cooldown: 2h}\n'
+        "defaults: &d {channels: [console]}\nmore: *d\n"
+    )
+    assert yaml.__with_libyaml__ and positions.LOADER is yaml.CSafeLoader
+    read = []
+    for loader in (yaml.CSafeLoader, yaml.SafeLoader):
+        monkeypatch.setattr(positions, "LOADER", loader)
+        doc = positions.Reader("r.yaml", {}, []).read(text)
+        read.append((doc.data, doc.values))
+    assert read[0] == read[1] and read[0][0]["rules"][1]["query"] == "東京 NEAR/3 地震"
