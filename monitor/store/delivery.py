@@ -319,9 +319,8 @@ class Deliveries:
     ) -> int:
         """Queue on ``pipe`` what ``add_alerts`` does, the outbox entries first; how many
         commands were queued."""
-        before = len(payloads)
         self.outbox.queue(pipe, payloads)
-        queued = before
+        queued = len(payloads)
         for alert in _alerts(payloads):  # its record, for feedback and mutes by alert id
             record = {
                 "rule": alert.get("rule"),

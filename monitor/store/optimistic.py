@@ -7,29 +7,20 @@ refuses a write when another worker wrote, since the batch read, a key it read.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.store.decisions import Candidate, Prepared
+from monitor.store.decisions import Candidate
 
-__all__ = ["Reading", "Written", "key_hashes", "read_keys", "written_keys"]
-
-
-def key_hashes(names: Sequence[str]) -> bytes:
-    """Placement keys as the placement log compares them: 4 bytes each (CRC-32). Two names
-    with one hash only make a batch read again what it did not need to."""
-    return b"".join(zlib.crc32(name.encode()).to_bytes(4, "big") for name in names)
+__all__ = ["Reading", "Written", "key_hashes"]
 
 
-def read_keys(p: Prepared) -> bytes:
-    """What an item's candidates were read under: its bands and its query terms."""
-    return key_hashes([*("b" + band for band in p.bands), *("t" + term for term in p.query)])
-
-
-def written_keys(p: Prepared, terms: Sequence[str]) -> bytes:
-    """What writing an item changes for later readers: its bands and its index terms."""
-    return key_hashes([*("b" + band for band in p.bands), *("t" + term for term in terms)])
+def key_hashes(kind: str, names: Iterable[str]) -> bytes:
+    """Placement keys as the placement log compares them, 4 bytes each (CRC-32 of ``kind``,
+    "b" for an LSH band value or "t" for a term, and the name). Two keys with one hash only
+    make a batch read again what it did not need to."""
+    return b"".join(zlib.crc32((kind + name).encode()).to_bytes(4, "big") for name in names)
 
 
 @dataclass

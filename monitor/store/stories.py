@@ -71,7 +71,7 @@ from monitor.store.decisions import (
     rounded,
     story_id,
 )
-from monitor.store.optimistic import Reading, Written, read_keys, written_keys
+from monitor.store.optimistic import Reading, Written, key_hashes
 from monitor.store.placement_inputs import DOCUMENTS, PlacementInputs
 from monitor.store.scripts import Scripts
 from monitor.store.story_scripts import CANDIDATES, DETAILS, PLACE
@@ -86,6 +86,8 @@ SHORT_TEXT = 40  # words: below this, the fingerprint covers the title as well
 CORRECTION_LEASE_MS = 30_000  # far longer than a correction; frees itself if its process dies
 PLACEMENT_WAIT_S = 60.0  # a batch that could not be written for this long is an error
 LOG_KEPT = 32  # batches whose written keys the placement log keeps
+LOG_TTL_S = 3600  # the placement log outlives any batch's read and write by far
+PLACEMENTS_TTL_S = 86400  # the placement count, from its last write
 ALONE_BATCHES = 8  # batches written alone before a worker stops sending what its items read
 FUTURE_S = 3600  # a publication time this far ahead of the clock is not believed
 
@@ -484,9 +486,12 @@ class StoryKeeper:
                 *(keys.band(b)[0] for b in p.bands),
                 *(keys.item_term(t) for t in terms),
             ]
+            # What the item read its candidates under (its bands and query terms), and what
+            # writing it changes for later readers (its bands and index terms).
+            bands = key_hashes("b", p.bands)
             item_args += [
-                read_keys(p) if checked else b"",
-                written_keys(p, terms),
+                bands + key_hashes("t", p.query) if checked else b"",
+                bands + key_hashes("t", terms),
                 item.id,
                 item.source,
                 p.when,
@@ -524,6 +529,8 @@ class StoryKeeper:
                     self.window_s,
                     self.inputs.counts_ttl,
                     DOCUMENTS,
+                    LOG_TTL_S,
+                    PLACEMENTS_TTL_S,
                     *counted,
                     *item_args,
                 ],

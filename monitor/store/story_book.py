@@ -19,7 +19,14 @@ from typing import Any, TypedDict
 from monitor.core.stories import shared_terms
 from monitor.errors import StoreError
 from monitor.store import Store
-from monitor.store.stories import CORRECTION_LEASE_MS, LOG_KEPT, story_id, until_locked
+from monitor.store.stories import (
+    CORRECTION_LEASE_MS,
+    LOG_KEPT,
+    LOG_TTL_S,
+    PLACEMENTS_TTL_S,
+    story_id,
+    until_locked,
+)
 
 SHARED_SHOWN = 8  # shared terms shown per member by --explain
 
@@ -44,9 +51,9 @@ def corrected(store: Store, pipe: Any) -> None:
     pipe.incr(keys.corrections)
     pipe.lpush(keys.placement_log, "*")
     pipe.ltrim(keys.placement_log, 0, LOG_KEPT - 1)
-    pipe.expire(keys.placement_log, 3600)
+    pipe.expire(keys.placement_log, LOG_TTL_S)
     pipe.incr(keys.placements)
-    pipe.expire(keys.placements, 86400)
+    pipe.expire(keys.placements, PLACEMENTS_TTL_S)
 
 
 class StoryMember(TypedDict):

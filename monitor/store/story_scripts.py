@@ -44,7 +44,8 @@ return out
 # set) and sources (set), its band buckets and its term index sorted sets.
 # ARGV: the count when the batch read, how many log entries to keep, 1 when each item's read
 # keys are given (else a batch read before another worker wrote is sent again with them), items,
-# languages, now, TTL, story window, the frequencies' TTL, the frequency field counting stories;
+# languages, now, TTL, story window, the frequencies' TTL, the frequency field counting stories,
+# the log's TTL and the count's;
 # per language: stories started, words and how many stories each newly appeared in (joined by
 # newlines); per item: the 4-byte hashes of the keys it read and of those it writes, item,
 # source, when, bands, terms, new story (1/0), duplicate (1/0), the story's title, url and id,
@@ -58,7 +59,7 @@ local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
 local read_at, keep = tonumber(ARGV[1]), tonumber(ARGV[2])
 if redis.call('EXISTS', KEYS[3]) == 1 then return {'busy', seq} end
 local n, langs = tonumber(ARGV[4]), tonumber(ARGV[5])
-local starts, kstarts, a, k = {}, {}, 11 + 3 * langs, 5 + langs
+local starts, kstarts, a, k = {}, {}, 13 + 3 * langs, 5 + langs
 for i = 1, n do
   starts[i], kstarts[i] = a, k
   local bands, terms = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
@@ -128,7 +129,7 @@ for i = 1, n do
   log[i] = ARGV[a + 1]
 end
 for l = 1, langs do  -- what the batch adds to each language's story frequencies (today's hash)
-  local today, b = KEYS[4 + l], 8 + 3 * l
+  local today, b = KEYS[4 + l], 10 + 3 * l
   if ARGV[b] ~= '0' then redis.call('HINCRBY', today, ARGV[10], ARGV[b]) end
   local counts = {}
   for count in string.gmatch(ARGV[b + 2], '[^\\n]+') do counts[#counts + 1] = count end
@@ -142,8 +143,8 @@ end
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - ttl)
 redis.call('LPUSH', KEYS[2], table.concat(log))
 redis.call('LTRIM', KEYS[2], 0, keep - 1)
-redis.call('EXPIRE', KEYS[2], 3600)
+redis.call('EXPIRE', KEYS[2], ARGV[11])
 redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], 86400)
+redis.call('EXPIRE', KEYS[1], ARGV[12])
 return out
 """
