@@ -1,11 +1,13 @@
 """The process role: items → seen? → duplicate? story? → match → claim (rule, story) → outbox.
 
-Each batch costs a constant number of Redis round trips: one pipeline for the seen checks, one
-for the claims, one for the outbox (which also counts the alerts per rule for ``monitor
-status``), one acknowledgement. An item is acknowledged only after its alerts are in the
-outbox. Seen and claim keys hold the id of the stream entry that set them, so an entry
-redelivered after a crash (XAUTOCLAIM) finishes its own work instead of being taken for a
-duplicate of itself.
+Each batch costs a constant number of Redis round trips: the read; the seen checks, in the round
+trip where placement reads the items' lines; placement's reads and its write
+(``store.stories``); one for the claims; one for the outbox (which also counts the alerts per
+rule for ``monitor status``) with the acknowledgement. Entries a dead consumer left are looked
+for every quarter of ``reclaim_idle_ms``, not every batch. An item is acknowledged only after
+its alerts are in the outbox. Seen and claim keys hold the id of the stream entry that set
+them, so an entry redelivered after a crash (XAUTOCLAIM) finishes its own work instead of being
+taken for a duplicate of itself.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from monitor.store import Store
 from monitor.store.keys import alert_count_field
 from monitor.store.quiet import Claim
 from monitor.store.seen import seen_keys
-from monitor.store.stories import Placement, StoryKeeper, analyse_item, story_id
+from monitor.store.stories import Once, Placement, StoryKeeper, analyse_item, story_id
 from monitor.store.streams import PROCESS_GROUP, TakeOver, entry_item, outbox_entry
 
 logger = logging.getLogger(__name__)
@@ -128,6 +130,7 @@ class Processor:
         self.channels = tuple(channels) if channels is not None else None
         self.clock = clock
         self.reclaim_idle_ms = reclaim_idle_ms
+        self._reclaimed_at = float("-inf")
         self.count_alerts = count_alerts
         self._take_over = (
             TakeOver(store.items, PROCESS_GROUP, store.alive_many) if take_over_dead else None
@@ -136,13 +139,21 @@ class Processor:
     async def start(self) -> None:
         await self.store.items.ensure_group(PROCESS_GROUP)
 
+    def _reclaim_due(self) -> bool:
+        """Whether to look for entries idle ``reclaim_idle_ms`` (their consumer died): every
+        quarter of that time, not every batch (an entry is reclaimed at most a quarter late, and
+        a batch saves a round trip)."""
+        return time.monotonic() - self._reclaimed_at >= self.reclaim_idle_ms / 4000
+
     async def step(self, consumer: str, *, count: int = 100, block_ms: int | None = None) -> int:
         """Process one batch: entries a dead consumer left pending first, then new ones."""
         entries = await self._take_over(consumer, count) if self._take_over else []
-        if not entries:
+        if not entries and self._reclaim_due():
             entries = await self.store.items.autoclaim(
                 PROCESS_GROUP, consumer, self.reclaim_idle_ms, count
             )
+            if len(entries) < count:  # a full batch may leave more: look again next time
+                self._reclaimed_at = time.monotonic()
         if not entries:
             entries = await self.store.items.read(PROCESS_GROUP, consumer, count, block_ms)
         if entries:
@@ -171,12 +182,29 @@ class Processor:
                 logger.error(
                     "dropping malformed item entry: %r", exc, extra=context(entry=entry_id)
                 )
-        new = await self._unseen(items)
         now = utc_now(self.clock)
         # Each item's words are found once, for placement and matching alike; the CPU work
         # runs off the event loop, so the process's other roles go on meanwhile.
-        analyses = await asyncio.to_thread(_analysed, [item for _, item in new])
-        placements = await self.stories.place([item for _, item in new], now.timestamp(), analyses)
+        analysed = await asyncio.to_thread(_analysed, [item for _, item in items])
+        # Level 1 (seen before, by source + GUID or by canonical URL) is checked in the round
+        # trip that reads the items' lines for placement: a seen item is not placed.
+        once = [
+            Once(seen_keys(self.store.keys, item), entry_id, self.store.seen_ttl)
+            for entry_id, item in items
+        ]
+        outcome = await self.stories.place_unseen(
+            [item for _, item in items], now.timestamp(), analysed, once
+        )
+        new: list[tuple[str, Item]] = []
+        analyses: list[Analysis] = []
+        placements: list[Placement] = []
+        for entry, analysis, placed in zip(items, analysed, outcome, strict=True):
+            if placed is None:
+                logger.debug("seen before", extra=context(source=entry[1].source, item=entry[1].id))
+                continue
+            new.append(entry)
+            analyses.append(analysis)
+            placements.append(placed)
         originals = []
         for (entry_id, item), analysis, placed in zip(new, analyses, placements, strict=True):
             if placed.duplicate_of is not None:
@@ -257,24 +285,3 @@ class Processor:
                 ),
             )
         return Processed(alerts, list(zip((item for _, item in new), placements, strict=True)))
-
-    async def _unseen(self, items: Sequence[tuple[str, Item]]) -> list[tuple[str, Item]]:
-        """Level 1: drop entries seen before, by source + GUID or by canonical URL."""
-        keys = [seen_keys(self.store.keys, item) for _, item in items]
-        fresh = iter(
-            await self.store.set_once(
-                [
-                    (key, entry_id, self.store.seen_ttl)
-                    for (entry_id, _), mine in zip(items, keys, strict=True)
-                    for key in mine
-                ],
-                reentrant=True,
-            )
-        )
-        new = []
-        for entry, mine in zip(items, keys, strict=True):
-            if all([next(fresh) for _ in mine]):
-                new.append(entry)
-            else:
-                logger.debug("seen before", extra=context(source=entry[1].source, item=entry[1].id))
-        return new

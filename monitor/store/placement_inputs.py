@@ -1,5 +1,6 @@
 """What story placement reads from Redis before it decides, in one round trip: which items were
-placed before (their entries redelivered), how often each line and title affix of the others
+seen before (another stream entry brought them: their level-1 keys are taken in here), which
+were placed before (their entries redelivered), how often each line and title affix of the others
 recurred in a source (boilerplate and site names), and the stream's frequencies of the batch's
 words; and what it counts in the stream once the batch is placed.
 """
@@ -36,22 +37,32 @@ DOCUMENTS = "\x00documents"  # the frequency hash's field counting the documents
 
 PLACED = ("story", "duplicate_of", "matched", "similarity", "confident")
 
-# One call per item. KEYS: its document, then this week's line hash (TTL ARGV[1]) and last
-# week's. An item already placed (its entry redelivered after a crash) counts nothing: returns
-# 0 and its placement's fields (PLACED). Else adds 1 to each field (ARGV[2..]) of this week's
-# hash and returns 1 and each field's total over this week and the last.
+# One call per item. KEYS: its document, this week's line hash (TTL ARGV[1]) and last week's,
+# then its level-1 keys (seen by source and GUID, by URL), each set to ARGV[2] (the stream entry
+# that brought it) for ARGV[3] seconds unless it exists. An item one of whose keys another entry
+# holds was seen before: returns 2, counts nothing. An item already placed (its entry redelivered
+# after a crash) counts nothing: returns 0 and its placement's fields (PLACED). Else adds 1 to
+# each field (ARGV[4..]) of this week's hash and returns 1 and each field's total over this week
+# and the last.
 COUNT_LINES = """
+local fresh = true
+for i = 4, #KEYS do
+  if not redis.call('SET', KEYS[i], ARGV[2], 'NX', 'EX', ARGV[3]) then
+    if redis.call('GET', KEYS[i]) ~= ARGV[2] then fresh = false end
+  end
+end
+if not fresh then return {2} end
 local placed = redis.call('HMGET', KEYS[1], 'story', 'duplicate_of', 'matched', 'similarity',
                           'confident')
 if placed[1] then
   return {0, placed[1], placed[2] or '', placed[3] or '', placed[4] or '', placed[5] or ''}
 end
 local totals = {1}
-for i = 2, #ARGV do
+for i = 4, #ARGV do
   local before = tonumber(redis.call('HGET', KEYS[3], ARGV[i]) or 0)
-  totals[i] = redis.call('HINCRBY', KEYS[2], ARGV[i], 1) + before
+  totals[i - 2] = redis.call('HINCRBY', KEYS[2], ARGV[i], 1) + before
 end
-if #ARGV > 1 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
+if #ARGV > 3 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
 return totals
 """
 
@@ -76,14 +87,28 @@ return sums
 """
 
 
+@dataclass(frozen=True)
+class Once:
+    """An item's level-1 keys (``seen.seen_keys``), each taken in once: set to ``value`` (the
+    stream entry that brought the item) for ``ttl_s`` unless another entry holds it, in which
+    case the item was seen before and is not placed. A key holding ``value`` already is this
+    entry's own, redelivered after a crash."""
+
+    keys: Sequence[str]
+    value: str
+    ttl_s: int
+
+
 @dataclass
 class Inputs:
     """What placement read of a batch: each item's lines that are not boilerplate and its title
     without its site's name; the items placed before (by index: their placement's fields,
-    PLACED); each language's stream frequencies as stored before the batch; each item's counted
-    words (``PlacementInputs.counts`` gives them to the write once the items are placed)."""
+    PLACED); the items seen before (by index); each language's stream frequencies as stored
+    before the batch; each item's counted words (``PlacementInputs.counts`` gives them to the
+    write once the items are placed)."""
 
     counted: list[set[str]]
+    seen: set[int] = field(default_factory=set)
     kept: list[list[Line]] = field(default_factory=list)
     titles: list[str] = field(default_factory=list)
     earlier: dict[int, list[str]] = field(default_factory=dict)
@@ -112,10 +137,11 @@ class PlacementInputs:
         words: Sequence[Sequence[str]],
         languages: Sequence[str],
         now: float,
+        once: Sequence[Once | None] | None = None,
     ) -> Inputs:
-        """Round trip 1: one script call per item (is it placed already? if not, count its
-        lines and title affixes per source) and one per language (the stream's frequencies of
-        the batch's words, as stored before the batch)."""
+        """Round trip 1: one script call per item (seen before, by its ``once`` keys? placed
+        already? if neither, count its lines and title affixes per source) and one per language
+        (the stream's frequencies of the batch's words, as stored before the batch)."""
         week = int(now // WEEK_S)
         keys = self.store.keys
         per_item = [analysis.keyed_lines for analysis in analyses]
@@ -123,8 +149,9 @@ class PlacementInputs:
         # Thousands of lookups a batch: in a thread, so the event loop goes on meanwhile.
         own, wanted = await asyncio.to_thread(self._counted, words, languages)
         days = self._days(now)
+        takes = list(once) if once is not None else [None] * len(items)
         async with self.store.pipeline() as pipe:
-            for item, lines, affix in zip(items, per_item, affixes, strict=True):
+            for item, lines, affix, take in zip(items, per_item, affixes, takes, strict=True):
                 self.scripts.call(
                     pipe,
                     "lines",
@@ -132,8 +159,15 @@ class PlacementInputs:
                         keys.doc(item.id),
                         keys.lines(item.source, week),
                         keys.lines(item.source, week - 1),
+                        *(take.keys if take else ()),
                     ],
-                    [2 * WEEK_S + DAY_S, *(key for _, key in lines), *(key for _, key in affix)],
+                    [
+                        2 * WEEK_S + DAY_S,
+                        take.value if take else "",
+                        take.ttl_s if take else 0,
+                        *(key for _, key in lines),
+                        *(key for _, key in affix),
+                    ],
                 )
             for language, words in wanted.items():
                 self.scripts.call(
@@ -147,6 +181,11 @@ class PlacementInputs:
         for index, (item, analysis, lines, affix, reply) in enumerate(
             zip(items, analyses, per_item, affixes, results, strict=False)
         ):
+            if int(reply[0]) == 2:
+                out.seen.add(index)
+                out.kept.append([])
+                out.titles.append(item.title)
+                continue
             if not int(reply[0]):
                 out.earlier[index] = [str(value) for value in reply[1:]]
                 out.kept.append([])

@@ -72,11 +72,19 @@ from monitor.store.decisions import (
     story_id,
 )
 from monitor.store.optimistic import Reading, Written, key_hashes
-from monitor.store.placement_inputs import DOCUMENTS, PlacementInputs
+from monitor.store.placement_inputs import DOCUMENTS, Once, PlacementInputs
 from monitor.store.scripts import Scripts
 from monitor.store.story_scripts import CANDIDATES, DETAILS, PLACE
 
-__all__ = ["Embedder", "Placement", "StoryKeeper", "analyse_item", "story_id", "until_locked"]
+__all__ = [
+    "Embedder",
+    "Once",
+    "Placement",
+    "StoryKeeper",
+    "analyse_item",
+    "story_id",
+    "until_locked",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +189,17 @@ class StoryKeeper:
             return []
         given = list(analyses) if analyses is not None else [None] * len(items)
         found = [a or analyse_item(item) for item, a in zip(items, given, strict=True)]
-        return await self._place(items, now, found)
+        placed = await self._place(items, now, found, None)
+        return [p for p in placed if p is not None]
+
+    async def place_unseen(
+        self, items: Sequence[Item], now: float, analyses: Sequence[Analysis], once: Sequence[Once]
+    ) -> list[Placement | None]:
+        """As ``place``, and each item's level-1 keys are taken in (``Once``) in the round trip
+        that reads its lines: an item another stream entry brought before gets None, unplaced."""
+        if not items:
+            return []
+        return await self._place(items, now, analyses, once)
 
     def _warm(self, languages: Sequence[str]) -> None:
         for language in languages:
@@ -217,8 +235,12 @@ class StoryKeeper:
         }
 
     async def _place(
-        self, items: Sequence[Item], now: float, analyses: Sequence[Analysis]
-    ) -> list[Placement]:
+        self,
+        items: Sequence[Item],
+        now: float,
+        analyses: Sequence[Analysis],
+        once: Sequence[Once] | None,
+    ) -> list[Placement | None]:
         raw_words = [analysis.words() for analysis in analyses]
         languages = [
             self.language(item.language, found[:200])
@@ -227,8 +249,9 @@ class StoryKeeper:
         # A language's frequency table (tens of MB, a second to read) loads in a thread, once.
         if new_languages := sorted(set(languages) - self._warmed):
             await asyncio.to_thread(self._warm, new_languages)
-        inputs = await self.inputs.read(items, analyses, raw_words, languages, now)
-        earlier = await self._placed_before(items, inputs.earlier)
+        inputs = await self.inputs.read(items, analyses, raw_words, languages, now, once)
+        earlier: dict[int, Placement | None] = dict.fromkeys(inputs.seen)
+        earlier.update(await self._placed_before(items, inputs.earlier))
         total = len(items)
         fresh = [i for i in range(total) if i not in earlier]
         if not fresh:

@@ -16,7 +16,7 @@ from monitor.roles.process import Processed, Processor, Runtime
 from monitor.sources.replay import read_items
 from monitor.store import Store
 from monitor.store.placement_inputs import DOCUMENTS
-from monitor.store.stories import StoryKeeper
+from monitor.store.stories import Once, StoryKeeper, analyse_item
 from monitor.store.story_book import StoryBook
 from monitor.store.streams import item_entry
 from tests.factories import make_item
@@ -341,3 +341,29 @@ async def test_a_batch_counts_the_stream_as_its_items_one_at_a_time_would(
     day = int(now // 86400)
     counts = [await s.client.hgetall(s.keys.frequencies("en", day)) for s in (together, apart)]
     assert counts[0] == counts[1] != {}
+
+
+async def test_an_item_another_entry_brought_is_seen_and_neither_placed_nor_counted(
+    store: Store, seeds: list[Item]
+) -> None:
+    """Level 1 is taken in by the script that counts an item's lines: an item whose key another
+    stream entry holds is not placed and counts nothing; this entry's own key (a redelivery)
+    is no obstacle."""
+    keeper = StoryKeeper(store)
+    now = time.time()
+    first, copy = seeds[0], replace(seeds[0], id="copy")  # the same GUID: the same seen key
+    key = store.keys.seen(first.source, first.guid or first.id)
+    once = [Once([key], "1-0", 60)]
+    [placed] = await keeper.place_unseen([first], now, [analyse_item(first)], once)
+    assert placed is not None and await store.client.get(key) in ("1-0", b"1-0")
+    lines = {k async for k in store.client.scan_iter(match=f"{store.keys.prefix}lines:*")}
+    counted = {k: await store.client.hgetall(k) for k in lines}
+
+    again = [Once([key], "2-0", 60)]
+    assert await keeper.place_unseen([copy], now, [analyse_item(copy)], again) == [None]
+    assert {k: await store.client.hgetall(k) for k in lines} == counted
+    assert await store.client.exists(store.keys.doc(copy.id)) == 0
+    assert await store.client.ttl(key) > 0
+
+    [redelivered] = await keeper.place_unseen([first], now, [analyse_item(first)], once)
+    assert redelivered is not None and redelivered.story == placed.story
