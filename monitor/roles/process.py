@@ -13,11 +13,11 @@ taken for a duplicate of itself.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -30,8 +30,10 @@ from monitor.models import Alert, Item, RuleMatch
 from monitor.ops.logs import context
 from monitor.ops.metrics import Metrics
 from monitor.store import Store
+from monitor.store.finishing import FINISH, SOURCES_MARK, Claimed, Ending, Guard, Variant, halves
 from monitor.store.keys import alert_count_field
 from monitor.store.quiet import Claim
+from monitor.store.scripts import Scripts
 from monitor.store.seen import seen_keys
 from monitor.store.stories import Once, Placement, StoryKeeper, analyse_item, story_id
 from monitor.store.streams import PROCESS_GROUP, TakeOver, entry_item, outbox_entry
@@ -138,6 +140,7 @@ class Processor:
 
     async def start(self) -> None:
         await self.store.items.ensure_group(PROCESS_GROUP)
+        await self.stories.load(Scripts(self.store.client, finish=FINISH))
 
     def _reclaim_due(self) -> bool:
         """Whether to look for entries idle ``reclaim_idle_ms`` (their consumer died): every
@@ -192,79 +195,26 @@ class Processor:
             Once(seen_keys(self.store.keys, item), entry_id, self.store.seen_ttl)
             for entry_id, item in items
         ]
+        ends = _Ends(self, runtime, [entry_id for entry_id, _ in entries], items, analysed, now)
         outcome = await self.stories.place_unseen(
-            [item for _, item in items], now.timestamp(), analysed, once
+            [item for _, item in items], now.timestamp(), analysed, once, ends.build
         )
-        new: list[tuple[str, Item]] = []
-        analyses: list[Analysis] = []
-        placements: list[Placement] = []
-        for entry, analysis, placed in zip(items, analysed, outcome, strict=True):
-            if placed is None:
-                logger.debug("seen before", extra=context(source=entry[1].source, item=entry[1].id))
-                continue
-            new.append(entry)
-            analyses.append(analysis)
-            placements.append(placed)
-        originals = []
-        for (entry_id, item), analysis, placed in zip(new, analyses, placements, strict=True):
+        ending = ends.last
+        if ending is None or not ending.ran:
+            # No story write to go with (every item seen or placed before), or the write went
+            # through and a correction changed the story since: the end goes alone.
+            ending = await ends.build(outcome, None)
+            await ending.write()
+        alerts = ends.alerts(ending)
+        new = [(entry, placed) for entry, placed in zip(items, outcome, strict=True) if placed]
+        for (_, item), placed in new:
             if placed.duplicate_of is not None:
                 logger.info(
                     "duplicate of %s",
                     placed.duplicate_of,
                     extra=context(source=item.source, item=item.id, story=placed.story),
                 )
-                continue
-            originals.append((entry_id, item, analysis, placed))
-        matched = await asyncio.to_thread(self._match, runtime, originals)
-        found: list[tuple[str, Item, Rule, RuleMatch, Placement]] = [
-            (entry_id, item, runtime.rules[result.rule], result, placed)
-            for (entry_id, item, _, placed), results in zip(originals, matched, strict=True)
-            for result in results
-        ]
-        claimed = [claim_story(item, placed) for _, item, _, _, placed in found]
-        # A muted story or a snoozed rule: no claim, no alert (one call claims the rest).
-        outcomes = await self.store.claim_unless_quiet(
-            [
-                Claim(rule.id, placed.story, story, entry_id, rule.cooldown)
-                for (entry_id, _, rule, _, placed), story in zip(found, claimed, strict=True)
-            ],
-            now.timestamp(),
-        )
-        kept = [
-            (match, story, won)
-            for match, story, won in zip(found, claimed, outcomes, strict=True)
-            if won is not None
-        ]
-        found = [match for match, _, _ in kept]
-        claimed = [story for _, story, _ in kept]
-        first = [bool(won) for _, _, won in kept]
-        alerts = [
-            alert
-            for (_, item, rule, result, placed), story, won in zip(
-                found, claimed, first, strict=True
-            )
-            if (alert := _alert(rule, item, result, placed, story, won, now)) is not None
-        ]
-        counts = Counter(alert_count_field(a.rule, a.followup) for a in alerts)
-        payloads = [
-            outbox_entry(channel, alert)
-            for alert in alerts
-            for channel in (self.channels or alert.channels)
-        ]
-        # The batch's alerts go to the outbox, and its new items join the history, in the
-        # round trip that acknowledges it (the outbox first).
-        recent = [
-            (item, where.story, where.duplicate_of, where.confident)
-            for (_, item), where in zip(new, placements, strict=True)
-        ]
-        await self.store.items.ack(
-            PROCESS_GROUP,
-            [entry_id for entry_id, _ in entries],
-            before=lambda pipe: self.store.queue_alerts(
-                pipe, payloads, counts if self.count_alerts else {}, now.timestamp()
-            ),
-            also=lambda pipe: self.store.history.queue(pipe, recent, now.timestamp()),
-        )
+        placements = [placed for _, placed in new]
         self.metrics.processed(
             malformed=len(entries) - len(items),
             seen=len(items) - len(new),
@@ -284,4 +234,87 @@ class Processor:
                     item=alert.item.id,
                 ),
             )
-        return Processed(alerts, list(zip((item for _, item in new), placements, strict=True)))
+        return Processed(alerts, [(item, placed) for (_, item), placed in new])
+
+
+@dataclass
+class _Ends:
+    """Builds a batch's end (``finishing.Ending``) for the placements decided, again each time
+    they are decided again; items are matched once, whatever the number of decisions."""
+
+    processor: Processor
+    runtime: Runtime
+    entries: Sequence[str]
+    items: Sequence[tuple[str, Item]]
+    analysed: Sequence[Analysis]
+    now: datetime
+    matches: dict[str, list[RuleMatch]] = field(default_factory=dict)
+    last: Ending | None = None
+    sent: list[tuple[Alert, Alert | None]] = field(default_factory=list)  # first, follow-up
+
+    async def build(self, placements: Sequence[Placement | None], guard: Guard | None) -> Ending:
+        processor, runtime, now = self.processor, self.runtime, self.now
+        new = [
+            (entry_id, item, analysis, placed)
+            for (entry_id, item), analysis, placed in zip(
+                self.items, self.analysed, placements, strict=True
+            )
+            if placed is not None
+        ]
+        originals = [found for found in new if found[3].duplicate_of is None]
+        unmatched = [found for found in originals if found[1].id not in self.matches]
+        if unmatched:
+            results = await asyncio.to_thread(processor._match, runtime, unmatched)
+            for (_, item, _, _), found in zip(unmatched, results, strict=True):
+                self.matches[item.id] = found
+        claims: list[Claimed] = []
+        self.sent = []
+        for entry_id, item, _, placed in originals:
+            for result in self.matches[item.id]:
+                rule = runtime.rules[result.rule]
+                story = claim_story(item, placed)
+                first = _alert(rule, item, result, placed, story, True, now)
+                later = _alert(rule, item, result, placed, story, False, now)
+                assert first is not None  # a first alert is always made
+                self.sent.append((first, later))
+                record = {"rule": rule.id, "story": story, "title": item.title}
+                claims.append(
+                    Claimed(
+                        Claim(rule.id, placed.story, story, entry_id, rule.cooldown),
+                        json.dumps(record),
+                        first.id,
+                        self._variant(first),
+                        self._variant(later),
+                    )
+                )
+        recent = [(item, p.story, p.duplicate_of, p.confident) for _, item, _, p in new]
+        self.last = Ending(
+            processor.store,
+            PROCESS_GROUP,
+            self.entries,
+            recent,
+            claims,
+            now.timestamp(),
+            guard,
+        )
+        return self.last
+
+    def _variant(self, alert: Alert | None) -> Variant:
+        if alert is None:
+            return Variant()
+        marked = replace(alert, sources=SOURCES_MARK)
+        channels = self.processor.channels or alert.channels
+        return Variant(
+            True,
+            alert_count_field(alert.rule, alert.followup) if self.processor.count_alerts else "",
+            [halves(outbox_entry(channel, marked)) for channel in channels],
+        )
+
+    def alerts(self, ending: Ending) -> list[Alert]:
+        """The alerts the end sent (first alerts and follow-ups), with their sources counts."""
+        sent = []
+        for (first, later), (won, sources) in zip(self.sent, ending.outcomes, strict=True):
+            alert = first if won == 1 else later if won == 0 else None
+            if alert is not None:
+                sent.append(replace(alert, sources=sources))
+        return sent

@@ -23,34 +23,40 @@ from monitor.store.commands import translated
 from monitor.store.keys import Keys
 from monitor.store.scripts import Scripts
 
-__all__ = ["CLAIM_UNLESS_QUIET", "Claim", "Quiet"]
+__all__ = ["CLAIM_FUNCTION", "CLAIM_UNLESS_QUIET", "Claim", "Quiet"]
+
+# ``claim(quiet, key, rule, placed, story, value, ttl, now)``: claims ``key`` with ``value``
+# for ``ttl`` seconds unless the rule is snoozed or either story (the one the item was placed
+# in, the one the match claims) muted in the quiet hash at ``now``. Returns -1 quiet (nothing
+# claimed), 1 claimed now or already held with this value (an entry redelivered), 0 held by
+# another.
+CLAIM_FUNCTION = """
+local function claim(quiet, key, rule, placed, story, value, ttl, now)
+  for _, field in ipairs({'rule:' .. rule, 'story:' .. placed, 'story:' .. story}) do
+    local ends = redis.call('HGET', quiet, field)
+    if ends and tonumber(ends) > now then return -1 end
+  end
+  if redis.call('SET', key, value, 'NX', 'EX', ttl) then return 1 end
+  if redis.call('GET', key) == value then return 1 end
+  return 0
+end
+"""
 
 # One call per batch. KEYS[1]: the quiet hash; KEYS[2..]: the claim keys. ARGV[1]: now; then per
 # claim its rule, its placed story, the story it claims, the value to claim with and the TTL.
-# Per claim: -1 quiet (its rule snoozed or either story muted; nothing claimed), 1 claimed now
-# or already held with this value (an entry redelivered), 0 held by another.
-CLAIM_UNLESS_QUIET = """
-local now = tonumber(ARGV[1])
-local function quiet(field)
-  local ends = redis.call('HGET', KEYS[1], field)
-  return ends and tonumber(ends) > now
-end
-local out = {}
+# Per claim, what ``claim`` returns.
+CLAIM_UNLESS_QUIET = (
+    CLAIM_FUNCTION
+    + """
+local now, out = tonumber(ARGV[1]), {}
 for i = 2, #KEYS do
   local a = 2 + (i - 2) * 5
-  if quiet('rule:' .. ARGV[a]) or quiet('story:' .. ARGV[a + 1])
-      or quiet('story:' .. ARGV[a + 2]) then
-    out[i - 1] = -1
-  elseif redis.call('SET', KEYS[i], ARGV[a + 3], 'NX', 'EX', ARGV[a + 4]) then
-    out[i - 1] = 1
-  elseif redis.call('GET', KEYS[i]) == ARGV[a + 3] then
-    out[i - 1] = 1
-  else
-    out[i - 1] = 0
-  end
+  out[i - 1] = claim(KEYS[1], KEYS[i], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3],
+                     ARGV[a + 4], now)
 end
 return out
 """
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,26 +28,20 @@ batches do not touch each other's keys never wait for each other. Every key has 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
-
-import numpy as np
+from typing import Any, Protocol
 
 from monitor.core.analysis import Analysis, Line, analyse
-from monitor.core.dedup import Fingerprint, fingerprint
+from monitor.core.dedup import fingerprint
 from monitor.core.frequencies import background_for, language_code
 from monitor.core.html import html_to_text
 from monitor.core.stories import (
     THRESHOLDS,
     Background,
     Embedding,
-    Known,
-    Member,
     StoryTally,
     StreamFrequency,
     Thresholds,
@@ -68,9 +62,10 @@ from monitor.store.decisions import (
     Placement,
     Prepared,
     decide_batch,
-    rounded,
     story_id,
 )
+from monitor.store.documents import candidate_of, document_fields
+from monitor.store.finishing import Guard
 from monitor.store.optimistic import Reading, Written, key_hashes
 from monitor.store.placement_inputs import DOCUMENTS, Once, PlacementInputs
 from monitor.store.scripts import Scripts
@@ -83,7 +78,6 @@ __all__ = [
     "StoryKeeper",
     "analyse_item",
     "story_id",
-    "until_locked",
 ]
 
 logger = logging.getLogger(__name__)
@@ -91,7 +85,6 @@ logger = logging.getLogger(__name__)
 TERM_CANDIDATES = 40  # most recent items read under each index term
 KNOWN_ITEMS = 8192  # earlier items whose fingerprint and vector the process keeps
 SHORT_TEXT = 40  # words: below this, the fingerprint covers the title as well
-CORRECTION_LEASE_MS = 30_000  # far longer than a correction; frees itself if its process dies
 PLACEMENT_WAIT_S = 60.0  # a batch that could not be written for this long is an error
 LOG_KEPT = 32  # batches whose written keys the placement log keeps
 LOG_TTL_S = 3600  # the placement log outlives any batch's read and write by far
@@ -99,6 +92,17 @@ PLACEMENTS_TTL_S = 86400  # the placement count, from its last write
 ALONE_BATCHES = 8  # batches written alone before a worker stops sending what its items read
 FUTURE_S = 3600  # a publication time this far ahead of the clock is not believed
 
+
+class Tail(Protocol):
+    """Commands that go in the round trip of a batch's placement write (``finishing.Ending``)."""
+
+    def queue(self, pipe: Any) -> None: ...
+
+    def took(self, replies: Sequence[Any]) -> None: ...
+
+
+End = Callable[[list[Placement | None], Guard], Awaitable[Tail]]
+"""What a batch leads to, for its placements (None: seen before), guarded by its write."""
 
 Embedder = Callable[[Sequence[str]], Sequence[Embedding]]
 """Texts to unit-length sentence embeddings (``app.semantic``)."""
@@ -119,21 +123,6 @@ def placed_at(item: Item, now: float, window_s: float) -> float:
 def plain_text(text: str) -> str:
     """An item's text as level 2 and 3 compare it: HTML removed (descriptions carry it)."""
     return html_to_text(text) if "<" in text or "&" in text else text
-
-
-async def until_locked(take: Callable[[], Awaitable[bool]]) -> None:
-    """Call ``take`` (an attempt at the correction lease, True once it is had) until it
-    succeeds, backing off from 2 ms to 50 ms; ``StoreError`` after ``PLACEMENT_WAIT_S``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + PLACEMENT_WAIT_S
-    pause = 0.002
-    while not await take():
-        if loop.time() > deadline:
-            raise StoreError(
-                f"story correction: another one held the lease for over {PLACEMENT_WAIT_S:g} s"
-            )
-        await asyncio.sleep(pause)
-        pause = min(pause * 2, 0.05)
 
 
 def analyse_item(item: Item) -> Analysis:
@@ -179,6 +168,13 @@ class StoryKeeper:
         self._alone = ALONE_BATCHES
         self.scripts = Scripts(store.client, candidates=CANDIDATES, details=DETAILS, place=PLACE)
 
+    async def load(self, *others: Scripts) -> None:
+        """Load placement's scripts (and ``others``) into Redis, in one round trip: a batch's
+        first pipeline then finds them all, and its calls run in the order they were queued."""
+        await self.scripts.load(
+            [*self.inputs.scripts.shas.values(), *(s for o in others for s in o.shas.values())]
+        )
+
     async def place(
         self, items: Sequence[Item], now: float, analyses: Sequence[Analysis | None] | None = None
     ) -> list[Placement]:
@@ -193,13 +189,20 @@ class StoryKeeper:
         return [p for p in placed if p is not None]
 
     async def place_unseen(
-        self, items: Sequence[Item], now: float, analyses: Sequence[Analysis], once: Sequence[Once]
+        self,
+        items: Sequence[Item],
+        now: float,
+        analyses: Sequence[Analysis],
+        once: Sequence[Once],
+        end: End | None = None,
     ) -> list[Placement | None]:
         """As ``place``, and each item's level-1 keys are taken in (``Once``) in the round trip
-        that reads its lines: an item another stream entry brought before gets None, unplaced."""
+        that reads its lines: an item another stream entry brought before gets None, unplaced.
+        ``end(placements, guard)``: what the batch leads to (``finishing.Ending``), built for
+        the placements decided and written in the same round trip, guarded by the write."""
         if not items:
             return []
-        return await self._place(items, now, analyses, once)
+        return await self._place(items, now, analyses, once, end)
 
     def _warm(self, languages: Sequence[str]) -> None:
         for language in languages:
@@ -240,6 +243,7 @@ class StoryKeeper:
         now: float,
         analyses: Sequence[Analysis],
         once: Sequence[Once] | None,
+        end: End | None = None,
     ) -> list[Placement | None]:
         raw_words = [analysis.words() for analysis in analyses]
         languages = [
@@ -282,10 +286,22 @@ class StoryKeeper:
             for p, embedding in zip(prepared, embeddings, strict=True):
                 p.embedding = tuple(float(x) for x in embedding)
                 p.semantic = semantic_for(p.words, lexical=for_length(p.words, self.thresholds))
-        decided, placed = await self._decide_and_write(prepared, now)
+
+        def merged(decided: Sequence[Placement]) -> list[Placement | None]:
+            new = iter(decided)
+            return [earlier[i] if i in earlier else next(new) for i in range(total)]
+
+        ending = None
+        if end is not None:
+
+            async def ending(decided: Sequence[Placement]) -> Tail:
+                return await end(
+                    merged(decided), Guard(self.store.keys.doc(items[0].id), decided[0].story)
+                )
+
+        decided, placed = await self._decide_and_write(prepared, now, ending)
         self._known.update(placed)  # known to the next batches, now that they are written
-        new = iter(decided)
-        return [earlier[i] if i in earlier else next(new) for i in range(total)]
+        return merged(decided)
 
     def _prepare(
         self,
@@ -339,7 +355,10 @@ class StoryKeeper:
         return prepared
 
     async def _decide_and_write(
-        self, prepared: Sequence[Prepared], now: float
+        self,
+        prepared: Sequence[Prepared],
+        now: float,
+        ending: Callable[[Sequence[Placement]], Awaitable[Tail]] | None,
     ) -> tuple[list[Placement], dict[str, Candidate]]:
         """Read the candidates, decide, write; when another worker wrote since, in between,
         what some items read, read those again, decide again and write again. Returns the
@@ -369,11 +388,14 @@ class StoryKeeper:
                 before,
                 recheck,
             )
-            written = await self._write(prepared, decided, tallies, now, reading.at, checked)
+            tail = await ending(decided) if ending is not None else None
+            written = await self._write(prepared, decided, tallies, now, reading.at, checked, tail)
             if written.outcome == "unchecked":
                 self.retries[written.outcome] += 1
                 checked = True
-                written = await self._write(prepared, decided, tallies, now, reading.at, checked)
+                written = await self._write(
+                    prepared, decided, tallies, now, reading.at, checked, tail
+                )
             if written.outcome == "ok":
                 alone = written.at == reading.at + 1 and not recheck
                 self._alone = self._alone + 1 if alone else 0
@@ -454,7 +476,7 @@ class StoryKeeper:
         fetched = dict(zip(unknown, docs, strict=True))
         for item in wanted:
             if item in fetched:
-                candidate = _candidate(item, *fetched[item])
+                candidate = candidate_of(item, *fetched[item])
                 if candidate is None:  # expired
                     continue
                 known[item] = candidate
@@ -472,6 +494,7 @@ class StoryKeeper:
         now: float,
         read_at: int,
         checked: bool,
+        tail: Tail | None = None,
     ) -> Written:
         """Round trip 4, one script call: remember every item and what its story became, and
         count what the batch added to the stream's story frequencies, unless another worker
@@ -485,22 +508,7 @@ class StoryKeeper:
             item = p.item
             duplicate = placed.duplicate_of is not None
             terms = [] if duplicate else p.terms
-            document = {
-                "fingerprint": p.fingerprint.encode(),
-                "story": placed.story,
-                "duplicate_of": placed.duplicate_of or "",
-                "matched": placed.matched or "",
-                "similarity": placed.similarity,
-                "confident": int(placed.confident),
-                "vector": json.dumps(rounded(p.vector)),
-                "source": item.source,
-                "title": item.title,
-                "url": item.url or "",
-                "seen": now,
-                "when": p.when,
-                "embedding": encode_embedding(p.embedding),
-            }
-            fields = [x for pair in document.items() for x in pair]
+            fields = document_fields(p, placed, now)
             item_keys += [
                 keys.doc(item.id),
                 keys.story(placed.story),
@@ -558,39 +566,9 @@ class StoryKeeper:
                     *item_args,
                 ],
             )
-            [reply] = await self.scripts.execute(pipe)
+            if tail is not None:
+                tail.queue(pipe)
+            reply, *rest = await self.scripts.execute(pipe)
+        if tail is not None:
+            tail.took(rest)
         return Written.of(reply)
-
-
-def _candidate(
-    item: str,
-    encoded: str | None,
-    story: str | None,
-    vector: str | None,
-    title: str | None,
-    source: str | None,
-    when: str | None,
-    embedding: str | None,
-) -> Candidate | None:
-    if not story:
-        return None
-    fp = Fingerprint.decode(encoded) if encoded else None
-    member = (
-        Member(item, story, json.loads(vector), fp, decode_embedding(embedding)) if vector else None
-    )
-    known = Known(item, story, fp) if fp is not None else None
-    return Candidate(known, member, title or "", source or "", float(when or 0))
-
-
-def encode_embedding(embedding: Embedding | None) -> str:
-    """An embedding as stored: float16, base64 (768 bytes for 384 dimensions); "" for none."""
-    if embedding is None:
-        return ""
-    return base64.b64encode(np.asarray(embedding, dtype=np.float16).tobytes()).decode()
-
-
-def decode_embedding(stored: str | None) -> Embedding | None:
-    if not stored:
-        return None
-    values = np.frombuffer(base64.b64decode(stored), dtype=np.float16).astype(np.float64)
-    return tuple(values.tolist())

@@ -9,9 +9,10 @@ and logs "*", so a batch that read before it reads everything again (``store.sto
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypedDict
@@ -20,15 +21,30 @@ from monitor.core.stories import shared_terms
 from monitor.errors import StoreError
 from monitor.store import Store
 from monitor.store.stories import (
-    CORRECTION_LEASE_MS,
     LOG_KEPT,
     LOG_TTL_S,
+    PLACEMENT_WAIT_S,
     PLACEMENTS_TTL_S,
     story_id,
-    until_locked,
 )
 
 SHARED_SHOWN = 8  # shared terms shown per member by --explain
+CORRECTION_LEASE_MS = 30_000  # far longer than a correction; frees itself if its process dies
+
+
+async def until_locked(take: Callable[[], Awaitable[bool]]) -> None:
+    """Call ``take`` (an attempt at the correction lease, True once it is had) until it
+    succeeds, backing off from 2 ms to 50 ms; ``StoreError`` after ``PLACEMENT_WAIT_S``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + PLACEMENT_WAIT_S
+    pause = 0.002
+    while not await take():
+        if loop.time() > deadline:
+            raise StoreError(
+                f"story correction: another one held the lease for over {PLACEMENT_WAIT_S:g} s"
+            )
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 @asynccontextmanager

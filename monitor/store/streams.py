@@ -173,32 +173,37 @@ def _read_entries(response: Any) -> list[Any]:
     return [entry for _stream, entries in response for entry in entries]
 
 
-# Trims the stream KEYS[1] of the entries every consumer group is done with: those before the
-# oldest entry still pending in some group, or, in a group with nothing pending, up to the last
-# one it was given. Entries no group has read yet stay. Returns how many entries went.
-TRIM_ACKED = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
-if #groups == 0 then return 0 end
-local function parts(id)
-  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(seq)
-end
-local keep_ms, keep_seq = nil, nil
-for _, group in ipairs(groups) do
-  local info = {}
-  for i = 1, #group, 2 do info[group[i]] = group[i + 1] end
-  local ms, seq = parts(info['last-delivered-id'])
-  seq = seq + 1  -- the last entry given to the group is done with too
-  if tonumber(info['pending']) > 0 then
-    ms, seq = parts(redis.call('XPENDING', KEYS[1], info['name'])[2])
+# ``trim(key)`` trims the stream ``key`` of the entries every consumer group is done with: those
+# before the oldest entry still pending in some group, or, in a group with nothing pending, up
+# to the last one it was given. Entries no group has read yet stay. Returns how many went.
+TRIM_FUNCTION = """
+local function trim(key)
+  if redis.call('EXISTS', key) == 0 then return 0 end
+  local groups = redis.call('XINFO', 'GROUPS', key)
+  if #groups == 0 then return 0 end
+  local function parts(id)
+    local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+    return tonumber(ms), tonumber(seq)
   end
-  if keep_ms == nil or ms < keep_ms or (ms == keep_ms and seq < keep_seq) then
-    keep_ms, keep_seq = ms, seq
+  local keep_ms, keep_seq = nil, nil
+  for _, group in ipairs(groups) do
+    local info = {}
+    for i = 1, #group, 2 do info[group[i]] = group[i + 1] end
+    local ms, seq = parts(info['last-delivered-id'])
+    seq = seq + 1  -- the last entry given to the group is done with too
+    if tonumber(info['pending']) > 0 then
+      ms, seq = parts(redis.call('XPENDING', key, info['name'])[2])
+    end
+    if keep_ms == nil or ms < keep_ms or (ms == keep_ms and seq < keep_seq) then
+      keep_ms, keep_seq = ms, seq
+    end
   end
+  return redis.call('XTRIM', key, 'MINID', string.format('%d-%d', keep_ms, keep_seq))
 end
-return redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d-%d', keep_ms, keep_seq))
 """
+
+# Trims the stream KEYS[1] (``trim``).
+TRIM_ACKED = TRIM_FUNCTION + "return trim(KEYS[1])\n"
 
 
 class Stream:

@@ -87,21 +87,42 @@ async def test_a_batch_costs_the_same_round_trips_whatever_its_size(
 ) -> None:
     processor = await queued(store, runtime, seeds)
     await processor.step("worker")
-    costs = []
+    costs, alerted = [], []
     for copies in (1, 20):
         batch = [
-            replace(item, id=f"{item.id}-{copies}-{n}", guid=f"{item.guid}-{copies}-{n}")
+            replace(
+                item,
+                id=f"{item.id}-{copies}-{n}",
+                guid=f"{item.guid}-{copies}-{n}",
+                url=f"https://copies.example/{copies}/{n}/{number}",
+            )
             for n in range(copies)
-            for item in seeds
+            for number, item in enumerate(seeds)
         ]
         await store.items.add_many([item_entry(item) for item in batch])
+        before = len(await outbox(store))
         round_trips.count = 0
         assert await processor.step("worker", count=1000) == len(batch)
         costs.append(round_trips.count)
-    # The read; then stories (the seen checks with the lines and frequencies, candidates, the
-    # write: the worker holds every candidate's details); claims; the outbox with the ack. A
-    # constant, not one per item; entries of dead consumers were looked for at the first step.
-    assert costs == [6, 6]
+        alerted.append(len(await outbox(store)) - before)
+    # The read; the seen checks with the lines and frequencies; the candidates; the story
+    # write with the batch's end (claims, alerts, acknowledgement, history) in the same round
+    # trip. A constant, not one per item; entries of dead consumers were looked for at the
+    # first step.
+    assert costs == [4, 4]
+    assert all(alerted)  # follow-ups went out: the claims and the outbox were in those four
+
+
+async def test_a_batch_of_items_seen_before_ends_in_a_round_trip_of_its_own(
+    store: Store, runtime: Runtime, seeds: list[Item], round_trips: RoundTrips
+) -> None:
+    processor = await queued(store, runtime, seeds)
+    await processor.step("worker")
+    await store.items.add_many([item_entry(item) for item in seeds])  # the same GUIDs
+    round_trips.count = 0
+    assert await processor.step("worker") == len(seeds)
+    assert round_trips.count == 3  # the read, the seen checks, the end: nothing to place
+    assert await store.items.pending_count(PROCESS) == 0
 
 
 async def test_entries_of_a_dead_consumer_are_reclaimed_and_alert_once(

@@ -18,7 +18,7 @@ from monitor.store import Store
 from monitor.store.placement_inputs import DOCUMENTS
 from monitor.store.stories import Once, StoryKeeper, analyse_item
 from monitor.store.story_book import StoryBook
-from monitor.store.streams import item_entry
+from monitor.store.streams import decode, item_entry
 from tests.factories import make_item
 
 SEEDS = Path(__file__).resolve().parents[2] / "seeds"
@@ -113,7 +113,11 @@ async def test_a_syndicated_copy_from_another_source_counts_as_a_source(
     placed = [p for _, p in result.placements]
     assert placed[1].duplicate_of == seeds[0].id
     assert placed[2].sources == 2  # seeds and wire carry the story
-    assert [(a.followup, a.sources) for a in result.alerts] == [(False, 1), (True, 2)]
+    # Alerts say how many sources carried the story once their batch was written: the copy
+    # came in the first alert's batch.
+    assert [(a.followup, a.sources) for a in result.alerts] == [(False, 2), (True, 2)]
+    entries = await store.client.xrange(store.keys.outbox_stream)
+    assert [decode(fields["data"])["alert"]["sources"] for _, fields in entries] == [2, 2]
 
 
 async def test_a_teaser_joins_its_full_text_as_a_duplicate(
@@ -367,3 +371,35 @@ async def test_an_item_another_entry_brought_is_seen_and_neither_placed_nor_coun
 
     [redelivered] = await keeper.place_unseen([first], now, [analyse_item(first)], once)
     assert redelivered is not None and redelivered.story == placed.story
+
+
+async def test_a_batch_whose_story_write_is_refused_ends_once_with_the_write_that_goes_through(
+    store: Store, seeds: list[Item]
+) -> None:
+    """A batch's end (claims, alerts, acknowledgement, history) rides with its story write and
+    is refused with it: the worker whose write another worker's slipped in before decides
+    again, and its end goes out once, with the placement that was written."""
+    runtime = Runtime.build(build_config([("rules.yaml", RULES)], {}))
+    paused = Paused(store)
+    slow = Processor(store, lambda: runtime, paused)
+    fast = Processor(store, lambda: runtime, StoryKeeper(store))
+    await slow.start()
+    first, other = (next(i for i in seeds if seed(i) == n) for n in ("000", "002"))
+    await store.items.add_many([item_entry(first)])
+    handling = asyncio.create_task(slow.handle(await store.items.read("process", "slow", 10)))
+    await paused.reading_done.wait()
+    quick = await asyncio.wait_for(process(store, fast, [other]), 10)
+    paused.go_on.set()
+    late = await handling
+    assert paused.retries == {"unchecked": 1, "conflict": 1}  # two writes refused, two ends
+    assert [(a.item.id, a.followup) for a in quick.alerts + late.alerts] == [
+        (other.id, False),
+        (first.id, True),
+    ]
+    entries = await store.client.xrange(store.keys.outbox_stream)
+    sent = [decode(fields["data"])["alert"] for _, fields in entries]
+    assert [(a["item"]["id"], a["followup"]) for a in sent] == [(other.id, False), (first.id, True)]
+    assert len({a["story"] for a in sent}) == 1
+    assert await store.items.pending_count("process") == 0
+    assert await store.items.length() == 0
+    assert [r.item.id for r in await store.history.since(0)] == [other.id, first.id]

@@ -1,0 +1,219 @@
+"""What a processed batch leads to, written in one script call (``FINISH``): each (rule, story)
+claimed unless the rule is snoozed or a story muted, the alert that won or lost the claim
+appended to the outbox with its record and count, the batch's entries acknowledged, its new
+items added to the history.
+
+The call goes in the round trip that writes the batch's stories (``story_scripts.PLACE``),
+guarded: it does anything only if the document of the batch's first item holds the story just
+decided for it, that is, only if the placement write went through. A write that was refused (another
+worker wrote what the batch read) refuses the finish with it; the batch is decided again and
+both are sent again. So a batch costs one round trip for its placement write and its end, and
+an entry is still never acknowledged without its alerts: the script does both or neither.
+
+An alert is built before the claim is known, as a first alert and as a follow-up; the script
+appends the one the claim calls for. How many sources carried the item's story is known only
+once the batch is written: the alert's JSON is sent in two halves, around that count, which the
+script reads (``SCARD``) and puts between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from monitor.store import Store
+from monitor.store.history import Placed, pack
+from monitor.store.keys import ALERT_COUNTS_TTL_S, alert_bucket
+from monitor.store.quiet import CLAIM_FUNCTION, Claim
+from monitor.store.scripts import Scripts
+from monitor.store.streams import TRIM_FUNCTION, encode
+
+__all__ = ["FINISH", "Claimed", "Ending", "Guard", "Variant", "halves"]
+
+SOURCES_MARK: Final = 987_654_321_987_654
+"""The sources count an alert is encoded with, to be cut out and replaced by the real count."""
+
+# KEYS: [1] the guard (the document of the batch's first written item; any key unguarded),
+# [2] the quiet hash, [3] the outbox, [4] this bucket's alert counts, [5] the items stream,
+# [6] the history; then per claim its claim key, its placed story's sources and its record.
+# ARGV: [1] the story the guard must hold ('' unguarded), [2] now, [3] the outbox's MAXLEN,
+# [4] the records' TTL, [5] the counts' TTL, [6] the group, [7] entries to acknowledge,
+# [8] history entries, [9] the history's MINID, [10] claims; the entry ids; the history
+# entries; per claim: rule, placed story, story, value, TTL, its record, then for the first
+# alert and the follow-up: 1 if there is one, its count field ('' not counted), how many
+# payloads, and each payload's JSON before and after its sources count.
+# The items stream is trimmed of what every group is done with (``streams.TRIM_FUNCTION``).
+# Returns {0} when the guard does not hold (nothing done); else {1, entries acknowledged, and
+# per claim what ``quiet.CLAIM_FUNCTION`` returned (-1 quiet, 1 won, 0 lost) and the sources}.
+FINISH = (
+    TRIM_FUNCTION
+    + CLAIM_FUNCTION
+    + """
+if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'story') ~= ARGV[1] then return {0} end
+local now = tonumber(ARGV[2])
+local n, h, c = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[10])
+local a, out, counted = 11 + n + h, {1, 0}, false
+for i = 1, c do
+  local sources, record = KEYS[5 + 3 * i], KEYS[6 + 3 * i]
+  local won = claim(KEYS[2], KEYS[4 + 3 * i], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3],
+                    ARGV[a + 4], now)
+  local first = a + 6
+  local later = first + 3 + 2 * tonumber(ARGV[first + 2])
+  local v = nil
+  if won == 1 then v = first elseif won == 0 then v = later end
+  local count = math.max(redis.call('SCARD', sources), 1)
+  if v and ARGV[v] == '1' then
+    local m = tonumber(ARGV[v + 2])
+    for j = 0, m - 1 do
+      local data = ARGV[v + 3 + 2 * j] .. count .. ARGV[v + 4 + 2 * j]
+      redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'data', data)
+    end
+    if m > 0 then redis.call('SET', record, ARGV[a + 5], 'EX', ARGV[4]) end
+    if ARGV[v + 1] ~= '' then
+      redis.call('HINCRBY', KEYS[4], ARGV[v + 1], 1)
+      counted = true
+    end
+  end
+  out[#out + 1] = won
+  out[#out + 1] = count
+  a = later + 3 + 2 * tonumber(ARGV[later + 2])
+end
+if counted then redis.call('EXPIRE', KEYS[4], ARGV[5]) end
+if n > 0 then
+  out[2] = redis.call('XACK', KEYS[5], ARGV[6], unpack(ARGV, 11, 10 + n))
+  trim(KEYS[5])
+end
+for j = 11 + n, 10 + n + h do
+  redis.call('XADD', KEYS[6], 'MINID', ARGV[9], '*', 'd', ARGV[j])
+end
+return out
+"""
+)
+
+
+def halves(payload: dict[str, Any]) -> tuple[str, str]:
+    """An outbox payload's JSON cut around its alert's sources count (``SOURCES_MARK``)."""
+    text = encode(payload)
+    mark = f'"sources":{SOURCES_MARK}'
+    if text.count(mark) != 1:
+        raise ValueError("an alert's sources count must appear once in its payload")
+    before, after = text.split(mark)
+    return before + '"sources":', after
+
+
+@dataclass(frozen=True)
+class Variant:
+    """An alert as it would go out (first alert or follow-up): whether there is one, the
+    count field it adds to (``''``: not counted), and its payloads cut by ``halves``."""
+
+    exists: bool = False
+    counted: str = ""
+    payloads: Sequence[tuple[str, str]] = ()
+
+    def args(self) -> list[Any]:
+        return [
+            int(self.exists),
+            self.counted,
+            len(self.payloads),
+            *(part for pair in self.payloads for part in pair),
+        ]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A rule's match to claim, with the alert its record and the two alerts it may send."""
+
+    claim: Claim
+    record: str  # the alert's record (JSON: rule, story, title), kept for feedback and mutes
+    alert: str  # the alert's id
+    first: Variant
+    followup: Variant
+
+
+@dataclass(frozen=True)
+class Guard:
+    """The placement write a batch's end depends on: the document of its first written item
+    and the story decided for it."""
+
+    doc: str
+    story: str
+
+
+@dataclass
+class Ending:
+    """One batch's end (``FINISH``), to queue on a pipeline and read back from its replies."""
+
+    store: Store
+    group: str
+    entries: Sequence[str]
+    recent: Sequence[Placed]
+    claims: Sequence[Claimed]
+    now: float
+    guard: Guard | None = None
+    ran: bool = False
+    acknowledged: int = 0
+    outcomes: list[tuple[int, int]] = field(default_factory=list)  # per claim: won, sources
+
+    def queue(self, pipe: Any) -> None:
+        """Queue the end on ``pipe`` (which trims the items stream of what every group is
+        done with), then the history's trim to its cap (harmless should the guard refuse)."""
+        store, keys = self.store, self.store.keys
+        history = store.history
+        kept = history.keep_s > 0 and bool(self.recent)
+        oldest = f"{max(0, int((self.now - history.keep_s) * 1000))}-0"
+        args: list[Any] = [
+            self.guard.story if self.guard else "",
+            self.now,
+            store.outbox.maxlen,
+            store.seen_ttl,
+            ALERT_COUNTS_TTL_S,
+            self.group,
+            len(self.entries),
+            len(self.recent) if kept else 0,
+            oldest,
+            len(self.claims),
+            *self.entries,
+            *((pack(*placed) for placed in self.recent) if kept else ()),
+        ]
+        claim_keys: list[str] = []
+        for c in self.claims:
+            claim = c.claim
+            claim_keys += [
+                keys.claim(claim.rule, claim.story),
+                keys.story_sources(claim.placed),
+                keys.alert_record(c.alert),
+            ]
+            args += [claim.rule, claim.placed, claim.story, claim.value, claim.ttl_s, c.record]
+            args += c.first.args() + c.followup.args()
+        Scripts(store.client, finish=FINISH).call(
+            pipe,
+            "finish",
+            [
+                self.guard.doc if self.guard else keys.quiet,
+                keys.quiet,
+                keys.outbox_stream,
+                keys.alert_counts(alert_bucket(self.now)),
+                keys.items_stream,
+                keys.history,
+                *claim_keys,
+            ],
+            args,
+        )
+        if kept:
+            pipe.xtrim(keys.history, maxlen=history.cap, approximate=True)
+
+    def took(self, replies: Sequence[Any]) -> None:
+        """Read the end's replies (those ``queue`` added, in order)."""
+        reply = replies[0]
+        self.ran = bool(int(reply[0]))
+        if self.ran:
+            self.acknowledged = int(reply[1])
+            values = [int(x) for x in reply[2:]]
+            self.outcomes = list(zip(values[0::2], values[1::2], strict=True))
+
+    async def write(self) -> None:
+        """The end alone, in a round trip of its own (no placement write to go with)."""
+        async with self.store.pipeline() as pipe:
+            self.queue(pipe)
+            self.took(await Scripts(self.store.client, finish=FINISH).execute(pipe))
