@@ -11,6 +11,7 @@ import contextlib
 import gc
 import logging
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import replace
@@ -44,7 +45,7 @@ from monitor.ops.redaction import redact, register
 from monitor.ops.watchdog import Operator
 from monitor.roles.dispatch import Dispatcher
 from monitor.roles.poll import Poller
-from monitor.roles.process import Processor, Runtime
+from monitor.roles.process import SWITCH_INTERVAL_S, Processor, Runtime
 from monitor.store import Store
 from monitor.store.snapshot import ping, read_gauges
 
@@ -166,6 +167,8 @@ class App:
             # it (at 10,000 rules, a pause of the event loop). A reload gives it back.
             gc.collect()
             gc.freeze()
+            if "process" in self.roles:  # its CPU work in threads: the loop gets turns sooner
+                sys.setswitchinterval(SWITCH_INTERVAL_S)
             logger.info(
                 "running roles=%s sources=%d rules=%d channels=%d",
                 ",".join(sorted(self.roles)),

@@ -144,12 +144,26 @@ def bench_poll(
 @bench.command(name="dispatch")
 @click.option("--rate", default=100.0, show_default=True, help="Alerts per second.")
 @click.option("--seconds", default=10.0, show_default=True, help="How long.")
+@click.option(
+    "--process",
+    "busy",
+    is_flag=True,
+    help="Run the process role in the same process meanwhile, as fast as it goes.",
+)
+@items_option
+@count_option
+@rules_option
+@seed_option
 @json_option
-def bench_dispatch(rate: float, seconds: float, as_json: bool) -> None:
-    """Latency from outbox entry to send call, alerts at --rate per second."""
+def bench_dispatch(rate: float, seconds: float, busy: bool, path: str | None, count: int,
+                   rule_count: int, seed: int, as_json: bool) -> None:  # fmt: skip
+    """Latency from outbox entry to send call, alerts at --rate per second (with --process,
+    while the process role is saturated in the same event loop)."""
     from monitor.bench.dispatch import dispatch_report, run_dispatch_bench
+    from monitor.bench.process import _articles
 
-    result = run_dispatch_bench(rate, seconds, _bench_progress())
+    load = _articles(path, count, rule_count, seed) if busy else None
+    result = run_dispatch_bench(rate, seconds, _bench_progress(), load)
     click.echo(json.dumps(result) if as_json else dispatch_report(result))
 
 

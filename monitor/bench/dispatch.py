@@ -4,6 +4,12 @@ Alerts are appended to the outbox of an embedded Redis at a steady rate while th
 ``Dispatcher`` delivers them through the real ``WebhookChannel`` to a receiver on 127.0.0.1
 (answering 204). For each alert the time from its ``XADD`` to the start of ``send`` is recorded;
 the report gives percentiles, and how many arrived at the receiver.
+
+With ``--process`` the real process role runs in the same process and event loop meanwhile, as
+the daemon runs all roles by default, taking articles (``--items PATH.jsonl`` or generated
+ones, as ``bench process``) a batch of 100 at a time as fast as it can against generated rules;
+its own alerts go through the same channel. The latency is then what a dispatcher waits while
+the process role is saturated.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import asyncio
 import contextlib
 import platform
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -64,9 +71,10 @@ class _Timed(WebhookChannel):
     all_started: asyncio.Event
 
     async def send(self, alert: Alert) -> None:
-        self.started[alert.id] = time.monotonic()
-        if len(self.started) >= self.expected:
-            self.all_started.set()
+        if alert.rule == "bench":  # not one of the process role's own alerts
+            self.started[alert.id] = time.monotonic()
+            if len(self.started) >= self.expected:
+                self.all_started.set()
         await super().send(alert)
 
 
@@ -84,7 +92,37 @@ def _alert(n: int) -> Alert:
     )
 
 
-async def _run(rate: float, seconds: float, progress: Progress) -> dict[str, Any]:
+async def _saturate(
+    store: Store, items: list[Item], yaml_text: str, stop: asyncio.Event, running: asyncio.Event
+) -> int:
+    """The process role taking ``items`` a batch at a time until they or the run are done
+    (``running`` is set once its first batch is done); how many it processed."""
+    from monitor.core.rules import build_config
+    from monitor.roles.process import Processor, Runtime
+    from monitor.store.stories import StoryKeeper
+    from monitor.store.streams import item_entry
+
+    runtime = Runtime.build(build_config([("bench.yaml", yaml_text)], {}))
+    processor = Processor(store, lambda: runtime, StoryKeeper(store), channels=["hook"])
+    await processor.start()
+    for start in range(0, len(items), 500):
+        await store.items.add_many([item_entry(i) for i in items[start : start + 500]])
+    done = 0
+    while taken := await processor.step("bench", count=100):
+        done += taken
+        running.set()
+        if stop.is_set():
+            break
+    running.set()
+    return done
+
+
+async def _run(
+    rate: float,
+    seconds: float,
+    progress: Progress,
+    busy: tuple[list[Item], str] | None = None,
+) -> dict[str, Any]:
     total = max(1, int(rate * seconds))
     receiver = _Receiver()
     port = await receiver.start()
@@ -105,6 +143,11 @@ async def _run(rate: float, seconds: float, progress: Progress) -> dict[str, Any
                 await dispatcher.step("bench", count=100, block_ms=50)
 
         worker = asyncio.create_task(deliver())
+        done, running = asyncio.Event(), asyncio.Event()
+        processing = None
+        if busy:  # the alerts are timed once the process role has a batch behind it
+            processing = asyncio.create_task(_saturate(store, *busy, done, running))
+            await running.wait()
         began = time.monotonic()
         with progress.task("alerts sent into the outbox", total=total) as advance:
             for n in range(total):
@@ -116,6 +159,8 @@ async def _run(rate: float, seconds: float, progress: Progress) -> dict[str, Any
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(channel.all_started.wait(), 30)
         stop.set()
+        done.set()
+        processed = await processing if processing else 0
         await worker
         elapsed = time.monotonic() - began
     await receiver.close()
@@ -126,6 +171,7 @@ async def _run(rate: float, seconds: float, progress: Progress) -> dict[str, Any
         "alerts": total,
         "rate_per_s": rate,
         "delivered": receiver.received,
+        "processed": processed,
         "elapsed_s": round(elapsed, 2),
         "p50_ms": round(_percentile(latencies, 50), 2),
         "p95_ms": round(_percentile(latencies, 95), 2),
@@ -145,17 +191,35 @@ def _percentile(values: list[float], pct: float) -> float:
 
 
 def run_dispatch_bench(
-    rate: float = 100.0, seconds: float = 10.0, progress: Progress = SILENT
+    rate: float = 100.0,
+    seconds: float = 10.0,
+    progress: Progress = SILENT,
+    busy: tuple[list[Item], str] | None = None,
 ) -> dict[str, Any]:
-    """Send ``rate`` alerts per second for ``seconds`` through the dispatch role; latencies."""
-    return asyncio.run(_run(rate, seconds, progress))
+    """Send ``rate`` alerts per second for ``seconds`` through the dispatch role; latencies.
+    ``busy``: articles and rules (YAML) for the process role to take meanwhile, with the
+    interpreter's switch interval the daemon sets when it runs the process role."""
+    from monitor.roles.process import SWITCH_INTERVAL_S
+
+    previous = sys.getswitchinterval()
+    if busy:
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+    try:
+        return asyncio.run(_run(rate, seconds, progress, busy))
+    finally:
+        sys.setswitchinterval(previous)
 
 
 def dispatch_report(result: dict[str, Any]) -> str:
+    busy = (
+        f", while the process role took {result['processed']} items in the same process"
+        if result.get("processed")
+        else ""
+    )
     return (
         f"{result['alerts']} alerts at {result['rate_per_s']:.0f}/s through a local webhook: "
         f"outbox entry → send call p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, "
         f"p99 {result['p99_ms']} ms, max {result['max_ms']} ms; "
-        f"{result['delivered']} delivered in {result['elapsed_s']} s "
+        f"{result['delivered']} delivered in {result['elapsed_s']} s{busy} "
         f"({result['machine']}, Python {result['python']})"
     )

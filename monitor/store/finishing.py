@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from monitor.store import Store
-from monitor.store.history import Placed, pack
 from monitor.store.keys import ALERT_COUNTS_TTL_S, alert_bucket
 from monitor.store.quiet import CLAIM_FUNCTION, Claim
 from monitor.store.scripts import Scripts
@@ -147,7 +146,7 @@ class Ending:
     store: Store
     group: str
     entries: Sequence[str]
-    recent: Sequence[Placed]
+    recent: Sequence[str]  # the new items as the history keeps them (``history.pack``)
     claims: Sequence[Claimed]
     now: float
     guard: Guard | None = None
@@ -174,7 +173,7 @@ class Ending:
             oldest,
             len(self.claims),
             *self.entries,
-            *((pack(*placed) for placed in self.recent) if kept else ()),
+            *(self.recent if kept else ()),
         ]
         claim_keys: list[str] = []
         for c in self.claims:

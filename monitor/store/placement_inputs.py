@@ -144,10 +144,10 @@ class PlacementInputs:
         (the stream's frequencies of the batch's words, as stored before the batch)."""
         week = int(now // WEEK_S)
         keys = self.store.keys
-        per_item = [analysis.keyed_lines for analysis in analyses]
-        affixes = [_affix_keys(item.title) for item in items]
-        # Thousands of lookups a batch: in a thread, so the event loop goes on meanwhile.
-        own, wanted = await asyncio.to_thread(self._counted, words, languages)
+        # Thousands of lookups and hashes a batch: in a thread, so the event loop goes on.
+        own, wanted, per_item, affixes = await asyncio.to_thread(
+            self._counted, items, analyses, words, languages
+        )
         days = self._days(now)
         takes = list(once) if once is not None else [None] * len(items)
         async with self.store.pipeline() as pipe:
@@ -177,6 +177,21 @@ class PlacementInputs:
                     [DOCUMENTS, "\n".join(words)],
                 )
             results = await self.scripts.execute(pipe)
+        return await asyncio.to_thread(
+            self._read_back, items, analyses, per_item, affixes, results, own, wanted
+        )
+
+    def _read_back(
+        self,
+        items: Sequence[Item],
+        analyses: Sequence[Analysis],
+        per_item: Sequence[Sequence[tuple[Line, str]]],
+        affixes: Sequence[Sequence[tuple[str, str]]],
+        results: Sequence[Any],
+        own: list[set[str]],
+        wanted: Mapping[str, Sequence[str]],
+    ) -> Inputs:
+        """What the round trip answered, as placement takes it (in a thread)."""
         out = Inputs(counted=own)
         for index, (item, analysis, lines, affix, reply) in enumerate(
             zip(items, analyses, per_item, affixes, results, strict=False)
@@ -212,17 +227,29 @@ class PlacementInputs:
         return out
 
     def _counted(
-        self, words: Sequence[Sequence[str]], languages: Sequence[str]
-    ) -> tuple[list[set[str]], dict[str, list[str]]]:
-        """Each item's counted words, and each language's counted words in the batch."""
+        self,
+        items: Sequence[Item],
+        analyses: Sequence[Analysis],
+        words: Sequence[Sequence[str]],
+        languages: Sequence[str],
+    ) -> tuple[
+        list[set[str]],
+        dict[str, list[str]],
+        list[list[tuple[Line, str]]],
+        list[list[tuple[str, str]]],
+    ]:
+        """Each item's counted words, each language's counted words in the batch, and each
+        item's lines and title affixes with the keys they are counted under."""
         own: list[set[str]] = []
         documents: dict[str, list[set[str]]] = defaultdict(list)
         for found, language in zip(words, languages, strict=True):
             own.append(counted(set(found), self.background(language)))
             documents[language].append(own[-1])
-        return own, {
+        wanted = {
             language: sorted(set().union(*distinct)) for language, distinct in documents.items()
         }
+        per_item = [list(analysis.keyed_lines) for analysis in analyses]
+        return own, wanted, per_item, [_affix_keys(item.title) for item in items]
 
     def _days(self, now: float) -> list[int]:
         """The day buckets the story window covers, oldest first (the last one: today)."""

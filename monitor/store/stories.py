@@ -204,10 +204,19 @@ class StoryKeeper:
             return []
         return await self._place(items, now, analyses, once, end)
 
-    def _warm(self, languages: Sequence[str]) -> None:
-        for language in languages:
+    def _languages(
+        self, items: Sequence[Item], analyses: Sequence[Analysis]
+    ) -> tuple[list[list[str]], list[str]]:
+        """Each item's words and language; a language's frequencies are loaded when first met."""
+        raw_words = [analysis.words() for analysis in analyses]
+        languages = [
+            self.language(item.language, found[:200])
+            for item, found in zip(items, raw_words, strict=True)
+        ]
+        for language in sorted(set(languages) - self._warmed):
             self.background(language)("the")
             self._warmed.add(language)
+        return raw_words, languages
 
     async def _placed_before(
         self, items: Sequence[Item], earlier: Mapping[int, Sequence[str]]
@@ -245,14 +254,10 @@ class StoryKeeper:
         once: Sequence[Once] | None,
         end: End | None = None,
     ) -> list[Placement | None]:
-        raw_words = [analysis.words() for analysis in analyses]
-        languages = [
-            self.language(item.language, found[:200])
-            for item, found in zip(items, raw_words, strict=True)
-        ]
-        # A language's frequency table (tens of MB, a second to read) loads in a thread, once.
-        if new_languages := sorted(set(languages) - self._warmed):
-            await asyncio.to_thread(self._warm, new_languages)
+        # Each item's language (guessed from its words when it does not say) and, the first
+        # time a language is met, its frequency table (tens of MB, a second to read): CPU work,
+        # in a thread.
+        raw_words, languages = await asyncio.to_thread(self._languages, items, analyses)
         inputs = await self.inputs.read(items, analyses, raw_words, languages, now, once)
         earlier: dict[int, Placement | None] = dict.fromkeys(inputs.seen)
         earlier.update(await self._placed_before(items, inputs.earlier))
@@ -500,6 +505,29 @@ class StoryKeeper:
         count what the batch added to the stream's story frequencies, unless another worker
         wrote what the batch read since ``read_at`` (``checked``: send the keys each item read,
         for the script to tell which)."""
+        # Thousands of arguments: built in a thread, off the event loop.
+        keys, args = await asyncio.to_thread(
+            self._write_arguments, prepared, placements, tallies, now, read_at, checked
+        )
+        async with self.store.pipeline() as pipe:
+            self.scripts.call(pipe, "place", keys, args)
+            if tail is not None:
+                tail.queue(pipe)
+            reply, *rest = await self.scripts.execute(pipe)
+        if tail is not None:
+            tail.took(rest)
+        return Written.of(reply)
+
+    def _write_arguments(
+        self,
+        prepared: Sequence[Prepared],
+        placements: Sequence[Placement],
+        tallies: Mapping[str, StoryTally],
+        now: float,
+        read_at: int,
+        checked: bool,
+    ) -> tuple[list[str], list[Any]]:
+        """The placement script's keys and arguments for a decided batch (``PLACE``)."""
         keys, ttl = self.store.keys, self.ttl_s
         frequencies, counted = self.inputs.counts(tallies, now)
         item_keys: list[str] = []
@@ -537,38 +565,29 @@ class StoryKeeper:
                 *(keys.band(b)[1] + item.id for b in p.bands),
                 *fields,
             ]
-        async with self.store.pipeline() as pipe:
-            self.scripts.call(
-                pipe,
-                "place",
-                [
-                    keys.placements,
-                    keys.placement_log,
-                    keys.correcting,
-                    keys.stories,
-                    *frequencies,
-                    *item_keys,
-                ],
-                [
-                    read_at,
-                    LOG_KEPT,
-                    int(checked),
-                    len(prepared),
-                    len(frequencies),
-                    now,
-                    ttl,
-                    self.window_s,
-                    self.inputs.counts_ttl,
-                    DOCUMENTS,
-                    LOG_TTL_S,
-                    PLACEMENTS_TTL_S,
-                    *counted,
-                    *item_args,
-                ],
-            )
-            if tail is not None:
-                tail.queue(pipe)
-            reply, *rest = await self.scripts.execute(pipe)
-        if tail is not None:
-            tail.took(rest)
-        return Written.of(reply)
+        return (
+            [
+                keys.placements,
+                keys.placement_log,
+                keys.correcting,
+                keys.stories,
+                *frequencies,
+                *item_keys,
+            ],
+            [
+                read_at,
+                LOG_KEPT,
+                int(checked),
+                len(prepared),
+                len(frequencies),
+                now,
+                ttl,
+                self.window_s,
+                self.inputs.counts_ttl,
+                DOCUMENTS,
+                LOG_TTL_S,
+                PLACEMENTS_TTL_S,
+                *counted,
+                *item_args,
+            ],
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,22 @@ def test_dispatch_bench_delivers_every_alert_and_reports_percentiles() -> None:
     report = json.loads(result.stdout)
     assert report["alerts"] == 25 and report["delivered"] == 25
     assert 0 <= report["p50_ms"] <= report["p95_ms"] <= report["p99_ms"] <= report["max_ms"]
+
+
+def test_dispatch_bench_runs_the_process_role_in_the_same_process_when_asked() -> None:
+    """The process role takes generated articles (whose generated rules alert) while the bench's
+    alerts are timed: both sets of alerts arrive, the bench's are the ones timed."""
+    before = sys.getswitchinterval()
+    result = CliRunner().invoke(
+        main,
+        ["bench", "dispatch", "--rate", "50", "--seconds", "0.5", "--process", "--count", "60",
+         "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["alerts"] == 25 and report["processed"] == 60  # one batch, before the timing
+    assert report["delivered"] > 25  # the process role's own alerts went out too
+    assert sys.getswitchinterval() == before  # the daemon's setting did not outlive the run
 
 
 def test_process_counts_commands_round_trips_bytes_and_memory_beside_a_baseline(
