@@ -32,6 +32,7 @@ import logging
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any, Protocol
 
 from monitor.core.analysis import Analysis, Line, analyse
@@ -394,13 +395,12 @@ class StoryKeeper:
                 recheck,
             )
             tail = await ending(decided) if ending is not None else None
-            written = await self._write(prepared, decided, tallies, now, reading.at, checked, tail)
+            arguments = partial(self._write_arguments, prepared, decided, tallies, now, reading.at)
+            written = await self._write(arguments, checked, tail)
             if written.outcome == "unchecked":
                 self.retries[written.outcome] += 1
                 checked = True
-                written = await self._write(
-                    prepared, decided, tallies, now, reading.at, checked, tail
-                )
+                written = await self._write(arguments, checked, tail)
             if written.outcome == "ok":
                 alone = written.at == reading.at + 1 and not recheck
                 self._alone = self._alone + 1 if alone else 0
@@ -493,22 +493,16 @@ class StoryKeeper:
 
     async def _write(
         self,
-        prepared: Sequence[Prepared],
-        placements: Sequence[Placement],
-        tallies: Mapping[str, StoryTally],
-        now: float,
-        read_at: int,
+        arguments: Callable[[bool], tuple[list[str], list[Any]]],
         checked: bool,
         tail: Tail | None = None,
     ) -> Written:
         """Round trip 4, one script call: remember every item and what its story became, and
         count what the batch added to the stream's story frequencies, unless another worker
-        wrote what the batch read since ``read_at`` (``checked``: send the keys each item read,
-        for the script to tell which)."""
-        # Thousands of arguments: built in a thread, off the event loop.
-        keys, args = await asyncio.to_thread(
-            self._write_arguments, prepared, placements, tallies, now, read_at, checked
-        )
+        wrote what the batch read since it read (``checked``: send the keys each item read, for
+        the script to tell which); ``tail`` goes in the same round trip."""
+        # Thousands of arguments (``_write_arguments``): built in a thread, off the event loop.
+        keys, args = await asyncio.to_thread(arguments, checked)
         async with self.store.pipeline() as pipe:
             self.scripts.call(pipe, "place", keys, args)
             if tail is not None:
@@ -527,7 +521,8 @@ class StoryKeeper:
         read_at: int,
         checked: bool,
     ) -> tuple[list[str], list[Any]]:
-        """The placement script's keys and arguments for a decided batch (``PLACE``)."""
+        """The placement script's keys and arguments for a decided batch (``PLACE``), read at
+        the placement count ``read_at``."""
         keys, ttl = self.store.keys, self.ttl_s
         frequencies, counted = self.inputs.counts(tallies, now)
         item_keys: list[str] = []
