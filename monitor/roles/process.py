@@ -293,7 +293,7 @@ class _Ends:
                 self.sent.append((first, later))
                 record = {"rule": rule.id, "story": story, "title": item.title}
                 claims.append(
-                    Claimed(
+                    Claimed.of(
                         Claim(rule.id, placed.story, story, entry_id, rule.cooldown),
                         json.dumps(record),
                         first.id,

@@ -19,7 +19,7 @@ script reads (``SCARD``) and puts between them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from monitor.store import Store
@@ -39,9 +39,10 @@ SOURCES_MARK: Final = 987_654_321_987_654
 # ARGV: [1] the story the guard must hold ('' unguarded), [2] now, [3] the outbox's MAXLEN,
 # [4] the records' TTL, [5] the counts' TTL, [6] the group, [7] entries to acknowledge,
 # [8] history entries, [9] the history's MINID, [10] claims; the entry ids; the history
-# entries; per claim: rule, placed story, story, value, TTL, its record, then for the first
-# alert and the follow-up: 1 if there is one, its count field ('' not counted), how many
-# payloads, and each payload's JSON before and after its sources count.
+# entries; per claim: rule, placed story, story, value, TTL, its record, how many payloads'
+# beginnings both alerts share and those, then for the first alert and the follow-up: 1 if
+# there is one, its count field ('' not counted), how many payloads, and each payload's JSON
+# after the shared beginning up to its sources count, and after that count.
 # The items stream is trimmed of what every group is done with (``streams.TRIM_FUNCTION``).
 # Returns {0} when the guard does not hold (nothing done); else {1, entries acknowledged, and
 # per claim what ``quiet.CLAIM_FUNCTION`` returned (-1 quiet, 1 won, 0 lost) and the sources}.
@@ -57,7 +58,8 @@ for i = 1, c do
   local sources, record = KEYS[5 + 3 * i], KEYS[6 + 3 * i]
   local won = claim(KEYS[2], KEYS[4 + 3 * i], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3],
                     ARGV[a + 4], now)
-  local first = a + 6
+  local shared = tonumber(ARGV[a + 6])
+  local first = a + 7 + shared
   local later = first + 3 + 2 * tonumber(ARGV[first + 2])
   local v = nil
   if won == 1 then v = first elseif won == 0 then v = later end
@@ -65,7 +67,9 @@ for i = 1, c do
   if v and ARGV[v] == '1' then
     local m = tonumber(ARGV[v + 2])
     for j = 0, m - 1 do
-      local data = ARGV[v + 3 + 2 * j] .. count .. ARGV[v + 4 + 2 * j]
+      local head = ''
+      if j < shared then head = ARGV[a + 7 + j] end
+      local data = head .. ARGV[v + 3 + 2 * j] .. count .. ARGV[v + 4 + 2 * j]
       redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'data', data)
     end
     if m > 0 then redis.call('SET', record, ARGV[a + 5], 'EX', ARGV[4]) end
@@ -121,13 +125,65 @@ class Variant:
 
 @dataclass(frozen=True)
 class Claimed:
-    """A rule's match to claim, with the alert its record and the two alerts it may send."""
+    """A rule's match to claim, with the alert its record and the two alerts it may send; each
+    payload's beginning that both alerts share (most of it: the item) is sent once."""
 
     claim: Claim
     record: str  # the alert's record (JSON: rule, story, title), kept for feedback and mutes
     alert: str  # the alert's id
     first: Variant
     followup: Variant
+    shared: Sequence[str] = ()
+
+    @classmethod
+    def of(
+        cls, claim: Claim, record: str, alert: str, first: Variant, followup: Variant
+    ) -> Claimed:
+        """The claim, its payloads' shared beginnings taken out of both alerts."""
+        if not (first.exists and followup.exists) or len(first.payloads) != len(followup.payloads):
+            return cls(claim, record, alert, first, followup)
+        shared = [
+            a[: _common_start(a, b)]
+            for (a, _), (b, _) in zip(first.payloads, followup.payloads, strict=True)
+        ]
+
+        def rest(variant: Variant) -> Variant:
+            return replace(
+                variant,
+                payloads=[
+                    (before[len(head) :], after)
+                    for head, (before, after) in zip(shared, variant.payloads, strict=True)
+                ],
+            )
+
+        return cls(claim, record, alert, rest(first), rest(followup), shared)
+
+    def args(self) -> list[Any]:
+        c = self.claim
+        return [
+            c.rule,
+            c.placed,
+            c.story,
+            c.value,
+            c.ttl_s,
+            self.record,
+            len(self.shared),
+            *self.shared,
+            *self.first.args(),
+            *self.followup.args(),
+        ]
+
+
+def _common_start(a: str, b: str) -> int:
+    """How many characters ``a`` and ``b`` begin with alike (slices compared, in C)."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[:middle] == b[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 @dataclass(frozen=True)
@@ -183,8 +239,7 @@ class Ending:
                 keys.story_sources(claim.placed),
                 keys.alert_record(c.alert),
             ]
-            args += [claim.rule, claim.placed, claim.story, claim.value, claim.ttl_s, c.record]
-            args += c.first.args() + c.followup.args()
+            args += c.args()
         Scripts(store.client, finish=FINISH).call(
             pipe,
             "finish",
