@@ -185,11 +185,11 @@ class Processor:
         return len(entries)
 
     def _match(
-        self, runtime: Runtime, items: Sequence[tuple[str, Item, Analysis, Placement]]
+        self, runtime: Runtime, items: Sequence[tuple[str, Item]], analysed: Sequence[Analysis]
     ) -> list[list[RuleMatch]]:
         """Every item through the rules (in a thread), each timed for the metrics."""
         found = []
-        for _, item, analysis, _ in items:
+        for (_, item), analysis in zip(items, analysed, strict=True):
             started = time.perf_counter()
             found.append(runtime.matcher.match(item, analysis))
             self.metrics.match_seconds.observe(time.perf_counter() - started)
@@ -209,7 +209,11 @@ class Processor:
             Once(seen_keys(self.store.keys, item), entry_id, self.store.seen_ttl)
             for entry_id, item in items
         ]
-        ends = _Ends(self, runtime, [entry_id for entry_id, _ in entries], items, analysed, now)
+        # Matching needs no placement: done before placement reads its candidates, it does not
+        # stretch the time between that read and the write (when another worker may write
+        # what the batch read). Items found seen or duplicates were matched for nothing.
+        matches = await asyncio.to_thread(self._match, runtime, items, analysed)
+        ends = _Ends(self, runtime, [e for e, _ in entries], items, matches, now)
         outcome = await self.stories.place_unseen(
             [item for _, item in items], now.timestamp(), analysed, once, ends.build
         )
@@ -254,37 +258,32 @@ class Processor:
 @dataclass
 class _Ends:
     """Builds a batch's end (``finishing.Ending``) for the placements decided, again each time
-    they are decided again; items are matched once, whatever the number of decisions."""
+    they are decided again."""
 
     processor: Processor
     runtime: Runtime
     entries: Sequence[str]
     items: Sequence[tuple[str, Item]]
-    analysed: Sequence[Analysis]
+    matches: Sequence[list[RuleMatch]]  # each item's, by index
     now: datetime
-    matches: dict[str, list[RuleMatch]] = field(default_factory=dict)
     last: Ending | None = None
     sent: list[tuple[Alert, Alert | None]] = field(default_factory=list)  # first, follow-up
 
     async def build(self, placements: Sequence[Placement | None], guard: Guard | None) -> Ending:
         processor, runtime, now = self.processor, self.runtime, self.now
         new = [
-            (entry_id, item, analysis, placed)
-            for (entry_id, item), analysis, placed in zip(
-                self.items, self.analysed, placements, strict=True
+            (entry_id, item, found, placed)
+            for (entry_id, item), found, placed in zip(
+                self.items, self.matches, placements, strict=True
             )
             if placed is not None
         ]
-        originals = [found for found in new if found[3].duplicate_of is None]
-        unmatched = [found for found in originals if found[1].id not in self.matches]
-        if unmatched:
-            results = await asyncio.to_thread(processor._match, runtime, unmatched)
-            for (_, item, _, _), found in zip(unmatched, results, strict=True):
-                self.matches[item.id] = found
         claims: list[Claimed] = []
         self.sent = []
-        for entry_id, item, _, placed in originals:
-            for result in self.matches[item.id]:
+        for entry_id, item, found, placed in new:
+            if placed.duplicate_of is not None:
+                continue
+            for result in found:
                 rule = runtime.rules[result.rule]
                 story = claim_story(item, placed)
                 first = _alert(rule, item, result, placed, story, True, now)
