@@ -10,7 +10,6 @@ and logs "*", so a batch that read before it reads everything again (``store.sto
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -20,6 +19,7 @@ from typing import Any, TypedDict
 from monitor.core.stories import shared_terms
 from monitor.errors import StoreError
 from monitor.store import Store
+from monitor.store.documents import decode_vector
 from monitor.store.stories import (
     LOG_KEPT,
     LOG_TTL_S,
@@ -200,7 +200,7 @@ class StoryBook:
             if other is not None and vector and other[6]:
                 shared = [
                     (term, round(part, 4))
-                    for term, part in shared_terms(json.loads(vector), json.loads(other[6]))
+                    for term, part in shared_terms(decode_vector(vector), decode_vector(other[6]))
                 ][:SHARED_SHOWN]
             how = "duplicate" if duplicate_of else "matched" if matched else "first report"
             out.append(
