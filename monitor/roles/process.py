@@ -270,7 +270,22 @@ class _Ends:
     sent: list[tuple[Alert, Alert | None]] = field(default_factory=list)  # first, follow-up
 
     async def build(self, placements: Sequence[Placement | None], guard: Guard | None) -> Ending:
-        processor, runtime, now = self.processor, self.runtime, self.now
+        """The end for ``placements``: its claims and alerts built, its items compressed for
+        the history, in a thread (CPU work, off the event loop)."""
+        claims, recent = await asyncio.to_thread(self._built, placements)
+        self.last = Ending(
+            self.processor.store,
+            PROCESS_GROUP,
+            self.entries,
+            recent,
+            claims,
+            self.now.timestamp(),
+            guard,
+        )
+        return self.last
+
+    def _built(self, placements: Sequence[Placement | None]) -> tuple[list[Claimed], list[str]]:
+        runtime, now = self.runtime, self.now
         new = [
             (entry_id, item, found, placed)
             for (entry_id, item), found, placed in zip(
@@ -279,7 +294,7 @@ class _Ends:
             if placed is not None
         ]
         claims: list[Claimed] = []
-        self.sent = []
+        sent: list[tuple[Alert, Alert | None]] = []
         for entry_id, item, found, placed in new:
             if placed.duplicate_of is not None:
                 continue
@@ -289,7 +304,7 @@ class _Ends:
                 first = _alert(rule, item, result, placed, story, True, now)
                 later = _alert(rule, item, result, placed, story, False, now)
                 assert first is not None  # a first alert is always made
-                self.sent.append((first, later))
+                sent.append((first, later))
                 record = {"rule": rule.id, "story": story, "title": item.title}
                 claims.append(
                     Claimed.of(
@@ -300,20 +315,9 @@ class _Ends:
                         self._variant(later),
                     )
                 )
-        # Compressing the items for the history is CPU work: off the event loop.
-        recent = await asyncio.to_thread(
-            lambda: [pack(item, p.story, p.duplicate_of, p.confident) for _, item, _, p in new]
-        )
-        self.last = Ending(
-            processor.store,
-            PROCESS_GROUP,
-            self.entries,
-            recent,
-            claims,
-            now.timestamp(),
-            guard,
-        )
-        return self.last
+        self.sent = sent
+        recent = [pack(item, p.story, p.duplicate_of, p.confident) for _, item, _, p in new]
+        return claims, recent
 
     def _variant(self, alert: Alert | None) -> Variant:
         if alert is None:

@@ -4,15 +4,18 @@ appended to the outbox with its record and count, the batch's entries acknowledg
 items added to the history.
 
 The call goes in the round trip that writes the batch's stories (``story_scripts.PLACE``),
-guarded: it does anything only if the document of the batch's first item holds the story just
-decided for it, that is, only if the placement write went through. A write that was refused (another
-worker wrote what the batch read) refuses the finish with it; the batch is decided again and
-both are sent again. So a batch costs one round trip for its placement write and its end, and
-an entry is still never acknowledged without its alerts: the script does both or neither.
+guarded: it does anything only if the document of the batch's first item holds the token of
+that very write (``batch``, fresh for each attempt), that is, only if the write went through.
+A write that was refused (another worker wrote what the batch read) refuses the end with it;
+the batch is decided again and both are sent again. So a batch costs one round trip for its
+placement write and its end, and an entry is never acknowledged without its alerts: the
+script writes the alerts, then acknowledges (the entries in chunks, as Lua's ``unpack`` takes
+a few thousand values at most).
 
 An alert is built before the claim is known, as a first alert and as a follow-up; the script
-appends the one the claim calls for. How many sources carried the item's story is known only
-once the batch is written: the alert's JSON is sent in two halves, around that count, which the
+appends the one the claim calls for. Each payload's beginning that both forms share (the
+item) is sent once per channel. How many sources carried the item's story is known only once
+the batch is written: the alert's JSON is sent in two pieces around that count, which the
 script reads (``SCARD``) and puts between them.
 """
 
@@ -36,10 +39,10 @@ SOURCES_MARK: Final = 987_654_321_987_654
 # KEYS: [1] the guard (the document of the batch's first written item; any key unguarded),
 # [2] the quiet hash, [3] the outbox, [4] this bucket's alert counts, [5] the items stream,
 # [6] the history; then per claim its claim key, its placed story's sources and its record.
-# ARGV: [1] the story the guard must hold ('' unguarded), [2] now, [3] the outbox's MAXLEN,
-# [4] the records' TTL, [5] the counts' TTL, [6] the group, [7] entries to acknowledge,
-# [8] history entries, [9] the history's MINID, [10] claims; the entry ids; the history
-# entries; per claim: rule, placed story, story, value, TTL, its record, how many payloads'
+# ARGV: [1] the token the guard's ``batch`` field must hold ('' unguarded), [2] now, [3] the
+# outbox's MAXLEN, [4] the records' TTL, [5] the counts' TTL, [6] the group, [7] entries to
+# acknowledge, [8] history entries, [9] the history's MINID, [10] claims; the entry ids; the
+# history entries; per claim: rule, placed story, story, value, TTL, its record, how many payloads'
 # beginnings both alerts share and those, then for the first alert and the follow-up: 1 if
 # there is one, its count field ('' not counted), how many payloads, and each payload's JSON
 # after the shared beginning up to its sources count, and after that count.
@@ -50,7 +53,7 @@ FINISH = (
     TRIM_FUNCTION
     + CLAIM_FUNCTION
     + """
-if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'story') ~= ARGV[1] then return {0} end
+if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'batch') ~= ARGV[1] then return {0} end
 local now = tonumber(ARGV[2])
 local n, h, c = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[10])
 local a, out, counted = 11 + n + h, {1, 0}, false
@@ -83,10 +86,11 @@ for i = 1, c do
   a = later + 3 + 2 * tonumber(ARGV[later + 2])
 end
 if counted then redis.call('EXPIRE', KEYS[4], ARGV[5]) end
-if n > 0 then
-  out[2] = redis.call('XACK', KEYS[5], ARGV[6], unpack(ARGV, 11, 10 + n))
-  trim(KEYS[5])
+for first = 11, 10 + n, 1000 do  -- unpack takes a few thousand values at most
+  local last = math.min(first + 999, 10 + n)
+  out[2] = out[2] + redis.call('XACK', KEYS[5], ARGV[6], unpack(ARGV, first, last))
 end
+if n > 0 then trim(KEYS[5]) end
 for j = 11 + n, 10 + n + h do
   redis.call('XADD', KEYS[6], 'MINID', ARGV[9], '*', 'd', ARGV[j])
 end
@@ -188,11 +192,11 @@ def _common_start(a: str, b: str) -> int:
 
 @dataclass(frozen=True)
 class Guard:
-    """The placement write a batch's end depends on: the document of its first written item
-    and the story decided for it."""
+    """The placement write a batch's end depends on: the document of its first written item,
+    and the token that write puts there (``batch``), unique to the write."""
 
     doc: str
-    story: str
+    token: str
 
 
 @dataclass
@@ -218,7 +222,7 @@ class Ending:
         kept = history.keep_s > 0 and bool(self.recent)
         oldest = f"{max(0, int((self.now - history.keep_s) * 1000))}-0"
         args: list[Any] = [
-            self.guard.story if self.guard else "",
+            self.guard.token if self.guard else "",
             self.now,
             store.outbox.maxlen,
             store.seen_ttl,

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
@@ -300,10 +301,8 @@ class StoryKeeper:
         ending = None
         if end is not None:
 
-            async def ending(decided: Sequence[Placement]) -> Tail:
-                return await end(
-                    merged(decided), Guard(self.store.keys.doc(items[0].id), decided[0].story)
-                )
+            async def ending(decided: Sequence[Placement], token: str) -> Tail:
+                return await end(merged(decided), Guard(self.store.keys.doc(items[0].id), token))
 
         decided, placed = await self._decide_and_write(prepared, now, ending)
         self._known.update(placed)  # known to the next batches, now that they are written
@@ -364,7 +363,7 @@ class StoryKeeper:
         self,
         prepared: Sequence[Prepared],
         now: float,
-        ending: Callable[[Sequence[Placement]], Awaitable[Tail]] | None,
+        ending: Callable[[Sequence[Placement], str], Awaitable[Tail]] | None,
     ) -> tuple[list[Placement], dict[str, Candidate]]:
         """Read the candidates, decide, write; when another worker wrote since, in between,
         what some items read, read those again, decide again and write again. Returns the
@@ -394,8 +393,13 @@ class StoryKeeper:
                 before,
                 recheck,
             )
-            tail = await ending(decided) if ending is not None else None
-            arguments = partial(self._write_arguments, prepared, decided, tallies, now, reading.at)
+            # The write's own token goes into its first item's document: the batch's end, in the
+            # same round trip, runs only if it finds it there (this very write went through).
+            token = uuid.uuid4().hex[:16]
+            tail = await ending(decided, token) if ending is not None else None
+            arguments = partial(
+                self._write_arguments, prepared, decided, tallies, now, reading.at, token
+            )
             written = await self._write(arguments, checked, tail)
             if written.outcome == "unchecked":
                 self.retries[written.outcome] += 1
@@ -519,10 +523,11 @@ class StoryKeeper:
         tallies: Mapping[str, StoryTally],
         now: float,
         read_at: int,
+        token: str,
         checked: bool,
     ) -> tuple[list[str], list[Any]]:
         """The placement script's keys and arguments for a decided batch (``PLACE``), read at
-        the placement count ``read_at``."""
+        the placement count ``read_at``; ``token`` goes into the first item's document."""
         keys, ttl = self.store.keys, self.ttl_s
         frequencies, counted = self.inputs.counts(tallies, now)
         item_keys: list[str] = []
@@ -532,6 +537,8 @@ class StoryKeeper:
             duplicate = placed.duplicate_of is not None
             terms = [] if duplicate else p.terms
             fields = document_fields(p, placed, now)
+            if not item_keys:
+                fields += ["batch", token]
             item_keys += [
                 keys.doc(item.id),
                 keys.story(placed.story),

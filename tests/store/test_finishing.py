@@ -100,26 +100,45 @@ async def test_a_muted_story_claims_nothing_and_sends_nothing(store: Store) -> N
 
 
 async def test_nothing_happens_unless_the_guard_holds(store: Store) -> None:
-    """The guard is the document of the batch's first item with the story just decided: until
-    the story write put it there, the end does nothing at all."""
+    """The guard is the document of the batch's first item holding the token of the story write
+    in the same round trip: until that write put it there, the end does nothing at all; a
+    document another write left (the same item placed by another consumer) does not do."""
     doc = store.keys.doc("wire:1")
     await store.items.ensure_group(PROCESS_GROUP)
     [entry] = await store.items.add_many([{"item": make_item("wire:1").to_dict()}])
     await store.items.read(PROCESS_GROUP, "worker", 10)
-    refused = Ending(
-        store, PROCESS_GROUP, [entry], ["x"], [claimed(entry)[0]], NOW, Guard(doc, "s1")
-    )
+    await store.client.hset(doc, mapping={"story": "s1", "batch": "another-write"})
+
+    def ending() -> Ending:
+        return Ending(
+            store, PROCESS_GROUP, [entry], ["x"], [claimed(entry)[0]], NOW, Guard(doc, "mine")
+        )
+
+    refused = ending()
     await refused.write()
     assert not refused.ran
     assert await sent(store) == [] and await store.items.pending_count(PROCESS_GROUP) == 1
     assert await store.client.exists(store.keys.claim("r", "s1"), store.keys.history) == 0
 
-    await store.client.hset(doc, "story", "s1")  # the write went through
-    ending = Ending(
-        store, PROCESS_GROUP, [entry], ["x"], [claimed(entry)[0]], NOW, Guard(doc, "s1")
-    )
-    await ending.write()
-    assert ending.ran and ending.acknowledged == 1 and ending.outcomes == [(1, 1)]
+    await store.client.hset(doc, "batch", "mine")  # the write went through
+    done = ending()
+    await done.write()
+    assert done.ran and done.acknowledged == 1 and done.outcomes == [(1, 1)]
     assert len(await sent(store)) == 2 and await store.items.pending_count(PROCESS_GROUP) == 0
     assert await store.items.length() == 0  # what every group is done with is trimmed
     assert await store.client.xlen(store.keys.history) == 1
+
+
+async def test_a_batch_of_thousands_of_entries_is_acknowledged_whole(store: Store) -> None:
+    """Lua unpacks a few thousand values at most: the entries are acknowledged in chunks, after
+    the alerts, so a big batch (``monitor replay --batch-size``) neither fails nor repeats."""
+    await store.items.ensure_group(PROCESS_GROUP)
+    entries: list[str] = []
+    for start in range(0, 9000, 1000):
+        entries += await store.items.add_many([{"n": n} for n in range(start, start + 1000)])
+    await store.items.read(PROCESS_GROUP, "worker", 9000)
+    ending = Ending(store, PROCESS_GROUP, entries, [], [claimed(entries[0])[0]], NOW)
+    await ending.write()
+    assert ending.ran and ending.acknowledged == 9000 and ending.outcomes == [(1, 1)]
+    assert await store.items.pending_count(PROCESS_GROUP) == 0
+    assert len(await sent(store)) == 2

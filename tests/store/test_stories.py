@@ -403,3 +403,30 @@ async def test_a_batch_whose_story_write_is_refused_ends_once_with_the_write_tha
     assert await store.items.pending_count("process") == 0
     assert await store.items.length() == 0
     assert [r.item.id for r in await store.history.since(0)] == [other.id, first.id]
+
+
+async def test_an_entry_taken_over_while_its_worker_still_places_it_ends_once_per_worker(
+    store: Store, seeds: list[Item]
+) -> None:
+    """A consumer idle past the reclaim time loses its entry to another, then wakes up: the two
+    place the same item, leaving the same story in its document. Only the write whose token
+    the document holds lets its end through, so each worker ends the entry once, not once per
+    attempt."""
+    runtime = Runtime.build(build_config([("rules.yaml", RULES)], {}))
+    paused = Paused(store)
+    slow = Processor(store, lambda: runtime, paused)
+    fast = Processor(store, lambda: runtime, StoryKeeper(store))
+    await slow.start()
+    first = next(i for i in seeds if seed(i) == "000")
+    await store.items.add_many([item_entry(first)])
+    entries = await store.items.read("process", "slow", 10)
+    handling = asyncio.create_task(slow.handle(entries))
+    await paused.reading_done.wait()
+    await asyncio.wait_for(fast.handle(entries), 10)  # the same entry, taken over
+    paused.go_on.set()
+    late = await handling
+    assert paused.retries["unchecked"] + paused.retries["conflict"] >= 1  # refused writes
+    outbox = await store.client.xrange(store.keys.outbox_stream)
+    # One alert per worker (both claimed with the same entry id), not one per write attempt.
+    assert len(outbox) == 2 * len(late.alerts) == 2
+    assert await store.client.xlen(store.keys.history) == 2
