@@ -16,7 +16,6 @@ duplicate of itself.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -32,12 +31,12 @@ from monitor.core.rules import Rule, WatchConfig
 from monitor.models import Alert, Item, RuleMatch
 from monitor.ops.logs import context
 from monitor.ops.metrics import Metrics
-from monitor.store import Store
-from monitor.store.finishing import FINISH, SOURCES_MARK, Claimed, Ending, Guard, Variant, halves
+from monitor.store import Store, finishing
+from monitor.store.delivery import alert_record
+from monitor.store.finishing import SOURCES_MARK, Claimed, Ending, Guard, Variant, halves
 from monitor.store.history import pack
 from monitor.store.keys import alert_count_field
 from monitor.store.quiet import Claim
-from monitor.store.scripts import Scripts
 from monitor.store.seen import seen_keys
 from monitor.store.stories import Once, Placement, StoryKeeper, analyse_item, story_id
 from monitor.store.streams import PROCESS_GROUP, TakeOver, entry_item, outbox_entry
@@ -161,7 +160,7 @@ class Processor:
 
     async def start(self) -> None:
         await self.store.items.ensure_group(PROCESS_GROUP)
-        await self.stories.load(Scripts(self.store.client, finish=FINISH))
+        await self.stories.load(finishing.scripts(self.store.client))
 
     def _reclaim_due(self) -> bool:
         """Whether to look for entries idle ``reclaim_idle_ms`` (their consumer died): every
@@ -272,7 +271,7 @@ class _Ends:
     async def build(self, placements: Sequence[Placement | None], guard: Guard | None) -> Ending:
         """The end for ``placements``: its claims and alerts built, its items compressed for
         the history, in a thread (CPU work, off the event loop)."""
-        claims, recent = await asyncio.to_thread(self._built, placements)
+        claims, self.sent, recent = await asyncio.to_thread(self._built, placements)
         self.last = Ending(
             self.processor.store,
             PROCESS_GROUP,
@@ -284,7 +283,10 @@ class _Ends:
         )
         return self.last
 
-    def _built(self, placements: Sequence[Placement | None]) -> tuple[list[Claimed], list[str]]:
+    def _built(
+        self, placements: Sequence[Placement | None]
+    ) -> tuple[list[Claimed], list[tuple[Alert, Alert | None]], list[str]]:
+        """The claims, the alerts each may send (first, follow-up), the items for the history."""
         runtime, now = self.runtime, self.now
         new = [
             (entry_id, item, found, placed)
@@ -305,19 +307,17 @@ class _Ends:
                 later = _alert(rule, item, result, placed, story, False, now)
                 assert first is not None  # a first alert is always made
                 sent.append((first, later))
-                record = {"rule": rule.id, "story": story, "title": item.title}
                 claims.append(
                     Claimed.of(
                         Claim(rule.id, placed.story, story, entry_id, rule.cooldown),
-                        json.dumps(record),
+                        alert_record(rule.id, story, item.title),
                         first.id,
                         self._variant(first),
                         self._variant(later),
                     )
                 )
-        self.sent = sent
         recent = [pack(item, p.story, p.duplicate_of, p.confident) for _, item, _, p in new]
-        return claims, recent
+        return claims, sent, recent
 
     def _variant(self, alert: Alert | None) -> Variant:
         if alert is None:

@@ -21,7 +21,15 @@ from monitor.store.commands import as_float, translated
 from monitor.store.keys import ALERT_COUNTS_TTL_S, Keys, alert_bucket
 from monitor.store.streams import Stream, decode, encode
 
-__all__ = ["ALIVE_TTL_S", "INFLIGHT_TTL_S", "RELEASE_HOLD", "UNSURE", "Deliveries", "SendState"]
+__all__ = [
+    "ALIVE_TTL_S",
+    "INFLIGHT_TTL_S",
+    "RELEASE_HOLD",
+    "UNSURE",
+    "Deliveries",
+    "SendState",
+    "alert_record",
+]
 
 ALIVE_TTL_S: Final = 120  # longer than any channel's send timeout
 
@@ -308,35 +316,28 @@ class Deliveries:
         how many) to the bucket of ``at``: one round trip. Their entry ids."""
         if not payloads and not counts:
             return []
+        key = self.keys.alert_counts(alert_bucket(at))
         with translated("XADD outbox"):
             async with self.client.pipeline(transaction=False) as pipe:
-                self.queue_alerts(pipe, payloads, counts, at)
+                self.outbox.queue(pipe, payloads)
+                for alert in _alerts(payloads):  # its record, for feedback and mutes by alert id
+                    record = alert_record(
+                        alert.get("rule"),
+                        alert.get("story"),
+                        (alert.get("item") or {}).get("title", ""),
+                    )
+                    pipe.set(self.keys.alert_record(alert["id"]), record, ex=self.seen_ttl)
+                for name, count in counts.items():
+                    pipe.hincrby(key, name, count)
+                if counts:
+                    pipe.expire(key, ALERT_COUNTS_TTL_S)
                 results = await pipe.execute()
         return [str(entry_id) for entry_id in results[: len(payloads)]]
 
-    def queue_alerts(
-        self, pipe: Any, payloads: Sequence[dict[str, Any]], counts: Mapping[str, int], at: float
-    ) -> int:
-        """Queue on ``pipe`` what ``add_alerts`` does, the outbox entries first; how many
-        commands were queued."""
-        self.outbox.queue(pipe, payloads)
-        queued = len(payloads)
-        for alert in _alerts(payloads):  # its record, for feedback and mutes by alert id
-            record = {
-                "rule": alert.get("rule"),
-                "story": alert.get("story"),
-                "title": (alert.get("item") or {}).get("title", ""),
-            }
-            pipe.set(self.keys.alert_record(alert["id"]), json.dumps(record), ex=self.seen_ttl)
-            queued += 1
-        key = self.keys.alert_counts(alert_bucket(at))
-        for name, count in counts.items():
-            pipe.hincrby(key, name, count)
-            queued += 1
-        if counts:
-            pipe.expire(key, ALERT_COUNTS_TTL_S)
-            queued += 1
-        return queued
+
+def alert_record(rule: str | None, story: str | None, title: str) -> str:
+    """What ``{p}alert:{id}`` keeps of an alert sent (for feedback and mutes by alert id)."""
+    return json.dumps({"rule": rule, "story": story, "title": title})
 
 
 def _alerts(payloads: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

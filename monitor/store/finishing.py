@@ -31,7 +31,7 @@ from monitor.store.quiet import CLAIM_FUNCTION, Claim
 from monitor.store.scripts import Scripts
 from monitor.store.streams import TRIM_FUNCTION, encode
 
-__all__ = ["FINISH", "Claimed", "Ending", "Guard", "Variant", "halves"]
+__all__ = ["FINISH", "Claimed", "Ending", "Guard", "Variant", "halves", "scripts"]
 
 SOURCES_MARK: Final = 987_654_321_987_654
 """The sources count an alert is encoded with, to be cut out and replaced by the real count."""
@@ -99,6 +99,11 @@ return out
 )
 
 
+def scripts(client: Any) -> Scripts:
+    """The end's script, to call, run and load on ``client``."""
+    return Scripts(client, finish=FINISH)
+
+
 def halves(payload: dict[str, Any]) -> tuple[str, str]:
     """An outbox payload's JSON cut around its alert's sources count (``SOURCES_MARK``)."""
     text = encode(payload)
@@ -144,6 +149,8 @@ class Claimed:
         cls, claim: Claim, record: str, alert: str, first: Variant, followup: Variant
     ) -> Claimed:
         """The claim, its payloads' shared beginnings taken out of both alerts."""
+        if claim.ttl_s < 1:
+            raise ValueError("a claim needs a TTL of at least 1 s")
         if not (first.exists and followup.exists) or len(first.payloads) != len(followup.payloads):
             return cls(claim, record, alert, first, followup)
         shared = [
@@ -220,7 +227,6 @@ class Ending:
         store, keys = self.store, self.store.keys
         history = store.history
         kept = history.keep_s > 0 and bool(self.recent)
-        oldest = f"{max(0, int((self.now - history.keep_s) * 1000))}-0"
         args: list[Any] = [
             self.guard.token if self.guard else "",
             self.now,
@@ -230,7 +236,7 @@ class Ending:
             self.group,
             len(self.entries),
             len(self.recent) if kept else 0,
-            oldest,
+            history.oldest(self.now),
             len(self.claims),
             *self.entries,
             *(self.recent if kept else ()),
@@ -244,7 +250,7 @@ class Ending:
                 keys.alert_record(c.alert),
             ]
             args += c.args()
-        Scripts(store.client, finish=FINISH).call(
+        scripts(store.client).call(
             pipe,
             "finish",
             [
@@ -274,4 +280,4 @@ class Ending:
         """The end alone, in a round trip of its own (no placement write to go with)."""
         async with self.store.pipeline() as pipe:
             self.queue(pipe)
-            self.took(await Scripts(self.store.client, finish=FINISH).execute(pipe))
+            self.took(await scripts(self.store.client).execute(pipe))

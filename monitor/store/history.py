@@ -14,12 +14,10 @@ from __future__ import annotations
 import base64
 import json
 import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from monitor.models import Item
 from monitor.store.commands import translated
@@ -37,11 +35,6 @@ class Recent:
     duplicate_of: str | None
     seen: float  # when the process role took it (seconds since the epoch)
     confident: bool = True  # its tie to the story was sure enough for a follow-up
-
-
-Placed = tuple[Item, str, str | None, bool]
-"""An item as the history takes it: the item, its story, what it duplicates, whether its tie
-to the story is confident."""
 
 
 def pack(item: Item, story: str, duplicate_of: str | None, confident: bool = True) -> str:
@@ -79,20 +72,11 @@ class History:
         self.keep_s = keep_s
         self.cap = cap
 
-    def queue(self, pipe: Pipeline, placed: Sequence[Placed], now: float) -> None:
-        """Add each placed item to ``pipe``, trimming what fell out of the history (by age at
-        each append, by count once)."""
-        if not placed or self.keep_s <= 0:
-            return
-        oldest = f"{max(0, int((now - self.keep_s) * 1000))}-0"
-        for item, story, duplicate_of, confident in placed:
-            pipe.xadd(
-                self.key,
-                {"d": pack(item, story, duplicate_of, confident)},
-                minid=oldest,
-                approximate=False,  # exact: the history says how far back it reaches
-            )
-        pipe.xtrim(self.key, maxlen=self.cap, approximate=True)
+    def oldest(self, now: float) -> str:
+        """The stream id before which entries have fallen out of the history at ``now``: each
+        append (``finishing.FINISH``, ``XADD … MINID``, exact, so the history says how far back
+        it reaches) drops them; the count is capped approximately after (``XTRIM MAXLEN ~``)."""
+        return f"{max(0, int((now - self.keep_s) * 1000))}-0"
 
     async def since(self, start: float, problems: list[str] | None = None) -> list[Recent]:
         """The items the history kept from ``start`` (seconds since the epoch) on, oldest

@@ -2,18 +2,17 @@
 
 A muted story and a snoozed rule live in one hash, ``{p}quiet``: field ``story:{id}`` or
 ``rule:{id}``, value the epoch second it ends; the hash expires with its last one, and ended
-fields are removed whenever it is written. The process role checks a batch's matches in
-the script that claims them (``claim_unless_quiet``): what is quiet is left out and nothing is
-claimed for it, so a snoozed rule's story alerts when the snooze is over. Feedback on an alert
-is kept for ``seen_ttl`` under the alert's record (``{p}alert:{id}``, its rule, story and
-title, written with the alert), and counted per rule in ``{p}feedback-counts`` (renewed with
-each feedback).
+fields are removed whenever it is written. The process role checks a batch's matches in the
+script that claims them (``CLAIM_FUNCTION``, in the batch's end, ``finishing.FINISH``): what is
+quiet is left out and nothing is claimed for it, so a snoozed rule's story alerts when the
+snooze is over. Feedback on an alert is kept for ``seen_ttl`` under the alert's record
+(``{p}alert:{id}``, its rule, story and title, written with the alert), and counted per rule in
+``{p}feedback-counts`` (renewed with each feedback).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +20,8 @@ from redis.asyncio import Redis
 
 from monitor.store.commands import translated
 from monitor.store.keys import Keys
-from monitor.store.scripts import Scripts
 
-__all__ = ["CLAIM_FUNCTION", "CLAIM_UNLESS_QUIET", "Claim", "Quiet"]
+__all__ = ["CLAIM_FUNCTION", "Claim", "Quiet"]
 
 # ``claim(quiet, key, rule, placed, story, value, ttl, now)``: claims ``key`` with ``value``
 # for ``ttl`` seconds unless the rule is snoozed or either story (the one the item was placed
@@ -41,22 +39,6 @@ local function claim(quiet, key, rule, placed, story, value, ttl, now)
   return 0
 end
 """
-
-# One call per batch. KEYS[1]: the quiet hash; KEYS[2..]: the claim keys. ARGV[1]: now; then per
-# claim its rule, its placed story, the story it claims, the value to claim with and the TTL.
-# Per claim, what ``claim`` returns.
-CLAIM_UNLESS_QUIET = (
-    CLAIM_FUNCTION
-    + """
-local now, out = tonumber(ARGV[1]), {}
-for i = 2, #KEYS do
-  local a = 2 + (i - 2) * 5
-  out[i - 1] = claim(KEYS[1], KEYS[i], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3],
-                     ARGV[a + 4], now)
-end
-return out
-"""
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,26 +86,6 @@ class Quiet:
             if until > now:
                 rows.append((kind, target, until))
         return sorted(rows, key=lambda row: (row[2], row[0], row[1]))
-
-    async def claim_unless_quiet(self, claims: Sequence[Claim], now: float) -> list[bool | None]:
-        """Claim each (rule, story) unless the rule is snoozed or either story muted, in one
-        call: None where quiet (nothing claimed), True where claimed now or already held with
-        this value (an entry redelivered after a crash finishes its own work), False where
-        another entry holds it."""
-        if not claims:
-            return []
-        if any(claim.ttl_s < 1 for claim in claims):
-            raise ValueError("a claim needs a TTL of at least 1 s")
-        scripts = Scripts(self.client, claim=CLAIM_UNLESS_QUIET)
-        args: list[Any] = [now]
-        for c in claims:
-            args += [c.rule, c.placed, c.story, c.value, c.ttl_s]
-        with translated("claim unless quiet"):
-            async with self.client.pipeline(transaction=False) as pipe:
-                keys = [self.keys.claim(c.rule, c.story) for c in claims]
-                scripts.call(pipe, "claim", [self.keys.quiet, *keys], args)
-                [replies] = await scripts.execute(pipe)
-        return [None if int(reply) < 0 else bool(int(reply)) for reply in replies]
 
     async def _prune(self, now: float) -> None:
         """Remove the ended fields, and let the hash expire with its last mute or snooze."""

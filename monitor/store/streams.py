@@ -301,32 +301,18 @@ class Stream:
         await self.ensure_group(group)
         return await command()
 
-    async def ack(
-        self,
-        group: str,
-        ids: list[str],
-        *,
-        before: Callable[[Pipeline], int] | None = None,
-        also: Callable[[Pipeline], None] | None = None,
-    ) -> int:
+    async def ack(self, group: str, ids: list[str]) -> int:
         """Acknowledge handled entries: they leave the group's pending list, and the stream
-        drops what every group is done with, in the same round trip. ``before`` queues
-        commands that must run first (what the entries led to: should the connection break
-        mid-way, an entry is never acknowledged without them) and says how many; ``also`` adds
-        more after. Returns how many entries were acknowledged."""
-        if not ids and also is None and before is None:
+        drops what every group is done with, in the same round trip. Returns how many entries
+        were acknowledged."""
+        if not ids:
             return 0
         with translated(f"XACK {self.key} {group}"):
             async with self._client.pipeline(transaction=False) as pipe:
-                first = before(pipe) if before is not None else 0
-                if ids:
-                    pipe.xack(self.key, group, *ids)
-                if also is not None:
-                    also(pipe)
-                if ids:
-                    self.queue_trim(pipe)
+                pipe.xack(self.key, group, *ids)
+                self.queue_trim(pipe)
                 replies = await self.execute(pipe)
-        return int(replies[first]) if ids else 0
+        return int(replies[0])
 
     def queue_trim(self, pipe: Pipeline) -> None:
         """Add to ``pipe`` the trim of what every group is done with (after its ``XACK``)."""

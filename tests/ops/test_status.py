@@ -25,9 +25,9 @@ from monitor.ops.status import plain_lines, summarize, tables
 from monitor.roles.process import Processor, Runtime
 from monitor.sources.replay import read_items
 from monitor.store import Store
+from monitor.store.finishing import FINISH
 from monitor.store.keys import ALERT_BUCKET_S, alert_bucket
 from monitor.store.placement_inputs import COUNT_LINES, FREQUENCIES
-from monitor.store.quiet import CLAIM_UNLESS_QUIET
 from monitor.store.snapshot import Queue, Snapshot, read_snapshot
 from monitor.store.stories import StoryKeeper
 from monitor.store.story_scripts import CANDIDATES, DETAILS, PLACE
@@ -205,7 +205,7 @@ async def test_the_processor_counts_alerts_in_the_outbox_round_trip(
         CANDIDATES,
         DETAILS,
         PLACE,
-        CLAIM_UNLESS_QUIET,
+        FINISH,
     ):
         await store.client.script_load(script)
     round_trips.count = 0

@@ -8,7 +8,16 @@ from redis.asyncio import Redis
 
 from monitor.models import Item
 from monitor.store import Store
-from monitor.store.history import TEXT_CHARS, History, pack
+from monitor.store.finishing import Ending
+from monitor.store.history import TEXT_CHARS, pack
+from monitor.store.streams import PROCESS_GROUP
+
+
+async def append(store: Store, packed: list[str], now: float) -> None:
+    """Items added to the history as the process role adds them: in a batch's end."""
+    ending = Ending(store, PROCESS_GROUP, [], packed, [], now)
+    await ending.write()
+    assert ending.ran
 
 
 async def test_acknowledged_entries_leave_the_stream_once_every_group_has_them(
@@ -43,9 +52,7 @@ async def test_the_history_keeps_recent_items_compressed_and_reads_them_back(
     item = Item(id="a", source="wire", title="Dam bursts", text="Water " * 10_000, url=None)
     other = Item(id="b", source="wire", title="Dam bursts again", text="Water rising")
     now = time.time()
-    async with store.pipeline() as pipe:
-        store.history.queue(pipe, [(item, "s1", None, True), (other, "s1", "a", False)], now)
-        await pipe.execute()
+    await append(store, [pack(item, "s1", None, True), pack(other, "s1", "a", False)], now)
     problems: list[str] = []
     found = await store.history.since(now - 60, problems)
     assert problems == []
@@ -62,24 +69,20 @@ async def test_the_history_keeps_recent_items_compressed_and_reads_them_back(
 async def test_the_history_forgets_by_age_and_by_count(
     redis_client: Redis, key_prefix: str
 ) -> None:
-    key = f"{key_prefix}history"
-    history = History(redis_client, key, keep_s=3600, cap=1000)
+    store = Store(redis_client, prefix=key_prefix, history_s=3600, history_max=1000)
+    key, history = store.keys.history, store.history
     items = [Item(id=str(n), source="s", title=f"t{n}", text="x") for n in range(3)]
     now = time.time()
     await redis_client.xadd(
         key, {"d": pack(items[0], "s", None)}, id=f"{int((now - 7200) * 1000)}-0"
     )
-    async with redis_client.pipeline(transaction=False) as pipe:
-        history.queue(pipe, [(items[1], "s", None, True)], now)
-        await pipe.execute()
+    await append(store, [pack(items[1], "s", None, True)], now)
     # The two-hour-old entry went when the new one came.
     assert [r.item.id for r in await history.since(0)] == ["1"]
-    small = History(redis_client, f"{key_prefix}small", keep_s=3600, cap=1)
+    small = Store(redis_client, prefix=f"{key_prefix}small:", history_s=3600, history_max=1)
     for n in range(300):
-        async with redis_client.pipeline(transaction=False) as pipe:
-            small.queue(pipe, [(items[n % 3], "s", None, True)], now)
-            await pipe.execute()
-    count, _ = await small.reach()
+        await append(small, [pack(items[n % 3], "s", None, True)], now)
+    count, _ = await small.history.reach()
     assert count < 300  # the cap trims (approximately: whole nodes of the stream at a time)
 
 

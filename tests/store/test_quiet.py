@@ -1,4 +1,5 @@
-"""Claims checked against mutes and snoozes in one call (``Store.claim_unless_quiet``)."""
+"""Claims checked against mutes and snoozes in the script that claims them (the batch's end,
+``finishing.FINISH``, through ``quiet.CLAIM_FUNCTION``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,18 @@ import time
 import pytest
 
 from monitor.store import Store
+from monitor.store.finishing import Claimed, Ending, Variant
 from monitor.store.quiet import Claim
+from monitor.store.streams import PROCESS_GROUP
+
+
+async def claim_unless_quiet(store: Store, claims: list[Claim], now: float) -> list[bool | None]:
+    """Each claim made in a batch's end (no alert to send): None where quiet, True where
+    claimed now or already held with this value, False where another entry holds it."""
+    built = [Claimed.of(c, "{}", "a1", Variant(), Variant()) for c in claims]
+    ending = Ending(store, PROCESS_GROUP, [], [], built, now)
+    await ending.write()
+    return [None if won < 0 else bool(won) for won, _ in ending.outcomes]
 
 
 @pytest.mark.parametrize(
@@ -31,7 +43,7 @@ async def test_a_quiet_rule_or_story_claims_nothing(
     if quiet is not None:
         kind, target, ends = quiet
         await store.set_quiet(kind, target, now + ends, now - 10)
-    assert await store.claim_unless_quiet([claim], now) == [outcome]
+    assert await claim_unless_quiet(store, [claim], now) == [outcome]
     held = await store.client.get(store.keys.claim(claim.rule, claim.story))
     assert held == (claim.value if outcome else None)
 
@@ -41,11 +53,11 @@ async def test_a_claim_is_won_once_and_kept_by_the_entry_that_won_it(store: Stor
     again = Claim("floods", "s1", "s1", "1-0", 60)  # the same entry, redelivered
     other = Claim("floods", "s1", "s1", "2-0", 60)
     now = time.time()
-    assert await store.claim_unless_quiet([first, again, other], now) == [True, True, False]
-    assert await store.claim_unless_quiet([other], now) == [False]
+    assert await claim_unless_quiet(store, [first, again, other], now) == [True, True, False]
+    assert await claim_unless_quiet(store, [other], now) == [False]
     assert 0 < await store.client.ttl(store.keys.claim("floods", "s1")) <= 60
 
 
 async def test_a_claim_needs_a_ttl(store: Store) -> None:
     with pytest.raises(ValueError, match="TTL"):
-        await store.claim_unless_quiet([Claim("floods", "s1", "s1", "1-0", 0)], time.time())
+        await claim_unless_quiet(store, [Claim("floods", "s1", "s1", "1-0", 0)], time.time())
