@@ -143,10 +143,10 @@ async def _run(
                 await dispatcher.step("bench", count=100, block_ms=50)
 
         worker = asyncio.create_task(deliver())
-        done, running = asyncio.Event(), asyncio.Event()
+        running = asyncio.Event()
         processing = None
         if busy:  # the alerts are timed once the process role has a batch behind it
-            processing = asyncio.create_task(_saturate(store, *busy, done, running))
+            processing = asyncio.create_task(_saturate(store, *busy, stop, running))
             await running.wait()
         began = time.monotonic()
         with progress.task("alerts sent into the outbox", total=total) as advance:
@@ -159,7 +159,6 @@ async def _run(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(channel.all_started.wait(), 30)
         stop.set()
-        done.set()
         processed = await processing if processing else 0
         await worker
         elapsed = time.monotonic() - began
