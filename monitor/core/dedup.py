@@ -12,6 +12,7 @@ scheme can change without mixing old and new values.
 from __future__ import annotations
 
 import base64
+import operator
 import re
 import warnings
 from collections.abc import Sequence
@@ -76,7 +77,9 @@ def shingles(text: str | Sequence[str], size: int = SHINGLE) -> list[bytes]:
     words = normalize(text).split() if isinstance(text, str) else text
     if len(words) <= size:
         return [" ".join(words).encode()] if words else []
-    return [" ".join(words[i : i + size]).encode() for i in range(len(words) - size + 1)]
+    # Each run is the words at the same position of ``size`` shifted views, joined in C.
+    runs = map(" ".join, zip(*(words[shift:] for shift in range(size)), strict=False))
+    return list(map(str.encode, runs))
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +153,7 @@ def jaccard(a: Fingerprint, b: Fingerprint) -> float:
     """Estimated Jaccard similarity of the two shingle sets."""
     if not a.size or not b.size:
         return 0.0
-    agree = sum(x == y for x, y in zip(a.minhash, b.minhash, strict=True))
+    agree: int = sum(map(operator.eq, a.minhash, b.minhash))  # counted in C
     return agree / PERMUTATIONS
 
 

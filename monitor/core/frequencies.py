@@ -54,9 +54,27 @@ def guess_language(words: Sequence[str]) -> str:
     sample = [w for w in words[:GUESS_WORDS] if not w.isdigit()]
     if not sample:
         return FALLBACK
-    profiles, shared = _profiles(), _shared()
-    scores = {lang: sum(1.0 / shared[w] for w in sample if w in profiles[lang]) for lang in GUESSED}
+    # Each language's score adds its words' shares in the sample's order (the same sums as
+    # one pass per language), a word looked up once.
+    scores: dict[str, float] = dict.fromkeys(GUESSED, 0)
+    owners = _owners()
+    for word in sample:
+        found = owners.get(word)
+        if found is not None:
+            share, languages = found
+            for lang in languages:
+                scores[lang] += share
     return max(scores, key=lambda lang: (scores[lang], lang == FALLBACK))
+
+
+@cache
+def _owners() -> dict[str, tuple[float, tuple[str, ...]]]:
+    """Each function word's share (1 / the languages it is one of) and those languages."""
+    profiles, shared = _profiles(), _shared()
+    return {
+        word: (1.0 / count, tuple(lang for lang in GUESSED if word in profiles[lang]))
+        for word, count in shared.items()
+    }
 
 
 @cache

@@ -9,11 +9,13 @@ the original text, so a match can be highlighted exactly where it was found.
 
 from __future__ import annotations
 
+import operator
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import compress, repeat
 from typing import NamedTuple
 
 _SPECIAL = {
@@ -79,7 +81,10 @@ UNSPACED = (
 
 # Words: runs of letters and digits (with the marks that belong to them); dotted single letters
 # (U.S., u.s.a) join into one word; a character of an unspaced script is a word by itself.
+# (The lookahead only says what both forms of an abbreviation begin with: most words fail it
+# at their second character, and the engine then tries the next alternative at once.)
 _TOKEN = re.compile(
+    r"(?=[^\W\d_]\.[^\W\d_])"
     r"(?P<abbr>(?:[^\W\d_]\.){2,}(?![^\W_])|[^\W\d_](?:\.[^\W\d_])+(?![^\W_]))"
     rf"|(?P<unspaced>[{UNSPACED}][{_marks()}]*)"
     rf"|[^\W_{UNSPACED}]+(?:[{_marks()}]+[^\W_{UNSPACED}]*)*"
@@ -192,9 +197,60 @@ class Tokens:
         return [Token(w, s, e) for w, s, e in zip(self.words, self.starts, self.ends, strict=True)]
 
 
+_GROUP = re.Match.group
+_START = re.Match.start
+_END = re.Match.end
+_KIND = operator.attrgetter("lastgroup")
+_ARABIC_LETTER = re.compile(r"[\u0620-\u064a]")
+
+
 def tokenize(text: str) -> Tokens:
     """Split ``text`` into normalized tokens with offsets into ``text`` itself."""
     folded = fold(text)
+    if _ARABIC_LETTER.search(folded.text) is None:
+        found = _tokens_in_bulk(folded)
+        if found is not None:
+            return found
+    return _tokens_one_by_one(folded)
+
+
+def _tokens_in_bulk(folded: Folded) -> Tokens | None:
+    """The tokens of a folded text without Arabic letters, each step over all matches at once
+    (in C: a text's few hundred words cost no Python loop); None when a character folded into
+    two tokens (``¼``), which ``_tokens_one_by_one`` joins."""
+    ftext = folded.text
+    matches = list(_TOKEN.finditer(ftext))
+    words = list(map(_GROUP, matches))
+    fstarts = list(map(_START, matches))
+    fends = list(map(_END, matches))
+    if "abbr" in map(_KIND, matches):
+        words = [
+            w.replace(".", "") if m.lastgroup == "abbr" else w
+            for w, m in zip(words, matches, strict=True)
+        ]
+    if "s" in words:  # possessive 's: "Russia's" is the token "russia", "U.S.'s" is "us"
+        keep = [
+            not (w == "s" and s >= 2 and ftext[s - 1] == "'" and _ends_word(ftext[s - 2]))
+            for w, s in zip(words, fstarts, strict=True)
+        ]
+        words = list(compress(words, keep))
+        fstarts = list(compress(fstarts, keep))
+        fends = list(compress(fends, keep))
+    offsets = folded.offsets
+    if offsets is None:  # ASCII: folded offsets are the original ones
+        return Tokens(tuple(words), tuple(fstarts), tuple(fends))
+    ahead = (*offsets, folded.original_length)
+    starts = list(map(ahead.__getitem__, fstarts))
+    # ``Folded.span``: a token ends after its last character and the marks that folded away.
+    last = map(ahead.__getitem__, map(operator.sub, fends, repeat(1)))
+    ends = list(map(max, map(operator.add, last, repeat(1)), map(ahead.__getitem__, fends)))
+    if any(map(operator.lt, starts[1:], ends)):
+        return None
+    return Tokens(tuple(words), tuple(starts), tuple(ends))
+
+
+def _tokens_one_by_one(folded: Folded) -> Tokens:
+    """``tokenize``, a match at a time."""
     ftext = folded.text
     words: list[str] = []
     starts: list[int] = []

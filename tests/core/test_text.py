@@ -8,6 +8,8 @@ import pytest
 
 from monitor.core.text import (
     Token,
+    _tokens_in_bulk,
+    _tokens_one_by_one,
     fold,
     fold_char,
     highlight_runs,
@@ -323,3 +325,22 @@ def test_every_script_tokenizes_into_what_rules_can_match(text: str, words: list
     assert list(tokens.words) == words
     shown = [text[s:e] for s, e in zip(tokens.starts, tokens.ends, strict=True)]
     assert "".join(shown) == text.replace(" ", "")  # offsets cover every character once
+
+
+def test_tokens_found_in_bulk_are_those_found_one_by_one() -> None:
+    """``tokenize`` takes each step over all of a text's matches at once, and falls back to a
+    match at a time where a folded character became two tokens or Arabic words lose their
+    prefixes: both ways give the same tokens, offsets included."""
+    rng = random.Random(1)
+    pieces = [*_ALPHABET, "U.S.", "u.s.a", "a.b", "’s", "'s", "¼", "台湾", "بيروت", "e\u0301", "\n"]
+    bulk = 0
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 20)))
+        folded = fold(text)
+        one_by_one = _tokens_one_by_one(folded)
+        assert tokenize(text) == one_by_one, text
+        found = _tokens_in_bulk(folded)
+        if found is not None and "بيروت" not in text:
+            bulk += 1
+            assert found == one_by_one, text
+    assert bulk > 2000  # most texts take the bulk way
