@@ -183,6 +183,17 @@ class Processor:
             await self.handle(entries)
         return len(entries)
 
+    def _items_of(
+        self, entries: Sequence[tuple[str, dict[str, Any]]]
+    ) -> tuple[list[tuple[str, Item]], list[Analysis], list[Once]]:
+        """``_read_and_analyse`` and each item's level-1 keys (seen before, by source + GUID or
+        by canonical URL), checked in the round trip that reads the items' lines for placement:
+        a seen item is not placed."""
+        items, analysed = _read_and_analyse(entries)
+        keys, ttl = self.store.keys, self.store.seen_ttl
+        once = [Once(seen_keys(keys, item), entry_id, ttl) for entry_id, item in items]
+        return items, analysed, once
+
     def _match(
         self, runtime: Runtime, items: Sequence[tuple[str, Item]], analysed: Sequence[Analysis]
     ) -> list[list[RuleMatch]]:
@@ -201,13 +212,7 @@ class Processor:
         # Each item is read from its entry and its words are found once, for placement and
         # matching alike; the CPU work runs off the event loop, so the process's other roles
         # go on meanwhile.
-        items, analysed = await asyncio.to_thread(_read_and_analyse, entries)
-        # Level 1 (seen before, by source + GUID or by canonical URL) is checked in the round
-        # trip that reads the items' lines for placement: a seen item is not placed.
-        once = [
-            Once(seen_keys(self.store.keys, item), entry_id, self.store.seen_ttl)
-            for entry_id, item in items
-        ]
+        items, analysed, once = await asyncio.to_thread(self._items_of, entries)
         # Matching needs no placement: done before placement reads its candidates, it does not
         # stretch the time between that read and the write (when another worker may write
         # what the batch read). Items found seen or duplicates were matched for nothing.

@@ -70,6 +70,10 @@ class Prepared:
     semantic: Semantic | None = None
     seen_in_story: frozenset[str] = frozenset()  # members of its story it was compared with
     common: frozenset[str] = frozenset()  # its terms too common in the stream to index it by
+    # Redis names built with the rest, off the event loop: each band's bucket key and member
+    # prefix (``Keys.band``), and the keys of the query terms.
+    band_keys: list[tuple[str, str]] = field(default_factory=list)
+    query_keys: list[str] = field(default_factory=list)
 
 
 @dataclass

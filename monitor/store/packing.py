@@ -29,8 +29,13 @@ class HiredisPacking:
             args = (*first.encode().split(), *args[1:])
         elif isinstance(first, bytes) and b" " in first:
             args = (*first.split(), *args[1:])
-        # Typed by hiredis as a tuple of one value; it takes any number.
-        values: Any = tuple(bytes(a) if isinstance(a, bytearray | memoryview) else a for a in args)
+        # Typed by hiredis as a tuple of one value; it takes any number. It refuses a
+        # bytearray or a memoryview: only then is each argument looked at (thousands a batch).
+        values: Any = args
+        try:
+            return [hiredis.pack_command(values)]
+        except TypeError:
+            values = tuple(bytes(a) if isinstance(a, bytearray | memoryview) else a for a in args)
         try:
             return [hiredis.pack_command(values)]
         except TypeError as exc:

@@ -321,7 +321,7 @@ class StoryKeeper:
     ) -> list[Prepared]:
         """Pure: each item's fingerprint, evidence and first vector (weighed with the stream as
         stored before the batch), and the terms it looks for candidates under (in a thread)."""
-        prepared = []
+        prepared, keys = [], self.store.keys
         for item, analysis, lines, title, language, own in zip(
             items, analyses, kept, titles, languages, counted, strict=True
         ):
@@ -341,6 +341,7 @@ class StoryKeeper:
             # Words the language uses everywhere (not counted in the stream) and those many
             # recent stories hold single out no event: no index or query term is one of them.
             common = weighed.common() | (weighed.terms.keys() - own)
+            bands, query = fp.bands(), query_terms(vector, common)
             prepared.append(
                 Prepared(
                     item,
@@ -350,11 +351,13 @@ class StoryKeeper:
                     weighed,
                     own,
                     vector,
-                    fp.bands(),
+                    bands,
                     index_terms(vector, common),
-                    query_terms(vector, common),
+                    query,
                     len(words),
                     common=common,
+                    band_keys=[keys.band(band) for band in bands],
+                    query_keys=[keys.item_term(term) for term in query],
                 )
             )
         return prepared
@@ -455,14 +458,14 @@ class StoryKeeper:
                 self.scripts.call(
                     pipe,
                     "candidates",
-                    [keys.band(b)[0] for b in p.bands] + [keys.item_term(t) for t in p.query],
+                    [key for key, _ in p.band_keys] + p.query_keys,
                     [
                         len(p.bands),
                         TERM_CANDIDATES,
                         p.when + self.window_s,
                         p.when - self.window_s,
                         now - self.ttl_s,
-                        *(keys.band(b)[1] for b in p.bands),
+                        *(member for _, member in p.band_keys),
                     ],
                 )
             at, corrections, *found_per_item = await self.scripts.execute(pipe)
@@ -544,7 +547,7 @@ class StoryKeeper:
                 keys.story(placed.story),
                 keys.story_items(placed.story),
                 keys.story_sources(placed.story),
-                *(keys.band(b)[0] for b in p.bands),
+                *(key for key, _ in p.band_keys),
                 *(keys.item_term(t) for t in terms),
             ]
             # What the item read its candidates under (its bands and query terms), and what
@@ -564,7 +567,7 @@ class StoryKeeper:
                 item.url or "",
                 placed.story,
                 len(fields),
-                *(keys.band(b)[1] + item.id for b in p.bands),
+                *(member + item.id for _, member in p.band_keys),
                 *fields,
             ]
         return (
