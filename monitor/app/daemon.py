@@ -21,6 +21,7 @@ from pathlib import Path
 import watchfiles
 
 from monitor.app.config_files import SUFFIXES, load_config, rule_files
+from monitor.app.process_workers import ProcessWorkers, Report, WorkerSpec, worker_count
 from monitor.app.settings import Settings
 from monitor.app.slack_actions import SlackActions, signing_secrets
 from monitor.app.wiring import (
@@ -39,7 +40,7 @@ from monitor.core.rules import WatchConfig
 from monitor.errors import ConfigError, StoreError
 from monitor.http import make_client
 from monitor.ops.endpoints import Server
-from monitor.ops.logs import context
+from monitor.ops.logs import context, in_force
 from monitor.ops.metrics import Metrics
 from monitor.ops.redaction import redact, register
 from monitor.ops.watchdog import Operator
@@ -108,6 +109,8 @@ class App:
         self.stopping = asyncio.Event()
         self.poller: Poller | None = None
         self.operator: Operator | None = None
+        self.workers: ProcessWorkers | None = None  # the process role's, when it runs in them
+        self._workers_failing: dict[int, str] = {}
 
     def _channels(self, config: WatchConfig) -> dict[str, Channel]:
         if "dispatch" not in self.roles:
@@ -127,7 +130,8 @@ class App:
         self.stopping.set()
 
     async def run(self, *, once: bool = False) -> None:
-        async with redis_server(self.settings) as client:
+        server = redis_server(self.settings)
+        async with server as client:
             store = self.store = self.threads.store = open_store(client, self.settings)
             operator = self.operator = Operator(
                 store,
@@ -158,7 +162,24 @@ class App:
             )
             # Alive before the first read: a restart finds its predecessor's work at once.
             beating = asyncio.create_task(self._heartbeat([self.consumer, dispatcher.owner]))
-            if "process" in self.roles:
+            workers = worker_count(self.settings, self.roles, once)
+            in_process = "process" in self.roles and not workers
+            if workers:
+                self.workers = ProcessWorkers(
+                    workers,
+                    WorkerSpec(
+                        self.settings.model_copy(update={"redis_url": server.address}),
+                        self.runtime.config,
+                        self.consumer,
+                        in_force(),
+                        ALIVE_S,
+                        HEARTBEAT_S,
+                        DRAIN_S,
+                    ),
+                    self._reported,
+                )
+                self.workers.start()
+            if in_process:
                 await processor.start()
             if "dispatch" in self.roles:
                 await dispatcher.start()
@@ -167,14 +188,15 @@ class App:
             # it (at 10,000 rules, a pause of the event loop). A reload gives it back.
             gc.collect()
             gc.freeze()
-            if "process" in self.roles:  # its CPU work in threads: the loop gets turns sooner
+            if in_process:  # its CPU work in threads: the loop gets turns sooner
                 sys.setswitchinterval(SWITCH_INTERVAL_S)
             logger.info(
-                "running roles=%s sources=%d rules=%d channels=%d",
+                "running roles=%s sources=%d rules=%d channels=%d process_workers=%d",
                 ",".join(sorted(self.roles)),
                 len(self.sources),
                 len(self.runtime.config.rules),
                 len(self.channels),
+                workers,
             )
             if once:
                 await poller.poll_all()
@@ -184,7 +206,7 @@ class App:
                 loops = [
                     asyncio.create_task(self._loop(role.step, role_name))
                     for role, role_name in ((processor, "process"), (dispatcher, "dispatch"))
-                    if role_name in self.roles
+                    if role_name in self.roles and (role_name != "process" or in_process)
                 ]
                 if self.rules_dir is not None:
                     loops.append(asyncio.create_task(self._watch(poller)))
@@ -192,7 +214,9 @@ class App:
                     await self.stopping.wait()
                 await poller.stop()
                 await asyncio.gather(*loops)
-            await self._drain(processor, dispatcher)
+            if self.workers is not None:  # they finish the queue first, then the alerts go
+                await self.workers.stop()
+            await self._drain(processor, dispatcher, in_process)
             beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beating
@@ -202,6 +226,26 @@ class App:
                 await asyncio.gather(*self._closing)
             await self.http.aclose()
             gc.unfreeze()
+
+    def _reported(self, report: Report) -> None:
+        """What a process worker says: its steps are the process role's beats, its failures
+        the role's reasons not to be healthy, its batches' counts go to ``/metrics``."""
+        if report.kind == "beat":
+            self.beats["process"] = asyncio.get_running_loop().time()
+            self._workers_failing.pop(report.worker, None)
+        elif report.kind == "failing":
+            self._workers_failing[report.worker] = report.reason
+        elif report.kind == "counts" and report.counts is not None:
+            self.metrics.count_processed(report.counts)
+            for seconds in report.match_seconds:
+                self.metrics.match_seconds.observe(seconds)
+        if self._workers_failing:
+            self.failing["process"] = "; ".join(
+                f"worker {index}: {reason}"
+                for index, reason in sorted(self._workers_failing.items())
+            )
+        else:
+            self.failing.pop("process", None)
 
     async def _heartbeat(self, owners: list[str]) -> None:
         """Keep this process's consumer and dispatcher alive in Redis (``ALIVE_S``, renewed
@@ -293,6 +337,8 @@ class App:
             len(channels),
         )
         self.metrics.reloaded(ok=True, rules=len(config.rules), at=time.time())
+        if self.workers is not None:
+            await self.workers.update(config)
         await self._tell_operator([])
         return True
 
@@ -402,12 +448,15 @@ class App:
                     await asyncio.wait_for(self.stopping.wait(), timeout=delay)
                 delay = min(delay * 2, 30.0)
 
-    async def _drain(self, processor: Processor, dispatcher: Dispatcher) -> None:
-        """Finish what is queued: items into alerts, alerts to their channels; within
-        ``DRAIN_S``, since other processes may keep adding. What is left stays in Redis."""
+    async def _drain(self, processor: Processor, dispatcher: Dispatcher, process: bool) -> None:
+        """Finish what is queued: items into alerts (``process``: here, not in workers),
+        alerts to their channels; within ``DRAIN_S``, since other processes may keep adding.
+        What is left stays in Redis."""
         count = self.settings.batch_size
         deadline = asyncio.get_running_loop().time() + DRAIN_S
         for role, step in (("process", processor.step), ("dispatch", dispatcher.step)):
+            if role == "process" and not process:
+                continue
             while role in self.roles and asyncio.get_running_loop().time() < deadline:
                 if await step(self.consumer, count=count) == 0:
                     break

@@ -93,6 +93,13 @@ class Settings(BaseSettings):
         description="Follow redirects to more internal addresses (private, loopback, "
         "link-local) than the source's own.",
     )
+    process_workers: int | None = Field(
+        default=None,
+        ge=0,
+        le=64,
+        description="Worker processes the daemon runs the process role in (0: in the daemon's "
+        "own process); unset: one when the daemon runs another role too, else none.",
+    )
     dedup_ttl: int = Field(
         default=30 * 86400, gt=0, description="Seconds fingerprints and stories are kept."
     )

@@ -150,20 +150,27 @@ def bench_poll(
     is_flag=True,
     help="Run the process role in the same process meanwhile, as fast as it goes.",
 )
+@click.option(
+    "--process-worker",
+    "apart",
+    is_flag=True,
+    help="Run it in a worker process instead, as the daemon does beside other roles.",
+)
 @items_option
 @count_option
 @rules_option
 @seed_option
 @json_option
-def bench_dispatch(rate: float, seconds: float, busy: bool, path: str | None, count: int,
-                   rule_count: int, seed: int, as_json: bool) -> None:  # fmt: skip
+def bench_dispatch(rate: float, seconds: float, busy: bool, apart: bool, path: str | None,
+                   count: int, rule_count: int, seed: int, as_json: bool) -> None:  # fmt: skip
     """Latency from outbox entry to send call, alerts at --rate per second (with --process,
-    while the process role is saturated in the same event loop)."""
+    while the process role is saturated in the same event loop; with --process-worker, in a
+    worker process)."""
     from monitor.bench.dispatch import dispatch_report, run_dispatch_bench
     from monitor.bench.process import _articles
 
-    load = _articles(path, count, rule_count, seed) if busy else None
-    result = run_dispatch_bench(rate, seconds, _bench_progress(), load)
+    load = _articles(path, count, rule_count, seed) if busy or apart else None
+    result = run_dispatch_bench(rate, seconds, _bench_progress(), load, apart)
     click.echo(json.dumps(result) if as_json else dispatch_report(result))
 
 

@@ -9,7 +9,9 @@ With ``--process`` the real process role runs in the same process and event loop
 the daemon runs all roles by default, taking articles (``--items PATH.jsonl`` or generated
 ones, as ``bench process``) a batch of 100 at a time as fast as it can against generated rules;
 its own alerts go through the same channel. The latency is then what a dispatcher waits while
-the process role is saturated.
+the process role is saturated. With ``--process-worker`` the process role runs as the daemon
+runs it by default beside other roles: in a worker process (``app.process_workers``) on the
+same Redis.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import platform
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from monitor.channels.webhook import WebhookChannel
@@ -117,18 +120,59 @@ async def _saturate(
     return done
 
 
+async def _saturate_in_worker(
+    store: Store,
+    address: str,
+    items: list[Item],
+    yaml_text: str,
+    stop: asyncio.Event,
+    running: asyncio.Event,
+) -> int:
+    """``_saturate`` in a process worker, as the daemon runs the process role beside others."""
+    import tempfile
+
+    from monitor.app.process_workers import ProcessWorkers, Report, WorkerSpec
+    from monitor.app.settings import Settings
+    from monitor.core.rules import build_config
+    from monitor.ops.logs import in_force
+    from monitor.store.streams import item_entry
+
+    for start in range(0, len(items), 500):
+        await store.items.add_many([item_entry(i) for i in items[start : start + 500]])
+    done = 0
+
+    def reported(report: Report) -> None:
+        nonlocal done
+        if report.counts is not None:
+            done += sum(count for _, count in report.counts.items)
+            running.set()
+
+    with tempfile.TemporaryDirectory(prefix="monitor-bench-") as data:
+        settings = Settings(redis_url=address, key_prefix=store.keys.prefix, data_dir=Path(data))
+        config = build_config([("bench.yaml", yaml_text)], {})
+        spec = WorkerSpec(settings, config, "bench", in_force(), 8.0, 2.0, 0.0, ("hook",))
+        workers = ProcessWorkers(1, spec, reported)
+        workers.start()
+        await stop.wait()
+        await workers.stop()
+    running.set()
+    return done
+
+
 async def _run(
     rate: float,
     seconds: float,
     progress: Progress,
     busy: tuple[list[Item], str] | None = None,
+    apart: bool = False,
 ) -> dict[str, Any]:
     total = max(1, int(rate * seconds))
     receiver = _Receiver()
     port = await receiver.start()
     added: dict[str, float] = {}
+    server = RedisServer.embedded()
     async with (
-        RedisServer.embedded() as client,
+        server as client,
         make_client(FetchLimits(), trust_env=False) as http,
     ):
         store = Store(client)
@@ -146,7 +190,12 @@ async def _run(
         running = asyncio.Event()
         processing = None
         if busy:  # the alerts are timed once the process role has a batch behind it
-            processing = asyncio.create_task(_saturate(store, *busy, stop, running))
+            saturate = (
+                _saturate_in_worker(store, server.address, *busy, stop, running)
+                if apart
+                else _saturate(store, *busy, stop, running)
+            )
+            processing = asyncio.create_task(saturate)
             await running.wait()
         began = time.monotonic()
         with progress.task("alerts sent into the outbox", total=total) as advance:
@@ -171,6 +220,7 @@ async def _run(
         "rate_per_s": rate,
         "delivered": receiver.received,
         "processed": processed,
+        "process_role": ("worker process" if apart else "same process") if busy else None,
         "elapsed_s": round(elapsed, 2),
         "p50_ms": round(_percentile(latencies, 50), 2),
         "p95_ms": round(_percentile(latencies, 95), 2),
@@ -194,24 +244,27 @@ def run_dispatch_bench(
     seconds: float = 10.0,
     progress: Progress = SILENT,
     busy: tuple[list[Item], str] | None = None,
+    apart: bool = False,
 ) -> dict[str, Any]:
     """Send ``rate`` alerts per second for ``seconds`` through the dispatch role; latencies.
     ``busy``: articles and rules (YAML) for the process role to take meanwhile, with the
-    interpreter's switch interval the daemon sets when it runs the process role."""
+    interpreter's switch interval the daemon sets when it runs the process role; ``apart``:
+    in a worker process instead, as the daemon runs it beside other roles."""
     from monitor.roles.process import SWITCH_INTERVAL_S
 
     previous = sys.getswitchinterval()
-    if busy:
+    if busy and not apart:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
-        return asyncio.run(_run(rate, seconds, progress, busy))
+        return asyncio.run(_run(rate, seconds, progress, busy, apart))
     finally:
         sys.setswitchinterval(previous)
 
 
 def dispatch_report(result: dict[str, Any]) -> str:
     busy = (
-        f", while the process role took {result['processed']} items in the same process"
+        f", while the process role took {result['processed']} items in "
+        f"{'a worker' if result.get('process_role') == 'worker process' else 'the same'} process"
         if result.get("processed")
         else ""
     )

@@ -193,3 +193,13 @@ def configure(
     for name, minimum in (quiet or {}).items():
         logging.getLogger(name).setLevel(max(minimum, numeric))
     return handler
+
+
+def in_force() -> tuple[str, LogFormat]:
+    """The level and format ``configure`` set last (a process worker logs the same way)."""
+    root = logging.getLogger()
+    level = logging.getLevelName(root.level)
+    for handler in root.handlers:
+        if isinstance(handler, _StderrHandler):
+            return level, "json" if isinstance(handler.formatter, JsonFormatter) else "text"
+    return level, "text"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -87,6 +88,33 @@ class RedisCollector(Collector):
         for source, count in sorted(snapshot.failures.items()):
             failures.add_metric([source], count)
         yield failures
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    """What the metrics count of one processed batch: items by result, stories opened,
+    alerts by rule and kind (small, and sent as it is from a process worker to its daemon)."""
+
+    items: tuple[tuple[str, int], ...]
+    created: int
+    alerts: tuple[tuple[str, str, int], ...]
+
+    @classmethod
+    def of(
+        cls, malformed: int, seen: int, placements: Sequence[Placement], alerts: Sequence[Alert]
+    ) -> BatchCounts:
+        duplicates = sum(1 for p in placements if p.duplicate_of is not None)
+        tally = Tally((a.rule, "followup" if a.followup else "first") for a in alerts)
+        return cls(
+            (
+                ("new", len(placements) - duplicates),
+                ("duplicate", duplicates),
+                ("seen", seen),
+                ("malformed", malformed),
+            ),
+            sum(1 for p in placements if p.new_story),
+            tuple((rule, kind, count) for (rule, kind), count in tally.items()),
+        )
 
 
 class Metrics:
@@ -184,20 +212,17 @@ class Metrics:
         alerts: Sequence[Alert],
     ) -> None:
         """One processed batch: what became of its items, and the alerts it raised."""
-        duplicates = sum(1 for p in placements if p.duplicate_of is not None)
-        for result, count in (
-            ("new", len(placements) - duplicates),
-            ("duplicate", duplicates),
-            ("seen", seen),
-            ("malformed", malformed),
-        ):
+        self.count_processed(BatchCounts.of(malformed, seen, placements, alerts))
+
+    def count_processed(self, batch: BatchCounts) -> None:
+        """A processed batch's counts (counted here, or in a process worker and sent)."""
+        for result, count in batch.items:
             if count:
                 self.items.labels(result).inc(count)
-        created = sum(1 for p in placements if p.new_story)
-        if created:
-            self.stories_created.inc(created)
-        for (rule, followup), count in Tally((a.rule, a.followup) for a in alerts).items():
-            self.alerts_raised.labels(rule, "followup" if followup else "first").inc(count)
+        if batch.created:
+            self.stories_created.inc(batch.created)
+        for rule, kind, count in batch.alerts:
+            self.alerts_raised.labels(rule, kind).inc(count)
 
     # ----------------------------------------------------------------- dispatch
 

@@ -186,6 +186,16 @@ class RedisServer:
             return None
         return Path(str(self._lite.dbdir), str(self._lite.dbfilename))
 
+    @property
+    def address(self) -> str:
+        """A URL by which another process reaches this server: its URL, or the embedded
+        server's socket while it runs."""
+        if self.url is not None:
+            return self.url
+        if self._lite is None:
+            raise StoreError("the embedded Redis is not started")
+        return f"unix://{self._lite.socket_file}"
+
     def __repr__(self) -> str:
         if self.url is not None:
             return f"RedisServer({_redacted(self.url)})"

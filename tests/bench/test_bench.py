@@ -155,6 +155,21 @@ def test_dispatch_bench_runs_the_process_role_in_the_same_process_when_asked() -
     assert sys.getswitchinterval() == before  # the daemon's setting did not outlive the run
 
 
+def test_dispatch_bench_runs_the_process_role_in_a_worker_process_when_asked() -> None:
+    """As the daemon runs it beside other roles: a spawned worker on the bench's Redis takes the
+    articles, its alerts go through the bench's channel, its counts come back."""
+    result = CliRunner().invoke(
+        main,
+        ["bench", "dispatch", "--rate", "50", "--seconds", "0.5", "--process-worker", "--count",
+         "60", "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["process_role"] == "worker process"
+    assert report["alerts"] == 25 and report["processed"] == 60
+    assert report["delivered"] > 25  # the worker's own alerts went out too
+
+
 def test_process_counts_commands_round_trips_bytes_and_memory_beside_a_baseline(
     tmp_path: Path,
 ) -> None:
