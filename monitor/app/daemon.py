@@ -214,9 +214,12 @@ class App:
                     await self.stopping.wait()
                 await poller.stop()
                 await asyncio.gather(*loops)
-            if self.workers is not None:  # they finish the queue first, then the alerts go
+            # One deadline for the whole drain, workers' included: they finish the queue first
+            # (within it), then the alerts go in what is left of it.
+            deadline = asyncio.get_running_loop().time() + DRAIN_S
+            if self.workers is not None:
                 await self.workers.stop()
-            await self._drain(processor, dispatcher, in_process)
+            await self._drain(processor, dispatcher, in_process, deadline)
             beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beating
@@ -448,12 +451,13 @@ class App:
                     await asyncio.wait_for(self.stopping.wait(), timeout=delay)
                 delay = min(delay * 2, 30.0)
 
-    async def _drain(self, processor: Processor, dispatcher: Dispatcher, process: bool) -> None:
+    async def _drain(
+        self, processor: Processor, dispatcher: Dispatcher, process: bool, deadline: float
+    ) -> None:
         """Finish what is queued: items into alerts (``process``: here, not in workers),
-        alerts to their channels; within ``DRAIN_S``, since other processes may keep adding.
-        What is left stays in Redis."""
+        alerts to their channels; until ``deadline`` (``DRAIN_S`` after the stop), since other
+        processes may keep adding. What is left stays in Redis."""
         count = self.settings.batch_size
-        deadline = asyncio.get_running_loop().time() + DRAIN_S
         for role, step in (("process", processor.step), ("dispatch", dispatcher.step)):
             if role == "process" and not process:
                 continue
