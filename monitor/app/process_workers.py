@@ -12,7 +12,9 @@ its daemon over a pipe: each step that worked (``/healthz``'s beat of the proces
 step failed, and each batch's counts for ``/metrics``. The daemon sends it each configuration
 it reloads (compiled again in the worker, off its event loop) and, to stop, ``stop``: the
 worker finishes the queue as the daemon would (``DRAIN_S``) and exits. A worker that dies is
-started again with backoff; one whose daemon died (its pipe closed) stops by itself.
+started again with backoff; one whose daemon died (its pipe closed) stops by itself. A worker
+ignores SIGINT and SIGTERM (a terminal's Ctrl-C and systemd's stop reach the whole group): the
+daemon stops it, after its pollers.
 """
 
 from __future__ import annotations
@@ -111,7 +113,10 @@ class _RelayedMetrics(Metrics):
 
 def run_worker(index: int, spec: WorkerSpec, inbox: Connection, outbox: Connection) -> None:
     """A worker process's body (``spawn`` calls it): the process role until told to stop."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's: it says when to stop
+    # Ctrl-C (the terminal's process group) and SIGTERM (systemd's whole control group) are the
+    # daemon's: it says when to stop, after its pollers, so the queue is drained in order.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     configure(*spec.log)
     register(spec.config.secrets)
     asyncio.run(_work(index, spec, inbox, outbox))
@@ -120,7 +125,6 @@ def run_worker(index: int, spec: WorkerSpec, inbox: Connection, outbox: Connecti
 async def _work(index: int, spec: WorkerSpec, inbox: Connection, outbox: Connection) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stopping.set)
     runtime = Runtime.build(spec.config)
     sending = threading.Lock()
 
@@ -219,6 +223,7 @@ class ProcessWorkers:
         self.on_report = on_report
         self.workers: dict[int, _Worker] = {}
         self.exits: list[tuple[int, int | None]] = []  # (worker, exit code) of each death
+        self.ready: set[int] = set()  # the workers running now that said they run
         self._context = multiprocessing.get_context("spawn")
         self._stopping = False
         self._keeping: list[asyncio.Task[None]] = []
@@ -245,6 +250,7 @@ class ProcessWorkers:
         delay = RESTART_S[0]
         while not self.stopping():
             started = loop.time()
+            self.ready.discard(index)
             worker = await asyncio.to_thread(self._spawn, index, loop)
             self.workers[index] = worker
             if self.stopping():  # ``stop`` came while it was being started
@@ -287,11 +293,16 @@ class ProcessWorkers:
                     reports_read.close()
                     return
                 with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to tell
-                    loop.call_soon_threadsafe(self.on_report, report)
+                    loop.call_soon_threadsafe(self._reported, report)
 
         relaying = threading.Thread(target=relay, name=f"process-worker-{index}", daemon=True)
         relaying.start()
         return _Worker(process, inbox_write, relaying)
+
+    def _reported(self, report: Report) -> None:
+        if report.kind == "ready":
+            self.ready.add(report.worker)
+        self.on_report(report)
 
     async def update(self, config: WatchConfig) -> None:
         """A new configuration for every worker (and for those started later)."""
@@ -301,7 +312,7 @@ class ProcessWorkers:
 
     async def stop(self) -> None:
         """Tell every worker to stop; each finishes its queue (``drain_s``) and exits, or is
-        terminated ``STOP_GRACE_S`` later."""
+        killed ``STOP_GRACE_S`` later."""
         self._stopping = True
         for worker in list(self.workers.values()):
             await asyncio.to_thread(_tell, worker, ("stop", None))
@@ -311,8 +322,8 @@ class ProcessWorkers:
             left = max(0.1, limit - (time.monotonic() - started))
             await asyncio.to_thread(worker.process.join, left)
             if worker.process.is_alive():
-                logger.error("process worker %d did not stop in %.0f s: terminated", index, limit)
-                worker.process.terminate()
+                logger.error("process worker %d did not stop in %.0f s: killed", index, limit)
+                worker.process.kill()
                 await asyncio.to_thread(worker.process.join, 5.0)
             await asyncio.to_thread(worker.relay.join, 5.0)  # its last reports handed over
         await asyncio.sleep(0)  # and taken in

@@ -100,9 +100,14 @@ async def test_workers_stop_with_the_daemon(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", redis_url=None, http_port=0, process_workers=2)
     app = App(settings, load_config(rules))
     task = asyncio.create_task(app.run())
-    await until(lambda: app.workers is not None and len(app.workers.pids()) == 2)
+    await until(lambda: app.workers is not None and app.workers.ready == {1, 2})
     assert app.workers is not None
     processes = [worker.process for worker in app.workers.workers.values()]
+    # systemd's stop signals the whole group: a worker leaves stopping to its daemon, which
+    # stops it after its pollers (the queue is drained in order).
+    os.kill(processes[0].pid, signal.SIGTERM)
+    await asyncio.sleep(0.5)
+    assert processes[0].is_alive() and not app.workers.exits
     await add(app, 1, "Maduro freed")
     app.stop()
     await asyncio.wait_for(task, 60)
