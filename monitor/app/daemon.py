@@ -1,6 +1,7 @@
 """The daemon: the chosen roles against one Redis, until SIGINT or SIGTERM.
 
-Stopping stops new polls, lets the queues drain, and returns cleanly. The rules directory is
+Beside other roles, the process role runs in worker processes of the daemon's own
+(``process_workers``). Stopping stops new polls, lets the queues drain, and returns cleanly. The rules directory is
 watched and reloaded without a restart; ``/healthz`` and ``/metrics`` are served meanwhile.
 """
 
