@@ -1,8 +1,9 @@
 """The daemon: the chosen roles against one Redis, until SIGINT or SIGTERM.
 
 Beside other roles, the process role runs in worker processes of the daemon's own
-(``process_workers``). Stopping stops new polls, lets the queues drain, and returns cleanly. The rules directory is
-watched and reloaded without a restart; ``/healthz`` and ``/metrics`` are served meanwhile.
+(``process_workers``). Stopping stops new polls, lets the queues drain, and returns cleanly.
+The rules directory is watched and reloaded without a restart; ``/healthz`` and ``/metrics``
+are served meanwhile.
 """
 
 from __future__ import annotations
