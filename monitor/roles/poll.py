@@ -319,12 +319,17 @@ class Poller:
                 self._schedule(scheduled)
 
     async def stop(self, timeout_s: float = 30.0) -> None:
-        """No new polls; polls in flight get ``timeout_s`` to finish."""
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
-            self._scheduler = None
+        """No new polls; polls in flight get ``timeout_s`` to finish. The scheduler is shut
+        down only then: its shutdown cancels the jobs still running (a poll cut off in the
+        middle, and an error logged for it)."""
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None:
+            scheduler.pause()
+            await asyncio.sleep(0)  # a job handed to the loop just before says it is in flight
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=timeout_s)
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
 
 
 def _jittered(interval: float) -> float:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
+
+import pytest
 
 from monitor.core.polling import FeedHealth, PollSpec, next_interval
 from monitor.models import Item
@@ -128,3 +131,30 @@ async def test_a_source_that_raises_fails_alone_and_its_health_says_so(store: St
     # The poll can run again: nothing died.
     assert await poller.poll(poller.sources[0], force=True) is None
     assert broken.fetches == 2
+
+
+class Started(Counting):
+    """A slow source that says when a fetch has begun."""
+
+    def __init__(self, *, delay_s: float) -> None:
+        super().__init__(delay_s=delay_s)
+        self.started = asyncio.Event()
+
+    async def fetch(self, state: Mapping[str, str]) -> FetchResult:
+        self.started.set()
+        return await super().fetch(state)
+
+
+async def test_a_poll_in_flight_at_stop_finishes_instead_of_being_cancelled(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stopping lets the scheduled poll that is running finish (the scheduler's own shutdown
+    would cancel it, and log the cancellation as a job's error)."""
+    source = Started(delay_s=0.5)
+    poller = Poller(store, [Scheduled(source, PollSpec(60, 60, 60))], owner="a")
+    poller.start()
+    await asyncio.wait_for(source.started.wait(), 10)  # the first poll is under way
+    await poller.stop(timeout_s=10)
+    assert not poller.running
+    assert await store.items.length() == 1  # its item went in
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
