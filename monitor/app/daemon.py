@@ -182,6 +182,7 @@ class App:
                 )
                 self.workers.start()
             if in_process:
+                await asyncio.to_thread(lambda: self.runtime.matcher)  # compiled before a batch
                 await processor.start()
             if "dispatch" in self.roles:
                 await dispatcher.start()
@@ -299,7 +300,8 @@ class App:
         assert self.rules_dir is not None
         rules_dir = self.rules_dir
         try:
-            config, runtime = await asyncio.to_thread(compiled, rules_dir)
+            matching = "process" in self.roles and self.workers is None
+            config, runtime = await asyncio.to_thread(compiled, rules_dir, matching=matching)
             register(config.secrets)
             sources = build_sources(config, self.http, self.limits) if "poll" in self.roles else []
             channels = self._channels(config)
@@ -468,7 +470,11 @@ class App:
                     break
 
 
-def compiled(rules_dir: Path) -> tuple[WatchConfig, Runtime]:
-    """The rules directory read and compiled (run in a thread by ``App.reload``)."""
+def compiled(rules_dir: Path, *, matching: bool = True) -> tuple[WatchConfig, Runtime]:
+    """The rules directory read and compiled (run in a thread by ``App.reload``); the rules
+    compiled for matching too when this process matches (``matching``)."""
     config = load_config(rules_dir)
-    return config, Runtime.build(config)
+    runtime = Runtime.build(config)
+    if matching:
+        _ = runtime.matcher
+    return config, runtime

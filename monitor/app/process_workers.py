@@ -126,6 +126,7 @@ async def _work(index: int, spec: WorkerSpec, inbox: Connection, outbox: Connect
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     runtime = Runtime.build(spec.config)
+    _ = runtime.matcher  # compiled before the first batch
     sending = threading.Lock()
 
     def send(kind: str, fields: dict[str, Any] | None = None) -> None:
@@ -145,7 +146,9 @@ async def _work(index: int, spec: WorkerSpec, inbox: Connection, outbox: Connect
                 kind, value = "stop", None  # the daemon is gone
             if kind == "config":
                 register(value.secrets)
-                loop.call_soon_threadsafe(swap, Runtime.build(value))
+                compiled = Runtime.build(value)
+                _ = compiled.matcher  # here, off the event loop, before it is swapped in
+                loop.call_soon_threadsafe(swap, compiled)
             elif kind == "stop":
                 loop.call_soon_threadsafe(stopping.set)
                 return

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from monitor.clock import Clock, system_clock, utc_now
@@ -65,12 +66,18 @@ class Runtime:
     """The configuration in force and what is compiled from it; swapped whole on reload."""
 
     config: WatchConfig
-    matcher: Matcher
     rules: Mapping[str, Rule] = field(default_factory=dict)
 
     @classmethod
     def build(cls, config: WatchConfig) -> Runtime:
-        return cls(config, Matcher(config.rules), {rule.id: rule for rule in config.rules})
+        return cls(config, {rule.id: rule for rule in config.rules})
+
+    @cached_property
+    def matcher(self) -> Matcher:
+        """The rules compiled for matching, when first needed: whoever matches compiles them
+        before swapping a reloaded runtime in (``compiled``, off the event loop); a daemon
+        whose process role runs in workers never does (they compile their own)."""
+        return Matcher(self.config.rules)
 
 
 def _read_and_analyse(

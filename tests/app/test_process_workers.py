@@ -75,6 +75,26 @@ async def test_the_process_role_runs_in_a_worker_that_reports_to_the_daemon(
         await add(app, number, "Lavrov calls Caracas")
         number += 1
         await asyncio.sleep(0.2)
+    # The daemon never compiled the rules for matching: its worker matches.
+    assert "matcher" not in vars(app.runtime)
+
+
+async def test_without_workers_the_daemon_compiles_its_rules_before_a_batch(
+    tmp_path: Path,
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "rules.yaml").write_text("rules:\n  - {id: first, query: maduro}\n")
+    settings = Settings(data_dir=tmp_path / "data", redis_url=None, http_port=0, process_workers=0)
+    app = App(settings, load_config(rules))
+    assert "matcher" not in vars(app.runtime)
+    task = asyncio.create_task(app.run())
+    await until(lambda: "process" in app.beats)
+    assert app.workers is None and "matcher" in vars(app.runtime)
+    await add(app, 1, "Maduro freed")
+    await until(lambda: alerts_raised(app, "first") == 1)
+    app.stop()
+    await asyncio.wait_for(task, 60)
 
 
 async def test_a_worker_that_dies_is_started_again_and_the_daemon_says_so(
