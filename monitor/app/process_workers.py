@@ -145,9 +145,13 @@ async def _work(index: int, spec: WorkerSpec, inbox: Connection, outbox: Connect
             except (EOFError, OSError):
                 kind, value = "stop", None  # the daemon is gone
             if kind == "config":
-                register(value.secrets)
-                compiled = Runtime.build(value)
-                _ = compiled.matcher  # here, off the event loop, before it is swapped in
+                try:
+                    register(value.secrets)
+                    compiled = Runtime.build(value)
+                    _ = compiled.matcher  # here, off the event loop, before it is swapped in
+                except Exception as exc:  # the daemon checked it; still, the last one stays
+                    logger.exception("process worker %d: new rules not compiled: %s", index, exc)
+                    continue
                 loop.call_soon_threadsafe(swap, compiled)
             elif kind == "stop":
                 loop.call_soon_threadsafe(stopping.set)
@@ -189,10 +193,12 @@ async def _work(index: int, spec: WorkerSpec, inbox: Connection, outbox: Connect
                     await asyncio.wait_for(stopping.wait(), timeout=delay)
                 delay = min(delay * 2, RESTART_S[1])
         deadline = loop.time() + spec.drain_s
-        with contextlib.suppress(Exception):
+        try:
             while loop.time() < deadline:
                 if await processor.step(spec.consumer, count=settings.batch_size) == 0:
                     break
+        except Exception as exc:  # what is left stays pending, for the next consumer
+            logger.error("process worker %d: drain stopped: %s", index, exc)
         beating.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beating
