@@ -15,7 +15,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Collection
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ from monitor.app.config_files import SUFFIXES, load_config, rule_files
 from monitor.app.process_workers import ProcessWorkers, Report, WorkerSpec, worker_count
 from monitor.app.settings import Settings
 from monitor.app.slack_actions import SlackActions, signing_secrets
+from monitor.app.stepping import Step, drain, keep_stepping
 from monitor.app.wiring import (
     ThreadStore,
     build_channels,
@@ -42,7 +43,7 @@ from monitor.core.rules import WatchConfig
 from monitor.errors import ConfigError, StoreError
 from monitor.http import make_client
 from monitor.ops.endpoints import Server
-from monitor.ops.logs import context, in_force
+from monitor.ops.logs import in_force
 from monitor.ops.metrics import Metrics
 from monitor.ops.redaction import redact, register
 from monitor.ops.watchdog import Operator
@@ -99,6 +100,7 @@ class App:
         self.rules_dir = rules_dir
         self.runtime = Runtime.build(config)
         self.roles = frozenset(roles)
+        self.here = self.roles  # the roles this process runs itself (not in its workers)
         self.limits = fetch_limits(settings)
         self.http = make_client(self.limits)  # one client, shared by every HTTP source
         self.sources = build_sources(config, self.http, self.limits) if "poll" in self.roles else []
@@ -163,10 +165,12 @@ class App:
                 alive_s=ALIVE_S,
             )
             # Alive before the first read: a restart finds its predecessor's work at once.
-            beating = asyncio.create_task(self._heartbeat([self.consumer, dispatcher.owner]))
+            beating = asyncio.create_task(
+                store.keep_alive([self.consumer, dispatcher.owner], ALIVE_S, HEARTBEAT_S)
+            )
             workers = worker_count(self.settings, self.roles, once)
-            in_process = "process" in self.roles and not workers
             if workers:
+                self.here = self.roles - {"process"}
                 self.workers = ProcessWorkers(
                     workers,
                     WorkerSpec(
@@ -181,6 +185,7 @@ class App:
                     self._reported,
                 )
                 self.workers.start()
+            in_process = "process" in self.here
             if in_process:
                 await asyncio.to_thread(lambda: self.runtime.matcher)  # compiled before a batch
                 await processor.start()
@@ -209,7 +214,7 @@ class App:
                 loops = [
                     asyncio.create_task(self._loop(role.step, role_name))
                     for role, role_name in ((processor, "process"), (dispatcher, "dispatch"))
-                    if role_name in self.roles and (role_name != "process" or in_process)
+                    if role_name in self.here
                 ]
                 if self.rules_dir is not None:
                     loops.append(asyncio.create_task(self._watch(poller)))
@@ -222,7 +227,7 @@ class App:
             deadline = asyncio.get_running_loop().time() + DRAIN_S
             if self.workers is not None:
                 await self.workers.stop()
-            await self._drain(processor, dispatcher, in_process, deadline)
+            await self._drain(processor, dispatcher, deadline)
             beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beating
@@ -252,18 +257,6 @@ class App:
             )
         else:
             self.failing.pop("process", None)
-
-    async def _heartbeat(self, owners: list[str]) -> None:
-        """Keep this process's consumer and dispatcher alive in Redis (``ALIVE_S``, renewed
-        every ``HEARTBEAT_S``): when the beat stops, other processes take over their pending
-        entries and settle their sends in flight. Redis trouble is retried on the next beat."""
-        assert self.store is not None
-        while True:
-            try:
-                await self.store.beat(owners, ALIVE_S)
-            except StoreError as exc:
-                logger.warning("heartbeat not written: %s", exc)
-            await asyncio.sleep(HEARTBEAT_S)
 
     async def _watch(self, poller: Poller) -> None:
         """Reload the configuration whenever a YAML file under the rules directory changes.
@@ -300,7 +293,7 @@ class App:
         assert self.rules_dir is not None
         rules_dir = self.rules_dir
         try:
-            matching = "process" in self.roles and self.workers is None
+            matching = "process" in self.here
             config, runtime = await asyncio.to_thread(compiled, rules_dir, matching=matching)
             register(config.secrets)
             sources = build_sources(config, self.http, self.limits) if "poll" in self.roles else []
@@ -428,46 +421,27 @@ class App:
         snapshot = await read_gauges(self.store, sources) if self.store is not None else None
         self.metrics.redis.update(snapshot)
 
-    async def _loop(self, step: Callable[..., Awaitable[int]], role: str) -> None:
-        """Run one role until stopped; a Redis outage is waited out with backoff. Each step
-        that works is a heartbeat, each failure a reason not to be healthy (``health``)."""
-        delay = 1.0
-        while not self.stopping.is_set():
-            try:
-                await step(self.consumer, count=self.settings.batch_size, block_ms=1000)
-                self.beats[role] = asyncio.get_running_loop().time()
-                self.failing.pop(role, None)
-                delay = 1.0
-            except Exception as exc:  # a role never dies quietly: log, wait, go on
-                self.failing[role] = str(exc) or type(exc).__name__
-                if isinstance(exc, StoreError):
-                    logger.error(
-                        "%s: %s; retrying in %.0f s", role, exc, delay, extra=context(role=role)
-                    )
-                else:
-                    logger.exception(
-                        "%s: unexpected error; retrying in %.0f s",
-                        role,
-                        delay,
-                        extra=context(role=role),
-                    )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), timeout=delay)
-                delay = min(delay * 2, 30.0)
+    async def _loop(self, step: Step, role: str) -> None:
+        """Run one role until stopped (``stepping.keep_stepping``): each step that works is a
+        heartbeat, each failure a reason not to be healthy (``health``)."""
 
-    async def _drain(
-        self, processor: Processor, dispatcher: Dispatcher, process: bool, deadline: float
-    ) -> None:
-        """Finish what is queued: items into alerts (``process``: here, not in workers),
-        alerts to their channels; until ``deadline`` (``DRAIN_S`` after the stop), since other
-        processes may keep adding. What is left stays in Redis."""
+        def stepped() -> None:
+            self.beats[role] = asyncio.get_running_loop().time()
+            self.failing.pop(role, None)
+
+        def failed(reason: str) -> None:
+            self.failing[role] = reason
+
         count = self.settings.batch_size
+        await keep_stepping(step, role, self.consumer, count, self.stopping, stepped, failed)
+
+    async def _drain(self, processor: Processor, dispatcher: Dispatcher, deadline: float) -> None:
+        """Finish what is queued here: items into alerts (unless workers do it), alerts to their
+        channels; until ``deadline`` (``DRAIN_S`` after the stop), since other processes may
+        keep adding. What is left stays in Redis."""
         for role, step in (("process", processor.step), ("dispatch", dispatcher.step)):
-            if role == "process" and not process:
-                continue
-            while role in self.roles and asyncio.get_running_loop().time() < deadline:
-                if await step(self.consumer, count=count) == 0:
-                    break
+            if role in self.here:
+                await drain(step, self.consumer, self.settings.batch_size, deadline)
 
 
 def compiled(rules_dir: Path, *, matching: bool = True) -> tuple[WatchConfig, Runtime]:

@@ -34,9 +34,9 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from monitor.app.settings import Settings
+from monitor.app.stepping import drain, keep_stepping
 from monitor.app.wiring import open_store, story_keeper
 from monitor.core.rules import WatchConfig
-from monitor.errors import StoreError
 from monitor.ops.logs import LogFormat, configure, context
 from monitor.ops.metrics import BatchCounts, Metrics
 from monitor.ops.redaction import register
@@ -170,49 +170,32 @@ async def _work(index: int, spec: WorkerSpec, inbox: Connection, outbox: Connect
             metrics=_RelayedMetrics(send),
             take_over_dead=True,
         )
-        beating = asyncio.create_task(_heartbeat(store, spec))
+        beating = asyncio.create_task(
+            store.keep_alive([spec.consumer], spec.alive_s, spec.heartbeat_s)
+        )
         await processor.start()
         gc.collect()
         gc.freeze()
         logger.info("process worker %d running as %s (pid %d)", index, spec.consumer, os.getpid())
         send("ready")
-        delay = RESTART_S[0]
-        while not stopping.is_set():
-            try:
-                await processor.step(spec.consumer, count=settings.batch_size, block_ms=1000)
-                send("beat")
-                delay = RESTART_S[0]
-            except Exception as exc:  # as the daemon's own loops: log, wait, go on
-                reason = str(exc) or type(exc).__name__
-                send("failing", {"reason": reason})
-                if isinstance(exc, StoreError):
-                    logger.error("process: %s; retrying in %.0f s", exc, delay)
-                else:
-                    logger.exception("process: unexpected error; retrying in %.0f s", delay)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), timeout=delay)
-                delay = min(delay * 2, RESTART_S[1])
-        deadline = loop.time() + spec.drain_s
+        count = settings.batch_size
+        await keep_stepping(
+            processor.step,
+            "process",
+            spec.consumer,
+            count,
+            stopping,
+            lambda: send("beat"),
+            lambda reason: send("failing", {"reason": reason}),
+        )
         try:
-            while loop.time() < deadline:
-                if await processor.step(spec.consumer, count=settings.batch_size) == 0:
-                    break
+            await drain(processor.step, spec.consumer, count, loop.time() + spec.drain_s)
         except Exception as exc:  # what is left stays pending, for the next consumer
             logger.error("process worker %d: drain stopped: %s", index, exc)
         beating.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beating
     gc.unfreeze()
-
-
-async def _heartbeat(store: Any, spec: WorkerSpec) -> None:
-    """The worker's consumer kept alive in Redis, as the daemon keeps its own."""
-    while True:
-        try:
-            await store.beat([spec.consumer], spec.alive_s)
-        except StoreError as exc:
-            logger.warning("heartbeat not written: %s", exc)
-        await asyncio.sleep(spec.heartbeat_s)
 
 
 @dataclass
@@ -281,10 +264,10 @@ class ProcessWorkers:
     def _spawn(self, index: int, loop: asyncio.AbstractEventLoop) -> _Worker:
         """Start worker ``index`` (in a thread: spawning pickles the configuration) and the
         thread that hands its reports to the event loop."""
-        spec = self.spec  # with the latest configuration (``update``)
         inbox_read, inbox_write = self._context.Pipe(duplex=False)
         reports_read, reports_write = self._context.Pipe(duplex=False)
-        worker_spec = replace(spec, consumer=self.consumer(index))
+        # The latest configuration (``update``), under the worker's own consumer name.
+        worker_spec = replace(self.spec, consumer=self.consumer(index))
         process = self._context.Process(
             target=run_worker,
             args=(index, worker_spec, inbox_read, reports_write),

@@ -95,6 +95,14 @@ def _alert(n: int) -> Alert:
     )
 
 
+async def _queue(store: Store, items: list[Item]) -> None:
+    """``items`` into the items stream, for the process role to take (500 an append)."""
+    from monitor.store.streams import item_entry
+
+    for start in range(0, len(items), 500):
+        await store.items.add_many([item_entry(i) for i in items[start : start + 500]])
+
+
 async def _saturate(
     store: Store, items: list[Item], yaml_text: str, stop: asyncio.Event, running: asyncio.Event
 ) -> int:
@@ -103,13 +111,11 @@ async def _saturate(
     from monitor.core.rules import build_config
     from monitor.roles.process import Processor, Runtime
     from monitor.store.stories import StoryKeeper
-    from monitor.store.streams import item_entry
 
     runtime = Runtime.build(build_config([("bench.yaml", yaml_text)], {}))
     processor = Processor(store, lambda: runtime, StoryKeeper(store), channels=["hook"])
     await processor.start()
-    for start in range(0, len(items), 500):
-        await store.items.add_many([item_entry(i) for i in items[start : start + 500]])
+    await _queue(store, items)
     done = 0
     while taken := await processor.step("bench", count=100):
         done += taken
@@ -135,10 +141,8 @@ async def _saturate_in_worker(
     from monitor.app.settings import Settings
     from monitor.core.rules import build_config
     from monitor.ops.logs import in_force
-    from monitor.store.streams import item_entry
 
-    for start in range(0, len(items), 500):
-        await store.items.add_many([item_entry(i) for i in items[start : start + 500]])
+    await _queue(store, items)
     done = 0
 
     def reported(report: Report) -> None:

@@ -80,19 +80,6 @@ class Runtime:
         return Matcher(self.config.rules)
 
 
-def _read_and_analyse(
-    entries: Sequence[tuple[str, dict[str, Any]]],
-) -> tuple[list[tuple[str, Item]], list[Analysis]]:
-    """The items of stream entries (a malformed one is logged and left out) and their words."""
-    items: list[tuple[str, Item]] = []
-    for entry_id, payload in entries:
-        try:
-            items.append((entry_id, entry_item(payload)))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            logger.error("dropping malformed item entry: %r", exc, extra=context(entry=entry_id))
-    return items, [analyse_item(item) for _, item in items]
-
-
 def claim_story(item: Item, placed: Placement) -> str:
     """The story a rule's match is claimed under: the item's story when the tie to it is
     confident, else a story of the item's own (so a loose tie alerts instead of hiding as a
@@ -193,11 +180,19 @@ class Processor:
     def _items_of(
         self, entries: Sequence[tuple[str, dict[str, Any]]]
     ) -> tuple[list[tuple[str, Item]], list[Analysis], list[Once]]:
-        """``_read_and_analyse`` and each item's level-1 keys (seen before, by source + GUID or
-        by canonical URL), checked in the round trip that reads the items' lines for placement:
-        a seen item is not placed."""
-        items, analysed = _read_and_analyse(entries)
+        """The items of stream entries (a malformed one is logged and left out), their words,
+        and their level-1 keys (seen before, by source + GUID or by canonical URL), checked in
+        the round trip that reads the items' lines for placement: a seen item is not placed."""
+        items: list[tuple[str, Item]] = []
+        for entry_id, payload in entries:
+            try:
+                items.append((entry_id, entry_item(payload)))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                logger.error(
+                    "dropping malformed item entry: %r", exc, extra=context(entry=entry_id)
+                )
         keys, ttl = self.store.keys, self.store.seen_ttl
+        analysed = [analyse_item(item) for _, item in items]
         once = [Once(seen_keys(keys, item), entry_id, ttl) for entry_id, item in items]
         return items, analysed, once
 

@@ -7,7 +7,9 @@ releases a digest (``release_holds``), which must move a bucket and queue its en
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -17,6 +19,7 @@ from typing import Any, Final, cast
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from monitor.errors import StoreError
 from monitor.store.commands import as_float, translated
 from monitor.store.keys import ALERT_COUNTS_TTL_S, Keys, alert_bucket
 from monitor.store.streams import Stream, decode, encode
@@ -30,6 +33,8 @@ __all__ = [
     "SendState",
     "alert_record",
 ]
+
+logger = logging.getLogger(__name__)
 
 ALIVE_TTL_S: Final = 120  # longer than any channel's send timeout
 
@@ -80,6 +85,17 @@ class Deliveries:
                 for owner in owners:
                     pipe.set(self.keys.alive(owner), "1", px=max(int(ttl_s * 1000), 1))
                 await pipe.execute()
+
+    async def keep_alive(self, owners: Sequence[str], ttl_s: float, every_s: float) -> None:
+        """``beat`` every ``every_s`` until cancelled (a daemon's, a process worker's): when it
+        stops, other processes take over the owners' pending entries and settle their sends in
+        flight. Redis trouble is logged and the next beat tries again."""
+        while True:
+            try:
+                await self.beat(owners, ttl_s)
+            except StoreError as exc:
+                logger.warning("heartbeat not written: %s", exc)
+            await asyncio.sleep(every_s)
 
     async def alive_many(self, owners: list[str]) -> list[bool]:
         """Whether each named consumer's heartbeat is current."""
